@@ -1,0 +1,65 @@
+"""Redraw every figure from result files (no training).
+
+    python -m mdtheory.plots --results results --out figures [--only NAME ...]
+
+A figure whose result files are missing is skipped with a one-line message on
+stdout; the exit status is 0 unless a figure failed for another reason (then
+the error is reported and the status is 1), or the arguments are bad (2).
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+
+from mdtheory.cli import OneLineParser, run_cli
+from mdtheory.errors import UserError
+
+from . import lm, parity, theory
+from .style import MissingData, apply_style, save_figure
+
+ALL_FIGURES = {**theory.FIGURES, **parity.FIGURES, **lm.FIGURES}
+
+
+def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[str, str]:
+    """Draw each figure; returns {name: 'written' | 'skipped: why' | 'failed: why'}."""
+    apply_style()
+    outcome = {}
+    for name, draw in ALL_FIGURES.items():
+        if only and name not in only:
+            continue
+        try:
+            fig = draw(Path(results))
+        except MissingData as why:
+            outcome[name] = f"skipped: {why}"
+        except Exception as exc:  # noqa: BLE001 - one bad figure must not stop the rest
+            traceback.print_exc(file=sys.stderr)
+            outcome[name] = f"failed: {type(exc).__name__}: {exc}"
+        else:
+            save_figure(fig, out, name)
+            outcome[name] = "written"
+        if verbose:
+            print(f"{name:28s} {outcome[name]}")
+    return outcome
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="python -m mdtheory.plots", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results", help="results folder (default: results)")
+    parser.add_argument("--out", default="figures", help="output folder (default: figures)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="draw only these figures")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UserError(f"results folder {results} does not exist")
+    if args.only:
+        unknown = sorted(set(args.only) - set(ALL_FIGURES))
+        if unknown:
+            raise UserError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(ALL_FIGURES)}")
+    outcome = draw_all(results, Path(args.out), args.only)
+    failed = [n for n, o in outcome.items() if o.startswith("failed")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,380 @@
+"""Parity figures, read from results/parity/.
+
+    parity_accuracy         train / held-out accuracy vs step, OS vs AR vs MD
+                            windows, mean and min-max band over seeds (Fig 2)
+    parity_os_long          output supervision over its whole run (Fig 6)
+    parity_reduced_models   uniform-attention and MLP models (Fig 5)
+    parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per k
+    parity_signal_noise     measured loss on signal- vs noise-regime tokens
+    parity_energy           E(W) over training (MLP runs that log it)
+
+Input: results/parity/runs/<run>/{config.json,metrics.jsonl} and
+results/parity/summary.csv. Config keys are looked up by name, at any depth,
+so the reader survives small changes in the engine's config layout.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .style import MissingData, colours, figure
+
+MAIN_MODEL = "transformer"
+
+
+# --- reading ---------------------------------------------------------------
+
+def _find(config: dict, *names, default=None):
+    """First value under any of ``names`` in a (possibly nested) dict."""
+    for name in names:
+        if name in config:
+            return config[name]
+    for value in config.values():
+        if isinstance(value, dict):
+            found = _find(value, *names, default=None)
+            if found is not None:
+                return found
+    return default
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line from a killed run
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class Run:
+    name: str
+    objective: str
+    model: str
+    n: int | None
+    k: int | None
+    train_size: int | None
+    weight_decay: float | None
+    t0: float | None
+    t1: float | None
+    seed: int | None
+    metrics: pd.DataFrame = field(repr=False)
+
+    @property
+    def setting(self):
+        return (self.n, self.k, self.train_size)
+
+    @property
+    def label(self) -> str:
+        if self.objective == "md":
+            return f"MD $U[{_fmt(self.t0)},{_fmt(self.t1)}]$"
+        return {"os": "output sup.", "ar": "AR"}.get(self.objective, self.objective)
+
+    @property
+    def condition(self):
+        return (self.objective, self.model, self.setting, self.weight_decay, self.t0, self.t1)
+
+
+def _fmt(x) -> str:
+    return "?" if x is None else f"{float(x):g}"
+
+
+def _num(x, cast=float):
+    try:
+        return None if x is None else cast(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def load_runs(results: Path) -> list[Run]:
+    runs_dir = Path(results) / "parity" / "runs"
+    runs = []
+    for cfg_path in sorted(runs_dir.glob("*/config.json")):
+        metrics_path = cfg_path.parent / "metrics.jsonl"
+        if not metrics_path.exists():
+            continue
+        config = json.loads(cfg_path.read_text())
+        metrics = read_jsonl(metrics_path)
+        if metrics.empty or "step" not in metrics:
+            continue
+        window = _find(config, "window")
+        t0, t1 = (window if isinstance(window, (list, tuple)) and len(window) == 2
+                  else (_find(config, "t0"), _find(config, "t1")))
+        objective = str(_find(config, "objective", default="md"))
+        runs.append(Run(
+            name=cfg_path.parent.name,
+            objective=objective,
+            model=str(_find(config, "model", "model_type", default=MAIN_MODEL)),
+            n=_num(_find(config, "n"), int),
+            k=_num(_find(config, "k"), int),
+            train_size=_num(_find(config, "train_size", "N"), int),
+            weight_decay=_num(_find(config, "weight_decay", "wd")),
+            t0=_num(t0) if objective == "md" else None,
+            t1=_num(t1) if objective == "md" else None,
+            seed=_num(_find(config, "seed"), int),
+            metrics=metrics.sort_values("step").reset_index(drop=True),
+        ))
+    return runs
+
+
+def _require_runs(results: Path) -> list[Run]:
+    runs = load_runs(results)
+    if not runs:
+        raise MissingData(f"no runs with config.json + metrics.jsonl under {Path(results) / 'parity' / 'runs'}")
+    return runs
+
+
+def main_setting(runs: list[Run]):
+    """The (n, k, N) of the transformer runs with the most distinct conditions."""
+    scored = {}
+    for run in runs:
+        if run.model == MAIN_MODEL:
+            scored.setdefault(run.setting, set()).add(run.condition)
+    if not scored:
+        raise MissingData("no transformer parity runs")
+    return max(scored, key=lambda s: (len(scored[s]), str(s)))
+
+
+def seed_band(runs: list[Run], column: str) -> pd.DataFrame:
+    """Mean, min and max of ``column`` over seeds, on the steps all share."""
+    frames = [r.metrics.set_index("step")[column].rename(i) for i, r in enumerate(runs)
+              if column in r.metrics]
+    if not frames:
+        return pd.DataFrame(columns=["mean", "lo", "hi", "seeds"])
+    table = pd.concat(frames, axis=1).sort_index()
+    table = table.interpolate(limit_area="inside")  # eval steps may differ slightly
+    return pd.DataFrame({"mean": table.mean(axis=1), "lo": table.min(axis=1),
+                         "hi": table.max(axis=1), "seeds": table.notna().sum(axis=1)})
+
+
+def _group(runs: list[Run]) -> dict:
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault(run.condition, []).append(run)
+    return groups
+
+
+def _order(condition) -> tuple:
+    objective, _, _, _, t0, t1 = condition
+    rank = {"os": 0, "ar": 1, "md": 2}.get(objective, 3)
+    return (rank, t0 or 0.0, t1 or 0.0)
+
+
+def _plot_band(ax, band: pd.DataFrame, colour, label, ls="-"):
+    ax.plot(band.index, band["mean"], color=colour, ls=ls, label=label)
+    if band["seeds"].max() > 1:
+        ax.fill_between(band.index, band["lo"], band["hi"], color=colour, alpha=0.18, lw=0)
+
+
+def _accuracy_axes(ax, title):
+    ax.set_ylim(0.4, 1.02)
+    ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+    ax.set_title(title)
+    ax.set_xlabel("step")
+
+
+# --- figures ---------------------------------------------------------------
+
+def accuracy(results: Path):
+    """Fig 2: one row per weight decay, columns train / held-out accuracy.
+
+    The x-axis stops at the longest MD run, so a long OS run does not squeeze
+    the MD curves (the whole OS run is parity_os_long).
+    """
+    runs = _require_runs(results)
+    setting = main_setting(runs)
+    chosen = [r for r in runs if r.model == MAIN_MODEL and r.setting == setting]
+    groups = _group(chosen)
+    # the paper's setting (largest weight decay) on top
+    decays = sorted({c[3] for c in groups}, key=lambda w: (w is None, -(w or 0.0)))
+    conditions = sorted({c[:1] + c[4:] for c in groups}, key=lambda c: _order((c[0], None, None, None, c[1], c[2])))
+    palette = dict(zip(conditions, colours(len(conditions))))
+    md_steps = [r.metrics["step"].max() for r in chosen if r.objective == "md"]
+    x_max = max(md_steps) if md_steps else max(r.metrics["step"].max() for r in chosen)
+    fig, axes = figure("full", aspect=0.3, ncols=2, nrows=len(decays), sharey=True,
+                       layout="constrained")
+    for row, wd in enumerate(decays):
+        for col, (column, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
+            ax = axes[row, col]
+            for cond in sorted((c for c in groups if c[3] == wd), key=_order):
+                members = groups[cond]
+                band = seed_band(members, column)
+                band = band[band.index <= x_max]
+                if band.empty:
+                    continue
+                colour = palette[cond[:1] + cond[4:]]
+                ls = "--" if cond[0] == "os" else ("-." if cond[0] == "ar" else "-")
+                _plot_band(ax, band, colour, f"{members[0].label} ({len(members)})", ls)
+            n, k, size = setting
+            _accuracy_axes(ax, f"{what} accuracy, $(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}")
+            ax.set_xlim(0, x_max)
+            if col == 0:
+                ax.set_ylabel("accuracy")
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6),
+               title="objective (number of seeds); band: min-max over seeds")
+    return fig
+
+
+def os_long(results: Path):
+    """Fig 6: output supervision over its full run."""
+    runs = [r for r in _require_runs(results) if r.objective == "os" and r.model == MAIN_MODEL]
+    if not runs:
+        raise MissingData("no output-supervision runs")
+    setting = main_setting(runs)
+    runs = [r for r in runs if r.setting == setting]
+    groups = _group(runs)
+    fig, axes = figure("column")
+    ax = axes[0, 0]
+    palette = colours(2 * len(groups))
+    for i, cond in enumerate(sorted(groups, key=lambda c: str(c[3]))):
+        for j, (column, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
+            band = seed_band(groups[cond], column)
+            _plot_band(ax, band, palette[2 * i + j], f"{what}, wd={_fmt(cond[3])} ({len(groups[cond])})",
+                       "-" if j else "--")
+    n, k, size = setting
+    _accuracy_axes(ax, f"output supervision, $(n,k)=({n},{k})$, $N={size}$")
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def reduced_models(results: Path):
+    """Fig 5: the uniform-attention transformer and the 2-layer MLP."""
+    runs = [r for r in _require_runs(results) if r.model != MAIN_MODEL]
+    if not runs:
+        raise MissingData("no uniform-attention or MLP parity runs")
+    models = sorted({r.model for r in runs})
+    fig, axes = figure("full", aspect=0.36, ncols=len(models), sharey=True)
+    for ax, model in zip(axes[0], models):
+        groups = _group([r for r in runs if r.model == model])
+        palette = colours(len(groups))
+        for colour, cond in zip(palette, sorted(groups, key=_order)):
+            members = groups[cond]
+            for column, ls, what in (("train_acc", "--", "train"), ("val_acc", "-", "held-out")):
+                band = seed_band(members, column)
+                if not band.empty:
+                    _plot_band(ax, band, colour, f"{members[0].label}, {what}", ls)
+        n, k, size = members[0].setting
+        _accuracy_axes(ax, f"{model}, $(n,k)=({n},{k})$, $N={size}$")
+        ax.legend(loc="lower right")
+    axes[0, 0].set_ylabel("accuracy")
+    return fig
+
+
+def _summary(results: Path) -> pd.DataFrame:
+    path = Path(results) / "parity" / "summary.csv"
+    if not path.exists():
+        raise MissingData(f"{path} not found")
+    table = pd.read_csv(path)
+    needed = {"objective", "k", "P_S", "steps_to_val_99", "steps"}
+    if not needed <= set(table.columns):
+        raise MissingData(f"{path} lacks columns {sorted(needed - set(table.columns))}")
+    return table
+
+
+def theory_vs_speed(results: Path):
+    """P_S of the window (theory) against steps to 0.99 held-out accuracy.
+
+    Runs that never reach 0.99 are drawn as open triangles at their step
+    budget (a lower bound on the true time). Spearman's rho per k is computed
+    with never-reached runs ranked last.
+    """
+    from scipy.stats import spearmanr
+
+    table = _summary(results)
+    md = table[(table["objective"] == "md") & table["P_S"].notna()]
+    if "model" in md:
+        md = md[md["model"].fillna(MAIN_MODEL) == MAIN_MODEL]
+    if md.empty:
+        raise MissingData("summary.csv has no MD transformer rows with P_S")
+    fig, axes = figure("column", aspect=0.75)
+    ax = axes[0, 0]
+    ks = sorted(md["k"].unique())
+    for colour, k in zip(colours(len(ks)), ks):
+        rows = md[md["k"] == k]
+        reached = rows["steps_to_val_99"].notna()
+        ax.plot(rows.loc[reached, "P_S"], rows.loc[reached, "steps_to_val_99"], "o", color=colour,
+                alpha=0.8, label=None)
+        ax.plot(rows.loc[~reached, "P_S"], rows.loc[~reached, "steps"], "^", mfc="none", color=colour, alpha=0.8)
+        speed = rows["steps_to_val_99"].fillna(np.inf)
+        rho = spearmanr(rows["P_S"], speed).statistic if rows["P_S"].nunique() > 1 else np.nan
+        medians = rows[reached].groupby("P_S")["steps_to_val_99"].median()
+        ax.plot(medians.index, medians.values, "-", color=colour, lw=0.8,
+                label=f"$k={k}$: Spearman $\\rho={rho:.2f}$" if np.isfinite(rho) else f"$k={k}$")
+    ax.plot([], [], "^", mfc="none", color="grey", label="not reached (budget)")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$P_S$ of the training window (theory)")
+    ax.set_ylabel("steps to 0.99 held-out acc.")
+    ax.legend(loc="best")
+    return fig
+
+
+def _columns_like(frame: pd.DataFrame, word: str) -> list[str]:
+    return [c for c in frame.columns if word in c.lower() and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def signal_noise(results: Path):
+    """Measured loss on signal- vs noise-regime tokens for the MD windows
+    (first seed of each window, main setting and the largest weight decay)."""
+    runs = _require_runs(results)
+    setting = main_setting(runs)
+    md = [r for r in runs if r.objective == "md" and r.model == MAIN_MODEL and r.setting == setting
+          and _columns_like(r.metrics, "signal") and _columns_like(r.metrics, "noise")]
+    if not md:
+        raise MissingData("no MD run logs signal/noise loss columns")
+    wd = max((r.weight_decay for r in md if r.weight_decay is not None), default=None)
+    md = [r for r in md if r.weight_decay == wd]
+    first: dict = {}
+    for run in sorted(md, key=lambda r: (r.seed is None, r.seed)):
+        first.setdefault(run.condition, run)
+    fig, axes = figure("full", aspect=0.36, ncols=2, sharex=True)
+    palette = colours(len(first))
+    for colour, cond in zip(palette, sorted(first, key=_order)):
+        run = first[cond]
+        for ax, word in zip(axes[0], ("signal", "noise")):
+            column = sorted(_columns_like(run.metrics, word), key=lambda c: ("loss" not in c, len(c)))[0]
+            ax.plot(run.metrics["step"], run.metrics[column], color=colour, label=run.label)
+            ax.set_ylabel(column.replace("_", " "))
+    axes[0, 0].set_title("loss on identifiable (signal-regime) tokens")
+    axes[0, 1].set_title("loss on unidentifiable (noise-regime) tokens")
+    for ax in axes[0]:
+        ax.set_xlabel("step")
+    axes[0, 0].set_yscale("log")
+    n, k, size = setting
+    axes[0, 1].legend(title=f"$(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}", loc="best")
+    return fig
+
+
+def energy(results: Path):
+    runs = [r for r in _require_runs(results) if _columns_like(r.metrics, "energy")]
+    if not runs:
+        raise MissingData("no parity run logs an energy column")
+    fig, axes = figure("column")
+    ax = axes[0, 0]
+    for colour, run in zip(colours(len(runs)), runs):
+        column = _columns_like(run.metrics, "energy")[0]
+        series = run.metrics[["step", column]].dropna()
+        ax.plot(series["step"], series[column], color=colour, label=f"{run.model}, {run.label}, seed {run.seed}")
+    ax.set_xlabel("step")
+    ax.set_ylabel(r"energy $E(W)=c^\top\Sigma^\dagger c$")
+    ax.legend(loc="best")
+    return fig
+
+
+FIGURES = {
+    "parity_accuracy": accuracy,
+    "parity_os_long": os_long,
+    "parity_reduced_models": reduced_models,
+    "parity_theory_vs_speed": theory_vs_speed,
+    "parity_signal_noise": signal_noise,
+    "parity_energy": energy,
+}

@@ -1,0 +1,170 @@
+"""Figures: each draws from a small synthetic results tree (test fixtures
+only), is skipped with a message when its inputs are missing, and the CLI
+keeps its exit-code contract."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdtheory.plots import lm, parity, theory
+from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
+from mdtheory.plots.style import MissingData, apply_style, save_figure
+
+STEPS = list(range(0, 1001, 100))
+
+
+def _write_run(root: Path, name: str, config: dict, records: list[dict]) -> None:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(config))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _parity_records(rise_at: int, rng, energy=False) -> list[dict]:
+    out = []
+    for s in STEPS:
+        acc = 0.5 + 0.5 / (1 + np.exp(-(s - rise_at) / 50))
+        rec = {"step": s, "loss": 1.0 / (1 + s), "train_acc": min(1.0, acc + 0.02),
+               "val_acc": float(acc + rng.normal(0, 0.01)),
+               "signal_loss": 0.7 / (1 + s / 200), "noise_loss": 0.69 + 0.001 * rng.normal()}
+        if energy:
+            rec["energy"] = 0.1 + s / 1000
+        out.append(rec)
+    return out
+
+
+@pytest.fixture
+def results(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = tmp_path / "parity" / "runs"
+    rows = []
+    for seed in (0, 1):
+        for wd in (0.1, 0.0):
+            base = {"n": 10, "k": 3, "train_size": 500, "weight_decay": wd, "seed": seed, "model": "transformer"}
+            _write_run(runs, f"os_wd{wd}_s{seed}", {**base, "objective": "os", "window": [0, 1]},
+                       _parity_records(900, rng))
+            _write_run(runs, f"ar_wd{wd}_s{seed}", {**base, "objective": "ar"}, _parity_records(700, rng))
+            for t1, rise in ((0.1, 600), (0.2, 300), (0.4, 500)):
+                _write_run(runs, f"md{t1}_wd{wd}_s{seed}", {**base, "objective": "md", "window": [0.0, t1]},
+                           _parity_records(rise, rng))
+                rows.append({"objective": "md", "model": "transformer", "n": 10, "k": 3, "train_size": 500,
+                             "weight_decay": wd, "t0": 0.0, "t1": t1, "P_S": 0.1 + t1, "seed": seed,
+                             "steps": 1000, "steps_to_train_99": rise, "steps_to_val_99": rise if t1 < 0.4 else None})
+    _write_run(runs, "mlp_s0", {"args": {"objective": "md", "model": "mlp", "n": 10, "k": 3, "train_size": 500,
+                                         "t0": 0.0, "t1": 0.2, "seed": 0}}, _parity_records(200, rng, energy=True))
+    pd.DataFrame(rows).to_csv(tmp_path / "parity" / "summary.csv", index=False)
+
+    lm_dir = tmp_path / "lm"
+    sweep = []
+    for a in np.round(np.arange(0, 1, 0.1), 1):
+        for seed in (0, 1):
+            loss = 3.6 + 4 * (a + 0.05 - 0.5) ** 2 + 0.01 * seed
+            sweep.append({"t0": a, "t1": round(a + 0.1, 1), "seed": seed, "steps": 50,
+                          "full_range_test_loss": loss, "full_range_test_loss_se": 0.01})
+            recs = [{"step": s, "full_range_test_loss": loss + 2 / (1 + s),
+                     "full_range_test_loss_se": 0.01,
+                     "loss_by_t": {f"{b:.1f}-{b + 0.1:.1f}": loss + b for b in np.arange(0, 1, 0.1)}}
+                    for s in range(0, 51, 10)]
+            _write_run(lm_dir / "runs", f"w{a}_s{seed}", {"window": [float(a), float(a + 0.1)], "seed": seed}, recs)
+    sweep.append({"t0": 0.0, "t1": 1.0, "seed": 0, "steps": 50, "full_range_test_loss": 3.9,
+                  "full_range_test_loss_se": 0.01})
+    pd.DataFrame(sweep).to_csv(lm_dir / "window_sweep.csv", index=False)
+    (lm_dir / "predicted_t.json").write_text(json.dumps({"weights": {"2": 0.7, "3": 0.3}, "t_star": 0.44}))
+    return tmp_path
+
+
+def _has_theory() -> bool:
+    try:
+        import mdtheory.theory.numeric  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_regime_diagram_matches_definition():
+    rows = theory.mask_regimes(4, (0, 1))
+    assert len(rows) == 32
+    signal = [r for r in rows if r[2] == "signal"]
+    # exactly one of the 3 elements of S' masked, any of the 2 others: 3 * 4
+    assert len(signal) == 12
+    for mask, status, regime in rows:
+        identifiable = status.count("identifiable")
+        assert identifiable == (1 if regime == "signal" else 0)
+        assert all((s == "visible") == (m == 0) for m, s in zip(mask, status))
+    # P_S(t) from the enumeration equals (k+1) t (1-t)^k at t = 0.3
+    t = 0.3
+    p = sum(t ** sum(m) * (1 - t) ** (5 - sum(m)) for m, _, r in rows if r == "signal")
+    assert p == pytest.approx(3 * t * (1 - t) ** 2)
+
+
+@pytest.mark.parametrize("name", sorted(set(parity.FIGURES) | set(lm.FIGURES)))
+def test_result_figures_draw(results, tmp_path, name):
+    apply_style()
+    fig = ALL_FIGURES[name](results)
+    paths = save_figure(fig, tmp_path / "out", name)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:4] == b"%PDF"
+
+
+@pytest.mark.skipif(not _has_theory(), reason="mdtheory.theory.numeric not present yet")
+@pytest.mark.parametrize("name", sorted(theory.FIGURES))
+def test_theory_figures_draw(tmp_path, name):
+    apply_style()
+    paths = save_figure(ALL_FIGURES[name](tmp_path), tmp_path / "out", name)
+    assert paths[1].stat().st_size > 1000
+
+
+def test_regime_diagram_needs_no_results(tmp_path):
+    apply_style()
+    paths = save_figure(theory.regime_diagram(tmp_path), tmp_path, "regimes")
+    assert paths[0].exists()
+
+
+def test_missing_results_are_skipped_not_drawn(tmp_path):
+    for name in sorted(set(parity.FIGURES) | set(lm.FIGURES)):
+        with pytest.raises(MissingData):
+            ALL_FIGURES[name](tmp_path)
+    outcome = draw_all(tmp_path, tmp_path / "figs", verbose=False)
+    assert all(o.startswith("skipped") for n, o in outcome.items() if not n.startswith("theory"))
+    assert not any(p.name.startswith(("parity", "lm")) for p in (tmp_path / "figs").glob("*"))
+
+
+def test_seed_band_spans_seeds(results):
+    runs = [r for r in parity.load_runs(results) if r.objective == "md" and r.t1 == 0.2 and r.weight_decay == 0.1]
+    assert len(runs) == 2
+    band = parity.seed_band(runs, "val_acc")
+    assert (band["lo"] <= band["mean"]).all() and (band["mean"] <= band["hi"]).all()
+    assert band["seeds"].max() == 2
+
+
+def test_nested_config_is_read(results):
+    mlp = [r for r in parity.load_runs(results) if r.model == "mlp"]
+    assert len(mlp) == 1 and mlp[0].t1 == 0.2 and mlp[0].objective == "md"
+
+
+def test_window_table_and_t_bins(results):
+    table = lm.window_table(results)
+    assert len(table) == 11
+    best = table.loc[table["loss"].idxmin()]
+    assert best["t0"] == pytest.approx(0.4)
+    assert table[(table["t0"] == 0) & (table["t1"] == 1.0)]["seeds"].item() == 1
+    bins = lm._t_bins(pd.Series({"loss_t0.05": 1.0, "loss_t0.15": 2.0, "loss_t0.15_se": 0.1, "step": 3}))
+    assert bins == {0.05: 1.0, 0.15: 2.0}
+
+
+def test_cli_contract(results, tmp_path):
+    cmd = [sys.executable, "-m", "mdtheory.plots"]
+    bad = subprocess.run(cmd + ["--results", str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.strip().splitlines()) == 1
+    bad = subprocess.run(cmd + ["--results", str(results), "--only", "nofig"], capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    ok = subprocess.run(cmd + ["--results", str(results), "--out", str(tmp_path / "f"), "--only", "lm_window_sweep"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "f" / "lm_window_sweep.pdf").exists()
