@@ -1,0 +1,232 @@
+"""Language modelling as a Task for the training engine (``lm`` subcommand).
+
+    python -m mdtheory.train lm --corpus {shakespeare,wikitext2,wikitext103} \
+        --tokenizer {char,bpe} --window T0 T1 --steps S --seed X --out DIR
+        [--text-file PATH] [--sampler SPEC] [--objective {md,ar}] [--resume]
+
+Objectives on one backbone (``mdtheory.models.Transformer``) and one data
+stream:
+
+md  (default) bidirectional attention; per sequence t is drawn from the
+    mask-rate sampler (``--window T0 T1`` = U[T0, T1], ``--sampler SPEC`` any
+    law of ``mdtheory.masking.parse_sampler``, default ``uniform``), tokens
+    are replaced by the reserved mask id with probability t, and the loss is
+    the 1/t-weighted cross-entropy on masked tokens divided by B*L
+    (``mdtheory.train.objectives.masked_diffusion_loss``).
+ar  causal attention, next-token cross-entropy: the baseline.
+
+Training batches: ``block_size`` contiguous tokens from random offsets in the
+training split, drawn from ``step_generator(seed, step, shard)``, so a
+resumed or DDP run sees the batches an uninterrupted single-process run
+would (up to how the batch is split across ranks).
+
+Evaluation (every ``--eval-every`` steps, merged into DIR/metrics.jsonl):
+for md the full-range test loss of ``mdtheory.evaluate.full_range_loss``
+(``--eval-blocks`` fixed test blocks spread over the test split, ``--eval-nt``
+midpoint strata of t in [0, 1], masks fixed by ``--eval-seed``):
+``full_range_test_loss`` (negative ELBO per token, nats),
+``full_range_test_loss_se``, bits per token, the perplexity bound and one
+``full_range_bin/<t>`` field per stratum. For ar the same fields hold the
+exact next-token NLL per token on the same test blocks (the quantity the
+md ELBO bounds from above), with ``eval_kind`` telling which is which.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.corpus import CORPORA, load_corpus
+from ..data.tokenize import DEFAULT_BPE_VOCAB, TOKENIZERS, build_tokenizer, encode_corpus
+from ..errors import UserError
+from ..evaluate import SCHEMES, eval_blocks, full_range_loss
+from ..masking import DEFAULT_EPS, NORMALIZATIONS, WEIGHTINGS, parse_sampler
+from ..models import Transformer, TransformerConfig
+from .objectives import draw_masks, masked_diffusion_loss, next_token_loss
+from .task import step_generator
+
+LM_OBJECTIVES = ("md", "ar")
+# engine defaults for the lm subcommand (nanoGPT shakespeare-char habits)
+ENGINE_DEFAULTS = dict(steps=2000, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), warmup=50,
+                       lr_schedule="cosine", batch_size=64, eval_every=250, ckpt_every=250)
+
+
+@dataclass
+class LMTaskConfig:
+    corpus: str = "shakespeare"
+    text_file: str | None = None
+    tokenizer: str = "char"
+    vocab_size: int = DEFAULT_BPE_VOCAB   # BPE only; char vocabularies are what the corpus has
+    block_size: int = 128
+    seed: int = 0
+    objective: str = "md"
+    sampler: str = "uniform"
+    eps: float = DEFAULT_EPS
+    loss_weighting: str = "inverse_t"
+    normalization: str = "tokens"
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    eval_blocks: int = 64
+    eval_nt: int = 16
+    eval_seed: int = 0
+    eval_scheme: str = "midpoint"
+    eval_batch: int = 64
+
+
+class LMTask:
+    name = "lm"
+
+    def __init__(self, cfg: LMTaskConfig):
+        if cfg.objective not in LM_OBJECTIVES:
+            raise UserError(f"unknown lm objective {cfg.objective!r}; choose from {', '.join(LM_OBJECTIVES)}")
+        if cfg.block_size < 2:
+            raise UserError(f"block_size must be >= 2, got {cfg.block_size}")
+        if cfg.eval_blocks < 2 or cfg.eval_nt < 1:
+            raise UserError("eval_blocks must be >= 2 and eval_nt >= 1")
+        if cfg.eval_scheme not in SCHEMES:
+            raise UserError(f"unknown eval scheme {cfg.eval_scheme!r}; choose from {', '.join(SCHEMES)}")
+        self.cfg = cfg
+        self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting)
+        corpus = load_corpus(cfg.corpus, text_file=cfg.text_file)
+        self.corpus_name, self.corpus_fingerprint = corpus.name, corpus.fingerprint()
+        self.tok = build_tokenizer(cfg.tokenizer, corpus, cfg.vocab_size)
+        ids = encode_corpus(self.tok, corpus, cfg.vocab_size)
+        # +1: the ar objective reads block_size inputs and block_size targets
+        self.span = cfg.block_size + (1 if cfg.objective == "ar" else 0)
+        if len(ids["train"]) <= self.span:
+            raise UserError(f"training split has {len(ids['train'])} tokens, fewer than one block "
+                            f"of {self.span}")
+        self.train_ids = torch.from_numpy(ids["train"].astype(np.int64))
+        self.test = eval_blocks(ids["test"], self.span, cfg.eval_blocks)
+        self.token_counts = {k: int(len(v)) for k, v in ids.items()}
+        self.tokens_per_sequence = cfg.block_size
+
+    # -- Task interface ------------------------------------------------------
+    def config(self) -> dict:
+        return {"name": self.name, **asdict(self.cfg), "sampler_law": self.sampler.describe(),
+                "corpus_name": self.corpus_name, "corpus_fingerprint": self.corpus_fingerprint,
+                "tokenizer_vocab_size": self.tok.vocab_size, "mask_id": self.tok.mask_id,
+                "tokens": self.token_counts, "eval_blocks_used": int(self.test.shape[0])}
+
+    def build_model(self) -> Transformer:
+        c = self.cfg
+        return Transformer(TransformerConfig(
+            vocab_size=self.tok.vocab_size, block_size=c.block_size, n_layer=c.n_layer,
+            n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout,
+            attention="bidirectional" if c.objective == "md" else "causal"))
+
+    def train_batch(self, step, batch_size, device, shard=0):
+        gen = step_generator(self.cfg.seed, step, shard)
+        starts = torch.randint(0, len(self.train_ids) - self.span + 1, (batch_size,), generator=gen)
+        tokens = torch.stack([self.train_ids[s:s + self.span] for s in starts.tolist()])
+        batch = {"tokens": tokens}
+        if self.cfg.objective == "md":
+            batch["t"], batch["mask"] = draw_masks(tokens, self.sampler, gen)
+        return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+    def loss(self, model, batch):
+        tokens = batch["tokens"]
+        if self.cfg.objective == "ar":
+            loss, _ = next_token_loss(model, tokens[:, :-1], tokens[:, 1:])
+            return loss, {}
+        loss, weighted, ce, _ = masked_diffusion_loss(
+            model, tokens, batch["t"], batch["mask"], self.tok.mask_id, self.sampler,
+            self.cfg.normalization)
+        mask = batch["mask"]
+        masked = mask.sum().clamp(min=1)
+        return loss, {"t_mean": batch["t"].mean().detach(),
+                      "masked_ce": (ce * mask).sum() / masked}  # plain CE per masked token
+
+    @torch.no_grad()
+    def evaluate(self, model, step):
+        device = next(model.parameters()).device
+        if self.cfg.objective == "ar":
+            return self._evaluate_ar(model, device)
+        res = full_range_loss(model, self.test, self.tok.mask_id, n_t=self.cfg.eval_nt,
+                              seed=self.cfg.eval_seed, scheme=self.cfg.eval_scheme,
+                              batch_size=self.cfg.eval_batch, device=device)
+        return {"eval_kind": "md_full_range_nelbo", **res.metrics()}
+
+    def _evaluate_ar(self, model, device) -> dict:
+        per_seq = []
+        for lo in range(0, self.test.shape[0], self.cfg.eval_batch):
+            x = self.test[lo:lo + self.cfg.eval_batch].to(device)
+            logits = model(x[:, :-1])
+            ce = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(),
+                                 reduction="none").view(x.size(0), -1)
+            per_seq.append(ce.mean(dim=1).double().cpu())
+        per_seq = torch.cat(per_seq)
+        nll = float(per_seq.mean())
+        se = float(per_seq.std() / math.sqrt(len(per_seq)))
+        return {"eval_kind": "ar_exact_nll", "full_range_test_loss": nll,
+                "full_range_test_loss_se": se, "full_range_bits_per_token": nll / math.log(2),
+                "full_range_perplexity_bound": math.exp(min(nll, 700.0))}
+
+    def flops_per_token(self, model) -> float:
+        return float(model.flops_per_token(self.cfg.block_size))
+
+
+# ---------------------------------------------------------------------------
+# the `lm` subcommand (mdtheory.train.__main__ adds the engine's flags)
+# ---------------------------------------------------------------------------
+
+def add_arguments(p) -> None:
+    d = LMTaskConfig()
+    g = p.add_argument_group("language-model task")
+    g.add_argument("--corpus", choices=CORPORA, default=d.corpus)
+    g.add_argument("--text-file", default=None, help="any UTF-8 corpus (overrides --corpus)")
+    g.add_argument("--tokenizer", choices=TOKENIZERS, default=d.tokenizer)
+    g.add_argument("--vocab-size", type=int, default=d.vocab_size, help="BPE vocabulary size")
+    g.add_argument("--objective", choices=LM_OBJECTIVES, default=d.objective)
+    g.add_argument("--window", type=float, nargs=2, metavar=("T0", "T1"), default=None,
+                   help="md mask rate t ~ U[T0, T1] (default: U[0, 1])")
+    g.add_argument("--sampler", default=None, help="md mask-rate law, e.g. beta:2,2 (overrides --window)")
+    g.add_argument("--eps", type=float, default=d.eps, help="floor on t for the 1/t weight")
+    g.add_argument("--loss-weighting", choices=WEIGHTINGS, default=d.loss_weighting)
+    g.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization)
+    g.add_argument("--block-size", type=int, default=d.block_size)
+    g.add_argument("--n-layer", type=int, default=d.n_layer)
+    g.add_argument("--n-head", type=int, default=d.n_head)
+    g.add_argument("--n-embd", type=int, default=d.n_embd)
+    g.add_argument("--dropout", type=float, default=d.dropout)
+    g.add_argument("--eval-blocks", type=int, default=d.eval_blocks, help="test blocks scored")
+    g.add_argument("--eval-nt", type=int, default=d.eval_nt, help="t strata of the full-range loss")
+    g.add_argument("--eval-seed", type=int, default=d.eval_seed, help="seeds the fixed test masks")
+    g.add_argument("--eval-scheme", choices=SCHEMES, default=d.eval_scheme)
+
+
+def sampler_spec(window, sampler) -> str:
+    if sampler is not None:
+        return sampler
+    if window is not None:
+        return f"window:{window[0]!r},{window[1]!r}"
+    return LMTaskConfig.sampler
+
+
+def task_from_args(args) -> LMTask:
+    return LMTask(LMTaskConfig(
+        corpus=args.corpus, text_file=args.text_file, tokenizer=args.tokenizer,
+        vocab_size=args.vocab_size, block_size=args.block_size, seed=args.seed,
+        objective=args.objective, sampler=sampler_spec(args.window, args.sampler), eps=args.eps,
+        loss_weighting=args.loss_weighting, normalization=args.normalization,
+        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
+        eval_blocks=args.eval_blocks, eval_nt=args.eval_nt, eval_seed=args.eval_seed,
+        eval_scheme=args.eval_scheme))
+
+
+def run(args) -> int:
+    from .engine import config_from_args, train
+
+    cfg = config_from_args(args)
+    task = task_from_args(args)
+    final = train(task, cfg).final
+    if final:
+        print(f"step {final['step']}: train loss {final['loss']:.4f}, full-range test loss "
+              f"{final['full_range_test_loss']:.4f} +- {final['full_range_test_loss_se']:.4f} "
+              f"({final['full_range_bits_per_token']:.3f} bits/token) -> {cfg.out_dir}")
+    return 0
