@@ -200,12 +200,14 @@ def sample_complexity_optimal_t1(k: int) -> float:
 def minimise_bound_over_windows(k: int, n: int = 20, delta: float = 0.05,
                                 grid: int = 201) -> tuple[float, float, float]:
     """Direct numerical minimisation of the bound over all windows (t0, t1):
-    a grid search refined by Nelder-Mead. Returns (t0, t1, N). Used to
+    a grid search, refined by L-BFGS-B in box coordinates t0 = s,
+    t1 = s + (1 - s) r with s, r in [0, 1]. Returns (t0, t1, N). Used to
     cross-check Corollary 4.7 independently of its polynomial."""
     k = check_k(k)
-    # maximise E[t] E[(1-t)^k]^2, i.e. minimise the bound
-    def objective(t0, t1):
-        return -(expected_t(t0, t1) * expected_one_minus_t_pow(k, t0, t1) ** 2)
+
+    def objective(t0, t1):  # minus E[t] E[(1-t)^k]^2: minimising it minimises the bound
+        return -float(expected_t(t0, t1) * expected_one_minus_t_pow(k, t0, t1) ** 2)
+
     ts = np.linspace(0.0, 1.0, grid)
     best = (np.inf, 0.0, 0.0)
     for i, a in enumerate(ts):
@@ -214,15 +216,16 @@ def minimise_bound_over_windows(k: int, n: int = 20, delta: float = 0.05,
             if val < best[0]:
                 best = (val, a, b)
 
-    def penalised(x):
-        a, b = x
-        if not 0.0 <= a <= b <= 1.0:
-            return 1.0  # objective is negative inside the feasible set
-        return objective(a, b)
-    res = optimize.minimize(penalised, x0=[best[1], best[2]], method="Nelder-Mead",
-                            options={"xatol": 1e-10, "fatol": 1e-15, "maxiter": 4000})
-    t0, t1 = (float(v) for v in res.x)
-    if penalised(res.x) > best[0]:
+    def boxed(x):
+        s, r = np.clip(x, 0.0, 1.0)
+        return objective(s, s + (1.0 - s) * r)
+    s0 = best[1]
+    r0 = 0.0 if s0 == 1.0 else (best[2] - s0) / (1.0 - s0)
+    res = optimize.minimize(boxed, x0=[s0, r0], method="L-BFGS-B", bounds=[(0, 1), (0, 1)],
+                            options={"ftol": 1e-15, "gtol": 1e-12})
+    t0 = float(res.x[0])
+    t1 = t0 + (1.0 - t0) * float(res.x[1])
+    if boxed(res.x) > best[0]:
         t0, t1 = best[1], best[2]
     return t0, t1, float(sample_complexity_bound(n, k, delta, t0, t1))
 
