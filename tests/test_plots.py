@@ -32,7 +32,9 @@ def _parity_records(rise_at: int, rng, energy=False) -> list[dict]:
         acc = 0.5 + 0.5 / (1 + np.exp(-(s - rise_at) / 50))
         rec = {"step": s, "loss": 1.0 / (1 + s), "train_acc": min(1.0, acc + 0.02),
                "val_acc": float(acc + rng.normal(0, 0.01)),
-               "signal_loss": 0.7 / (1 + s / 200), "noise_loss": 0.69 + 0.001 * rng.normal()}
+               "train/signal_loss": 0.2 / (1 + s / 200), "train/noise_loss": 0.5,
+               "train/ce_signal": 0.7 / (1 + s / 200), "train/ce_noise": 0.69 + 0.001 * rng.normal(),
+               "train/p_signal": 0.3, "train/signal_frac": 0.2}
         if energy:
             rec["energy"] = 0.1 + s / 1000
         out.append(rec)
@@ -168,3 +170,20 @@ def test_cli_contract(results, tmp_path):
                         capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "f" / "lm_window_sweep.pdf").exists()
+
+
+def test_regime_column_prefers_per_token_ce(results):
+    run = parity.load_runs(results)[0]
+    assert parity._regime_column(run.metrics, "signal") == "train/ce_signal"
+    assert parity._regime_column(run.metrics, "noise") == "train/ce_noise"
+    without_ce = run.metrics.drop(columns=["train/ce_signal"])
+    assert parity._regime_column(without_ce, "signal") == "train/signal_loss"
+
+
+def test_summary_from_runs_when_csv_missing(results):
+    (results / "parity" / "summary.csv").unlink()
+    table = parity.summary_table(results)
+    md = table[(table["objective"] == "md") & (table["model"] == "transformer")]
+    assert len(md) == 12 and md["P_S"].notna().all()
+    # the 0.2 window's synthetic curve crosses 0.99 train accuracy well before the budget
+    assert (md[md["t1"] == 0.2]["steps_to_train_99"] < 1000).all()

@@ -270,11 +270,38 @@ def reduced_models(results: Path):
     return fig
 
 
-def _summary(results: Path) -> pd.DataFrame:
+def _first_step(metrics: pd.DataFrame, column: str, level: float = 0.99):
+    if column not in metrics:
+        return None
+    hit = metrics.loc[metrics[column] >= level, "step"]
+    return None if hit.empty else int(hit.iloc[0])
+
+
+def summary_table(results: Path) -> pd.DataFrame:
+    """results/parity/summary.csv if present, else the same columns computed
+    from the run folders (P_S from the theory module)."""
     path = Path(results) / "parity" / "summary.csv"
-    if not path.exists():
-        raise MissingData(f"{path} not found")
-    table = pd.read_csv(path)
+    if path.exists():
+        return pd.read_csv(path)
+    runs = load_runs(results)
+    if not runs:
+        raise MissingData(f"neither {path} nor run folders found")
+    from mdtheory.theory import numeric
+
+    rows = []
+    for r in runs:
+        p_s = float(numeric.p_signal(r.k, r.t0, r.t1)) if r.objective == "md" and r.k and r.t1 else None
+        rows.append({"objective": r.objective, "model": r.model, "n": r.n, "k": r.k, "train_size": r.train_size,
+                     "weight_decay": r.weight_decay, "t0": r.t0, "t1": r.t1, "P_S": p_s, "seed": r.seed,
+                     "steps": int(r.metrics["step"].max()),
+                     "steps_to_train_99": _first_step(r.metrics, "train_acc"),
+                     "steps_to_val_99": _first_step(r.metrics, "val_acc")})
+    return pd.DataFrame(rows)
+
+
+def _summary(results: Path) -> pd.DataFrame:
+    table = summary_table(results)
+    path = "parity summary"
     needed = {"objective", "k", "P_S", "steps_to_val_99", "steps"}
     if not needed <= set(table.columns):
         raise MissingData(f"{path} lacks columns {sorted(needed - set(table.columns))}")
@@ -322,13 +349,21 @@ def _columns_like(frame: pd.DataFrame, word: str) -> list[str]:
     return [c for c in frame.columns if word in c.lower() and pd.api.types.is_numeric_dtype(frame[c])]
 
 
+def _regime_column(frame: pd.DataFrame, word: str) -> str:
+    """The per-token CE of one regime (``ce_signal``) if logged, else its loss
+    share (``signal_loss``); never rates such as p_signal or signal_frac."""
+    candidates = [c for c in _columns_like(frame, word) if "p_" + word not in c and "frac" not in c]
+    return sorted(candidates, key=lambda c: ("ce_" not in c, "loss" not in c, len(c)))[0]
+
+
 def signal_noise(results: Path):
     """Measured loss on signal- vs noise-regime tokens for the MD windows
     (first seed of each window, main setting and the largest weight decay)."""
     runs = _require_runs(results)
     setting = main_setting(runs)
     md = [r for r in runs if r.objective == "md" and r.model == MAIN_MODEL and r.setting == setting
-          and _columns_like(r.metrics, "signal") and _columns_like(r.metrics, "noise")]
+          and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "signal"))
+          and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "noise"))]
     if not md:
         raise MissingData("no MD run logs signal/noise loss columns")
     wd = max((r.weight_decay for r in md if r.weight_decay is not None), default=None)
@@ -341,14 +376,17 @@ def signal_noise(results: Path):
     for colour, cond in zip(palette, sorted(first, key=_order)):
         run = first[cond]
         for ax, word in zip(axes[0], ("signal", "noise")):
-            column = sorted(_columns_like(run.metrics, word), key=lambda c: ("loss" not in c, len(c)))[0]
-            ax.plot(run.metrics["step"], run.metrics[column], color=colour, label=run.label)
+            column = _regime_column(run.metrics, word)
+            series = run.metrics[["step", column]].dropna()
+            ax.plot(series["step"], series[column], color=colour, label=run.label)
             ax.set_ylabel(column.replace("_", " "))
+    if _regime_column(first[next(iter(first))].metrics, "noise").split("/")[-1].startswith("ce_"):
+        # unidentifiable bits are independent of what is visible: Bayes CE is log 2
+        axes[0, 1].axhline(np.log(2), color="black", ls=":", lw=0.8, label=r"$\log 2$ (Bayes)")
     axes[0, 0].set_title("loss on identifiable (signal-regime) tokens")
     axes[0, 1].set_title("loss on unidentifiable (noise-regime) tokens")
     for ax in axes[0]:
         ax.set_xlabel("step")
-    axes[0, 0].set_yscale("log")
     n, k, size = setting
     axes[0, 1].legend(title=f"$(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}", loc="best")
     return fig

@@ -1,0 +1,357 @@
+"""Numbers for the paper, generated from result files (never typed by hand).
+
+    python -m mdtheory.plots.paper_tables --results results --out paper/generated
+
+writes into --out:
+    results.tex      one macro per measured number: \\res{name} in the paper
+                     (a missing result prints as "not run")
+    comparison.tex   the source paper's numbers beside ours
+    parity_table.tex steps to 0.99 accuracy per condition (median, min-max)
+    lm_table.tex     full-range test loss per training window
+
+The source paper's own numbers (Huang & Mirzasoleiman, arXiv:2601.22450,
+as restated in the project's digest) live in PAPER_NUMBERS below, each with
+where it comes from; everything in the "ours" column is computed here from
+results/ or from mdtheory.theory.numeric.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mdtheory.cli import OneLineParser, atomic_write_text, run_cli
+from mdtheory.errors import UserError
+from mdtheory.provenance import provenance
+
+from . import lm as lm_plots
+from . import parity as parity_plots
+from .style import MissingData
+
+NOT_RUN = r"\textit{not run}"
+
+# The source paper's numbers: value as printed, and where it is stated.
+# [fig] values were read off the paper's vector figures (about +-0.01).
+PAPER_LM_LOSS_BY_MIDPOINT = {0.05: 4.756, 0.15: 3.984, 0.25: 3.792, 0.35: 3.678, 0.45: 3.615,
+                             0.55: 3.617, 0.65: 3.793, 0.75: 4.005, 0.85: 4.065, 0.95: 4.812}  # [fig] Fig. 3
+PAPER_LM_BASELINE = 3.880  # [fig] Fig. 3, U[0,1]
+PAPER_NUMBERS = {
+    "t1_best_t0_zero_k6": ("0.246", "main text"),
+    "signal_optimal_t_k6": (r"$1/(k{+}1)$", "main text"),
+    "root_k6": ("root of Cor. 4.7", "Cor. 4.7"),
+    "t_star": (r"$\approx0.46$", "appendix, n-gram weights"),
+    "t_star_sq": (r"$\approx0.48$", "appendix, n-gram weights"),
+    "parity_setting": (r"$(20,6)$, wd 0.1", "main text"),
+    "os_val_chance_until": (r"$\approx2.5\times10^5$", "Fig. 6 [fig]"),
+    "os_val_99": (r"$\le4\times10^5$", "Fig. 6 [fig]"),
+    "md_within": (r"$\le2\times10^4$ (all windows shown)", "Fig. 2"),
+    "md_fastest": (r"$[0,0.2]$, $[0,0.3]$", "main text"),
+    "seeds": ("1", "all figures, no error bars"),
+}
+PAPER_NOT_RUN_ROWS = [  # 8B pre-training and SFT: beyond this toolkit's compute
+    ("8B pre-train test NLL, 15k steps, $[0.45,0.55]$ vs $[0,1]$", "3.67 vs 4.14", "Fig. 4 [fig]"),
+    ("8B HellaSwag, $[0.45,0.55]$ vs $[0,1]$", "0.400 vs 0.354", "zero-shot table"),
+    ("8B ARC-Easy, $[0.45,0.55]$ vs $[0,1]$", "0.430 vs 0.342", "zero-shot table"),
+    ("SFT GPQA, $[0.45,0.55]$ vs $[0,1]$", "0.402 vs 0.344", "SFT table"),
+    ("SFT GSM8K, $[0.5,1]$ vs $[0,1]$", "0.785 vs 0.768", "SFT table"),
+]
+
+
+# --- formatting ---------------------------------------------------------------
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return NOT_RUN
+    if isinstance(x, (int, np.integer)):
+        return fmt_steps(x)
+    return f"{float(x):.{digits}f}"
+
+
+def fmt_steps(x) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return NOT_RUN
+    return f"{int(round(float(x))):,}".replace(",", "{,}")
+
+
+def fmt_window(t0, t1) -> str:
+    return f"$[{float(t0):g},{float(t1):g}]$"
+
+
+def macro_line(name: str, value: str) -> str:
+    if not name.isalnum():
+        raise ValueError(f"macro name must be alphanumeric: {name!r}")
+    return f"\\expandafter\\def\\csname res@{name}\\endcsname{{{value}}}\n"
+
+
+# --- parity -------------------------------------------------------------------
+
+def parity_summary(results: Path) -> pd.DataFrame:
+    return parity_plots.summary_table(results)
+
+
+def _condition_label(row) -> str:
+    if row["objective"] == "md":
+        return "MD " + fmt_window(row["t0"], row["t1"])
+    return {"os": "output supervision", "ar": "autoregressive"}.get(row["objective"], str(row["objective"]))
+
+
+def parity_conditions(summary: pd.DataFrame) -> tuple[pd.DataFrame, tuple]:
+    """Median / min / max steps to 0.99 per condition of the main setting."""
+    table = summary.copy()
+    if "model" not in table:
+        table["model"] = parity_plots.MAIN_MODEL
+    table["model"] = table["model"].fillna(parity_plots.MAIN_MODEL)
+    for col in ("t0", "t1", "weight_decay"):
+        if col not in table:
+            table[col] = np.nan
+    main = table[table["model"] == parity_plots.MAIN_MODEL]
+    if main.empty:
+        raise MissingData("no transformer parity rows")
+    sizes = main.groupby(["n", "k", "train_size"], dropna=False).apply(
+        lambda g: g[["objective", "t0", "t1", "weight_decay"]].astype(str).drop_duplicates().shape[0],
+        include_groups=False)
+    setting = sizes.idxmax()
+    main = main[(main["n"] == setting[0]) & (main["k"] == setting[1]) & (main["train_size"] == setting[2])]
+    rows = []
+    keys = ["objective", "weight_decay", "t0", "t1"]
+    for key, group in main.groupby(keys, dropna=False):
+        first = group.iloc[0]
+        val = group["steps_to_val_99"].dropna()
+        train = group["steps_to_train_99"].dropna() if "steps_to_train_99" in group else pd.Series(dtype=float)
+        rows.append({"objective": first["objective"], "label": _condition_label(first),
+                     "weight_decay": first["weight_decay"], "t0": first["t0"], "t1": first["t1"],
+                     "P_S": first.get("P_S", np.nan), "seeds": len(group), "budget": int(group["steps"].max()),
+                     "val_reached": len(val), "val_median": val.median() if len(val) else None,
+                     "val_min": val.min() if len(val) else None, "val_max": val.max() if len(val) else None,
+                     "train_reached": len(train), "train_median": train.median() if len(train) else None})
+    out = pd.DataFrame(rows)
+    order = out["objective"].map({"os": 0, "ar": 1, "md": 2}).fillna(3)
+    out = out.assign(_o=order, _wd=-out["weight_decay"].fillna(0)).sort_values(["_wd", "_o", "t0", "t1"])
+    return out.drop(columns=["_o", "_wd"]).reset_index(drop=True), setting
+
+
+def parity_numbers(results: Path) -> tuple[dict, str]:
+    """Macros and the per-condition table for the main parity setting."""
+    try:
+        summary = parity_summary(results)
+        conditions, (n, k, size) = parity_conditions(summary)
+    except MissingData:
+        return {}, _empty_table("parity results not run", 7)
+    wd = conditions["weight_decay"].max()
+    at_wd = conditions[(conditions["weight_decay"] == wd) | conditions["weight_decay"].isna()]
+    macros = {"parityN": str(int(n)), "parityK": str(int(k)), "parityTrainSize": fmt_steps(int(size)),
+              "parityWeightDecay": "n/a" if pd.isna(wd) else f"{wd:g}",
+              "paritySeedsMin": str(int(conditions["seeds"].min())),
+              "parityRuns": str(len(summary))}
+    from mdtheory.theory import numeric
+
+    macros["parityTheoryBestTOne"] = fmt(numeric.best_t1_given_t0_zero(int(k)))
+    md = at_wd[(at_wd["objective"] == "md") & at_wd["val_median"].notna()]
+    best = md.loc[md["val_median"].idxmin()] if not md.empty else None
+    os_row = at_wd[at_wd["objective"] == "os"]
+    ar_row = at_wd[at_wd["objective"] == "ar"]
+
+    def steps_or_never(rows):
+        if rows.empty:
+            return NOT_RUN
+        row = rows.iloc[0]
+        if row["val_median"] is None or pd.isna(row["val_median"]):
+            return f"not reached in {fmt_steps(row['budget'])}"
+        return fmt_steps(row["val_median"])
+
+    macros["parityOSSteps"] = steps_or_never(os_row)
+    macros["parityARSteps"] = steps_or_never(ar_row)
+    macros["parityBestMDWindow"] = fmt_window(best["t0"], best["t1"]) if best is not None else "none reached 0.99"
+    macros["parityBestMDSteps"] = fmt_steps(best["val_median"]) if best is not None else NOT_RUN
+    ratio = None
+    if best is not None and not os_row.empty and pd.notna(os_row.iloc[0]["val_median"]):
+        ratio = os_row.iloc[0]["val_median"] / best["val_median"]
+    macros["paritySpeedRatio"] = fmt(ratio, 1) if ratio is not None else "n/a"
+    # A sentence whose direction follows the data, so the text cannot overclaim.
+    if best is None:
+        outcome = "no masked-diffusion window reached 0.99 held-out accuracy within its budget"
+    elif ratio is None:
+        outcome = (f"the fastest masked-diffusion window, {macros['parityBestMDWindow']}, reached 0.99 held-out "
+                   f"accuracy at a median of {macros['parityBestMDSteps']} steps, while output supervision "
+                   + ("was not run" if os_row.empty else "did not reach it within its budget"))
+    else:
+        direction = "faster" if ratio > 1 else "slower"
+        factor = ratio if ratio > 1 else 1 / ratio
+        outcome = (f"the fastest masked-diffusion window, {macros['parityBestMDWindow']}, reached 0.99 held-out "
+                   f"accuracy {factor:.1f} times {direction} than output supervision (median "
+                   f"{macros['parityBestMDSteps']} vs {macros['parityOSSteps']} steps)")
+    macros["parityOutcome"] = outcome
+    return macros, parity_table_tex(conditions)
+
+
+def parity_table_tex(conditions: pd.DataFrame) -> str:
+    lines = [r"\begin{tabular}{llrrrl}", r"\toprule",
+             r"condition & wd & $P_S$ & seeds & reached & steps to 0.99 held-out: median [min, max] \\",
+             r"\midrule"]
+    for _, row in conditions.iterrows():
+        ps = fmt(row["P_S"]) if pd.notna(row["P_S"]) else "--"
+        wd = "--" if pd.isna(row["weight_decay"]) else f"{row['weight_decay']:g}"
+        if row["val_reached"]:
+            steps = f"{fmt_steps(row['val_median'])} [{fmt_steps(row['val_min'])}, {fmt_steps(row['val_max'])}]"
+        else:
+            steps = f"not reached (budget {fmt_steps(row['budget'])})"
+        lines.append(f"{row['label']} & {wd} & {ps} & {row['seeds']} & {row['val_reached']}/{row['seeds']} & {steps} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def _empty_table(message: str, ncols: int) -> str:
+    return (f"\\begin{{tabular}}{{{'l' * ncols}}}\n\\toprule\n\\multicolumn{{{ncols}}}{{l}}{{\\textit{{{message}}}}}"
+            f" \\\\\n\\bottomrule\n\\end{{tabular}}\n")
+
+
+# --- language model -------------------------------------------------------------
+
+def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
+    try:
+        table = lm_plots.window_table(results)
+    except MissingData:
+        return {}, _empty_table("language-model sweep not run", 4), None
+    full = table[[lm_plots.is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
+    windows = table.drop(index=full.index)
+    macros = {"lmWindows": str(len(windows)), "lmSeedsMin": str(int(table["seeds"].min()))}
+    sweep = pd.read_csv(Path(results) / "lm" / "window_sweep.csv")
+    if "steps" in sweep:
+        macros["lmSteps"] = fmt_steps(int(sweep["steps"].max()))
+    if not full.empty:
+        b = full.iloc[0]
+        macros["lmBaselineLoss"] = fmt(b["loss"])
+        macros["lmBaselineErr"] = fmt(b["err"])
+    if not windows.empty:
+        best = windows.loc[windows["loss"].idxmin()]
+        macros["lmBestWindow"] = fmt_window(best["t0"], best["t1"])
+        macros["lmBestLoss"] = fmt(best["loss"])
+        macros["lmBestErr"] = fmt(best["err"])
+        if not full.empty:
+            gain = full.iloc[0]["loss"] - best["loss"]
+            noise = math.hypot(full.iloc[0]["err"], best["err"])
+            macros["lmGain"] = fmt(gain)
+            verdict = ("lower than" if gain > 2 * noise else "higher than" if gain < -2 * noise
+                       else "within two standard errors of")
+            macros["lmOutcome"] = (f"the best window, {macros['lmBestWindow']}, has a full-range test loss of "
+                                   f"{macros['lmBestLoss']} $\\pm$ {macros['lmBestErr']}, {verdict} the $U[0,1]$ "
+                                   f"baseline's {macros['lmBaselineLoss']} $\\pm$ {macros['lmBaselineErr']}")
+    t_star = lm_plots.predicted_t_star(results)
+    if t_star is not None:
+        macros["lmTStar"] = fmt(t_star)
+        if not windows.empty:
+            inside = best["t0"] <= t_star <= best["t1"]
+            macros["lmTStarInBest"] = "inside" if inside else "outside"
+    lines = [r"\begin{tabular}{lrrr}", r"\toprule",
+             r"training window & midpoint & seeds & full-range test loss \\", r"\midrule"]
+    for _, row in table.iterrows():
+        lines.append(f"{fmt_window(row['t0'], row['t1'])} & {row['mid']:.2f} & {row['seeds']} & "
+                     f"{fmt(row['loss'])} $\\pm$ {fmt(row['err'])} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return macros, "\n".join(lines) + "\n", table
+
+
+# --- comparison with the paper ------------------------------------------------------
+
+def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, results: Path) -> str:
+    from mdtheory.theory import numeric
+
+    k = 6
+
+    def ours(key):
+        return par.get(key, NOT_RUN)
+
+    rows = [r"\multicolumn{4}{l}{\emph{Theory ($k=6$); ours from \texttt{mdtheory.theory.numeric}}} \\"]
+    theory_rows = [
+        ("$t_1$ maximising $P_S(U[0,t_1])$", "t1_best_t0_zero_k6", fmt(numeric.best_t1_given_t0_zero(k))),
+        ("signal-optimal point mass $t$", "signal_optimal_t_k6", fmt(numeric.signal_optimal_t(k))),
+        ("sample-complexity-optimal $t_1$ ($t_0=0$)", "root_k6", fmt(numeric.sample_complexity_optimal_t1(k))),
+        ("$t^*$, WikiText weights, linear", "t_star", fmt(numeric.mixture_argmax(numeric.PAPER_WIKITEXT_WEIGHTS))),
+        ("$t^*$, WikiText weights, squared", "t_star_sq",
+         fmt(numeric.mixture_argmax(numeric.PAPER_WIKITEXT_WEIGHTS, squared=True))),
+    ]
+    for label, key, value in theory_rows:
+        paper, source = PAPER_NUMBERS[key]
+        rows.append(f"{label} & {paper} & {value} & {source} \\\\")
+    rows.append(f"$t^*$ from our corpus's weights & -- & {lm_macros.get('lmTStar', NOT_RUN)} & method of the appendix \\\\")
+
+    rows.append(r"\midrule")
+    rows.append(r"\multicolumn{4}{l}{\emph{Parity; ours from \texttt{results/parity}}} \\")
+    setting = (f"$({ours('parityN')},{ours('parityK')})$, wd {ours('parityWeightDecay')}"
+               if "parityN" in par else NOT_RUN)
+    for label, key, value in [
+        ("setting $(n,k)$", "parity_setting", setting),
+        ("output supervision: steps to 0.99 held-out", "os_val_99", ours("parityOSSteps")),
+        ("masked diffusion: steps to 0.99 held-out (best window)", "md_within", ours("parityBestMDSteps")),
+        ("fastest MD window(s)", "md_fastest", ours("parityBestMDWindow")),
+        ("seeds per condition", "seeds", ours("paritySeedsMin")),
+    ]:
+        paper, source = PAPER_NUMBERS[key]
+        rows.append(f"{label} & {paper} & {value} & {source} \\\\")
+    rows.append(f"autoregressive: steps to 0.99 held-out & not run & {ours('parityARSteps')} & -- \\\\")
+
+    rows.append(r"\midrule")
+    rows.append(r"\multicolumn{4}{l}{\emph{Language model: full-range test loss; ours from \texttt{results/lm} "
+                r"(different corpus and model size: compare shapes, not values)}} \\")
+    ours_by_mid = {}
+    if lm_table is not None:
+        for _, row in lm_table.iterrows():
+            if abs(row["width"] - 0.1) < 1e-6:
+                ours_by_mid[round(row["mid"], 2)] = fmt(row["loss"])
+    for mid, value in PAPER_LM_LOSS_BY_MIDPOINT.items():
+        rows.append(f"window midpoint {mid:.2f} & {value:.3f} & {ours_by_mid.get(round(mid, 2), NOT_RUN)} & Fig. 3 [fig] \\\\")
+    rows.append(f"$U[0,1]$ baseline & {PAPER_LM_BASELINE:.3f} & {lm_macros.get('lmBaselineLoss', NOT_RUN)} & Fig. 3 [fig] \\\\")
+    paper_best = min(PAPER_LM_LOSS_BY_MIDPOINT, key=PAPER_LM_LOSS_BY_MIDPOINT.get)
+    rows.append(f"best window & $[{paper_best - 0.05:.1f},{paper_best + 0.05:.1f}]$ & "
+                f"{lm_macros.get('lmBestWindow', NOT_RUN)} & Fig. 3 [fig] \\\\")
+    paper_gain = PAPER_LM_BASELINE - PAPER_LM_LOSS_BY_MIDPOINT[paper_best]
+    rows.append(f"baseline minus best & {paper_gain:.3f} & {lm_macros.get('lmGain', NOT_RUN)} & Fig. 3 [fig] \\\\")
+
+    rows.append(r"\midrule")
+    rows.append(r"\multicolumn{4}{l}{\emph{LLaDA-8B pre-training and fine-tuning (beyond this toolkit's compute)}} \\")
+    for label, paper, source in PAPER_NOT_RUN_ROWS:
+        rows.append(f"{label} & {paper} & {NOT_RUN} & {source} \\\\")
+
+    head = [r"\begin{tabular}{p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}}", r"\toprule",
+            r"quantity & paper & ours & paper source \\", r"\midrule"]
+    return "\n".join(head + rows + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+# --- entry point ----------------------------------------------------------------------
+
+def write_all(results: Path, out: Path) -> dict[str, str]:
+    par, parity_tex = parity_numbers(results)
+    lm_macros, lm_tex, lm_table = lm_numbers(results)
+    header = ("% Generated by python -m mdtheory.plots.paper_tables -- do not edit by hand.\n"
+              f"% git commit: {provenance().get('git_commit')}\n")
+    macros = {**par, **lm_macros}
+    files = {
+        "results.tex": header + "".join(macro_line(k, v) for k, v in sorted(macros.items())),
+        "comparison.tex": header + comparison_tex(par, lm_macros, lm_table, results),
+        "parity_table.tex": header + parity_tex,
+        "lm_table.tex": header + lm_tex,
+    }
+    for name, text in files.items():
+        atomic_write_text(out / name, text)
+    return macros
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="python -m mdtheory.plots.paper_tables", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="results")
+    parser.add_argument("--out", default="paper/generated")
+    args = parser.parse_args(argv)
+    results = Path(args.results)
+    if not results.is_dir():
+        raise UserError(f"results folder {results} does not exist")
+    macros = write_all(results, Path(args.out))
+    print(f"wrote {len(macros)} result macros and 3 tables to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,66 @@
+"""Paper numbers are generated from results: macros, tables and the
+paper-vs-ours comparison, with "not run" where a result is missing."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mdtheory.plots import paper_tables
+from test_plots import results  # noqa: F401 - the synthetic results fixture
+
+
+def _macros(text: str) -> dict[str, str]:
+    return dict(re.findall(r"\\csname res@(\w+)\\endcsname\{(.*)\}", text))
+
+
+def test_macros_follow_results(results, tmp_path):  # noqa: F811
+    paper_tables.write_all(results, tmp_path)
+    macros = _macros((tmp_path / "results.tex").read_text())
+    assert macros["parityN"] == "10" and macros["parityK"] == "3"
+    assert macros["parityBestMDWindow"] == "$[0,0.2]$"
+    assert macros["parityBestMDSteps"] == "300"
+    assert macros["lmBestWindow"] == "$[0.4,0.5]$"
+    assert macros["lmTStarInBest"] == "inside"
+    assert float(macros["lmBaselineLoss"]) == pytest.approx(3.9)
+    assert "lower than" in macros["lmOutcome"]
+    # the fixture's summary has no OS rows: the comparison must say so, not invent
+    assert macros["parityOSSteps"] == paper_tables.NOT_RUN
+    comparison = (tmp_path / "comparison.tex").read_text()
+    assert "0.246" in comparison and "0.184" in comparison  # theory column from numeric
+    assert comparison.count(paper_tables.NOT_RUN) >= len(paper_tables.PAPER_NOT_RUN_ROWS)
+    assert "not reached (budget 1{,}000)" in (tmp_path / "parity_table.tex").read_text()
+
+
+def test_changed_result_changes_the_paper(results, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    sweep = pd.read_csv(results / "lm" / "window_sweep.csv")
+    sweep.loc[(sweep.t0 == 0) & (sweep.t1 == 1.0), "full_range_test_loss"] = 3.0
+    sweep.to_csv(results / "lm" / "window_sweep.csv", index=False)
+    macros = paper_tables.write_all(results, tmp_path)
+    assert macros["lmBaselineLoss"] == "3.000"
+    assert "higher than" in macros["lmOutcome"]
+
+
+def test_empty_results_write_not_run(tmp_path):
+    (tmp_path / "res").mkdir()
+    macros = paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
+    assert macros == {}
+    for name in ("results.tex", "comparison.tex", "parity_table.tex", "lm_table.tex"):
+        assert (tmp_path / "gen" / name).exists()
+    assert "not run" in (tmp_path / "gen" / "parity_table.tex").read_text()
+
+
+def test_cli_bad_results_dir(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "mdtheory.plots.paper_tables", "--results", str(tmp_path / "x"),
+                          "--out", str(tmp_path / "gen")], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stdout == "" and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "gen").exists()
+
+
+def test_macro_names_are_latex_safe():
+    with pytest.raises(ValueError):
+        paper_tables.macro_line("bad_name", "1")
