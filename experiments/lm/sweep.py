@@ -1,0 +1,252 @@
+"""The mask-rate window sweep (paper Fig. 3 and 7) on the shared LM trainer.
+
+    python -m experiments.lm.sweep --preset {quick,paper,tiny} [--jobs 2]
+
+Trains every run of the preset (see experiments/lm/presets.py) with
+``python -m mdtheory.train lm`` (called in-process), then writes
+
+    RESULTS/window_sweep.csv          one row per run: preset, run, kind,
+                                      objective, t0, t1, midpoint, seed,
+                                      steps, tokens, full_range_test_loss,
+                                      full_range_test_loss_se, bits_per_token,
+                                      train_loss, eval_kind, run_dir
+    RESULTS/window_sweep_curves.csv   loss-vs-step curves of every run
+    RESULTS/window_sweep.json         preset, predicted window, provenance
+    RESULTS/runs/<preset>/<run>/      config.json, metrics.jsonl, ckpt.pt
+
+RESULTS defaults to results/lm (results/lm/tiny for the tiny preset).
+Resumable: finished runs are skipped, unfinished ones resume from their
+checkpoint, so re-running the command after an interruption finishes the
+sweep. ``--jobs N`` trains N runs at once in separate processes, one torch
+thread each.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
+from mdtheory.errors import UserError
+from mdtheory.provenance import provenance
+
+from .presets import PRESETS, Preset
+
+CSV_FIELDS = ("preset", "run", "kind", "objective", "t0", "t1", "midpoint", "seed", "steps", "tokens",
+              "full_range_test_loss", "full_range_test_loss_se", "bits_per_token", "train_loss",
+              "eval_kind", "run_dir")
+CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", "full_range_test_loss",
+                "full_range_test_loss_se", "train_loss")
+
+
+@dataclass
+class RunSpec:
+    name: str
+    kind: str          # window | uniform | predicted | ar
+    t0: float
+    t1: float
+    seed: int
+
+    @property
+    def objective(self) -> str:
+        return "ar" if self.kind == "ar" else "md"
+
+    def args(self) -> list[str]:
+        if self.kind == "ar":
+            return ["--objective", "ar"]
+        return ["--window", repr(self.t0), repr(self.t1)]
+
+
+def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[float, float, float]:
+    """(t*, t0, t1): a width-0.1 window centred on the corpus-predicted t*."""
+    path = results / "predicted_t.json"
+    if not path.exists():
+        path = Path("results/lm/predicted_t.json")
+    if path.exists():
+        t_star = float(json.loads(path.read_text())["t_star"])
+    else:
+        from mdtheory.data.corpus import load_corpus
+        from mdtheory.derive.ngram import predict
+        result = predict(load_corpus(corpus))
+        atomic_write_json(results / "predicted_t.json", result)
+        t_star = result["t_star"]
+    t0 = min(max(round(t_star - width / 2, 3), 0.0), 1.0 - width)
+    return t_star, t0, round(t0 + width, 3)
+
+
+def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
+    runs, info = [], {}
+    if preset.predicted:
+        t_star, p0, p1 = predicted_window(results, preset.corpus)
+        info = {"t_star": t_star, "window": [p0, p1]}
+    for seed in preset.seeds:
+        for t0, t1 in preset.windows:
+            runs.append(RunSpec(f"w{t0:.2f}-{t1:.2f}_s{seed}", "window", t0, t1, seed))
+        if preset.uniform:
+            runs.append(RunSpec(f"uniform_s{seed}", "uniform", 0.0, 1.0, seed))
+        if preset.predicted:
+            runs.append(RunSpec(f"pred{p0:.3f}-{p1:.3f}_s{seed}", "predicted", p0, p1, seed))
+        if preset.ar_baseline:
+            runs.append(RunSpec(f"ar_s{seed}", "ar", float("nan"), float("nan"), seed))
+    return runs, info
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line of a killed run
+    return out
+
+
+def is_finished(run_dir: Path, steps: int) -> bool:
+    recs = read_records(run_dir)
+    return bool(recs) and recs[-1].get("step") == steps and "full_range_test_loss" in recs[-1]
+
+
+def train_one(preset_name: str, spec: dict, run_dir: str, threads: int | None) -> str | None:
+    """Train (or resume) one run; returns an error line or None."""
+    import torch
+    from mdtheory.train.__main__ import main as train_main
+
+    if threads:
+        torch.set_num_threads(threads)
+    preset, spec, run_dir = PRESETS[preset_name], RunSpec(**spec), Path(run_dir)
+    argv = ["lm", *preset.train_args(), *spec.args(), "--seed", str(spec.seed),
+            "--out", str(run_dir), "--no-progress"]
+    if (run_dir / "ckpt.pt").exists():
+        argv.append("--resume")
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)  # killed before its first checkpoint: start over
+    try:
+        with _quiet():
+            train_main(argv)
+    except UserError as exc:
+        return f"{spec.name}: {exc}"
+    except SystemExit as exc:  # argparse error inside the trainer
+        return f"{spec.name}: trainer exited with status {exc.code}"
+    return None
+
+
+class _quiet:
+    """Silence the trainer's one-line summary (the sweep has its own bar)."""
+
+    def __enter__(self):
+        self._stdout, sys.stdout = sys.stdout, io.StringIO()
+
+    def __exit__(self, *exc):
+        sys.stdout = self._stdout
+        return False
+
+
+def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict]]:
+    rows, curves = [], []
+    for spec in runs:
+        run_dir = run_root / spec.name
+        recs = read_records(run_dir)
+        if not is_finished(run_dir, preset.steps):
+            continue
+        final = recs[-1]
+        mid = (spec.t0 + spec.t1) / 2
+        rows.append({
+            "preset": preset.name, "run": spec.name, "kind": spec.kind, "objective": spec.objective,
+            "t0": spec.t0, "t1": spec.t1, "midpoint": round(mid, 4), "seed": spec.seed,
+            "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
+            "full_range_test_loss": final["full_range_test_loss"],
+            "full_range_test_loss_se": final["full_range_test_loss_se"],
+            "bits_per_token": final.get("full_range_bits_per_token"), "train_loss": final.get("loss"),
+            "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
+        for r in recs:
+            curves.append({"run": spec.name, "kind": spec.kind, "objective": spec.objective,
+                           "t0": spec.t0, "t1": spec.t1, "seed": spec.seed, "step": r["step"],
+                           "full_range_test_loss": r.get("full_range_test_loss"),
+                           "full_range_test_loss_se": r.get("full_range_test_loss_se"),
+                           "train_loss": r.get("loss")})
+    return rows, curves
+
+
+def _csv(rows: list[dict], fields) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_outputs(preset: Preset, runs, run_root: Path, results: Path, info: dict) -> list[dict]:
+    rows, curves = collect(preset, runs, run_root)
+    atomic_write_text(results / "window_sweep.csv", _csv(rows, CSV_FIELDS))
+    atomic_write_text(results / "window_sweep_curves.csv", _csv(curves, CURVE_FIELDS))
+    atomic_write_json(results / "window_sweep.json", {
+        "preset": asdict(preset), "predicted": info, "runs_planned": len(runs),
+        "runs_finished": len(rows), "provenance": provenance()})
+    return rows
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m experiments.lm.sweep", description="Mask-rate window sweep.")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
+    p.add_argument("--results", default=None, help="output folder (default results/lm, tiny: results/lm/tiny)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one torch thread each)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
+    return p
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    preset = PRESETS[args.preset]
+    if args.seeds:
+        from dataclasses import replace
+        preset = replace(preset, seeds=tuple(args.seeds))
+    results = Path(args.results or ("results/lm/tiny" if preset.name == "tiny" else "results/lm"))
+    run_root = results / "runs" / preset.name
+    runs, info = plan(preset, results)
+    todo = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
+    errors = []
+    threads = 1 if args.jobs > 1 else None
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"lm sweep ({preset.name})",
+               disable=None)
+    if args.jobs == 1:
+        for spec in todo:
+            err = train_one(preset.name, asdict(spec), str(run_root / spec.name), threads)
+            errors += [err] if err else []
+            write_outputs(preset, runs, run_root, results, info)
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(train_one, preset.name, asdict(s), str(run_root / s.name), threads)
+                       for s in todo]
+            for fut in futures:
+                err = fut.result()
+                errors += [err] if err else []
+                write_outputs(preset, runs, run_root, results, info)
+                bar.update(1)
+    bar.close()
+    rows = write_outputs(preset, runs, run_root, results, info)
+    if errors:
+        raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
+    print(f"{len(rows)}/{len(runs)} runs finished -> {results / 'window_sweep.csv'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
