@@ -145,3 +145,12 @@ def test_mixture_argmax_paper_values():
 def test_bad_input_raises_user_error(bad):
     with pytest.raises(UserError):
         bad()
+
+
+@pytest.mark.parametrize("k", [500, 5000, 100_000])
+def test_large_k_narrow_windows_stay_accurate(k):
+    for t0, t1 in [(0.0, 1e-4), (1e-4, 1.5e-4), (1e-3, 1.9e-3)]:
+        q = quad_mean(lambda t: (k + 1) * t * (1 - t) ** k, t0, t1)
+        assert num.p_signal(k, t0, t1) == pytest.approx(q, rel=1e-9)
+    assert num.p_signal(k, 0, 1) == pytest.approx(1 / (k + 2), rel=1e-9)
+    assert 1 / (k + 1) < num.best_t1_given_t0_zero(k) < 3 / (k + 1)

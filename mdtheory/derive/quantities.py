@@ -33,6 +33,6 @@ def derive_record(k: int, window: tuple[float, float] | None = None,
         t0, t1 = window if window is not None else (0.0, 1.0)
         bound = float(num.sample_complexity_bound(n, k, delta, t0, t1))
         if not math.isfinite(bound):
-            raise UserError(f"the window [{t0}, {t1}] never masks (E[t] = 0): the bound is infinite")
+            raise UserError(f"the bound is infinite for the window [{t0}, {t1}] (E[t] E[(1-t)^k]^2 = 0)")
         record["N_bound"] = bound
     return record
