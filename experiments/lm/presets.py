@@ -47,6 +47,7 @@ class Preset:
     uniform: bool = True
     predicted: bool = True
     ar_baseline: bool = False
+    text_file: str | None = None      # any UTF-8 corpus instead of ``corpus``
     extra_engine: dict = field(default_factory=dict)
 
     def train_args(self) -> list[str]:
@@ -58,6 +59,8 @@ class Preset:
                 "--steps", str(self.steps), "--eval-every", str(self.eval_every),
                 "--ckpt-every", str(self.eval_every), "--eval-blocks", str(self.eval_blocks),
                 "--eval-nt", str(self.eval_nt), "--lr", str(self.lr), "--warmup", str(self.warmup)]
+        if self.text_file:
+            args += ["--text-file", self.text_file]
         for key, value in self.extra_engine.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         return args
