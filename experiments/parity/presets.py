@@ -1,0 +1,216 @@
+"""Run lists of the parity study (issue #4), one function per preset.
+
+A run is a ``RunSpec``: everything ``python -m mdtheory.train parity`` needs,
+plus the study group it belongs to and the step budget. Its directory name
+is derived from the spec, so re-running a preset finds its own runs again
+(finished ones are skipped, unfinished ones resumed).
+
+Presets and where they write (``ROOTS``):
+
+    tiny         seconds; a smoke test of the runner      results/parity/tiny
+    quick        <= 20 min on 2 CPU cores: the main       results/parity/quick
+                 comparison at wd 0.1, one seed, short
+                 budget (what ``make all`` regenerates)
+    calibration  the documented search for a CPU setting  results/parity/calibration
+    full         main comparison (wd 0.1 and 0.0, 3       results/parity
+                 seeds), k-sweep, uniform-attention/MLP
+    paper        the paper's (20,6) setup for a GPU        results/parity/paper
+
+``quick`` and ``tiny`` have their own roots so that ``make all`` never
+touches the committed full results; the figures read results/parity/runs.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import asdict, dataclass, field, replace
+
+from mdtheory.theory.numeric import best_t1_given_t0_zero
+
+ROOTS = {
+    "tiny": "results/parity/tiny",
+    "quick": "results/parity/quick",
+    "calibration": "results/parity/calibration",
+    "full": "results/parity",
+    "paper": "results/parity/paper",
+}
+
+# windows U[0, t1] of the main comparison; the theory's best t1 for k is added
+MAIN_T1 = (0.1, 0.2, 0.3, 0.4, 1.0)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    objective: str                      # md, os or ar
+    n: int
+    k: int
+    train_size: int
+    steps: int                          # budget (a run may stop earlier, see run.py)
+    seed: int = 0
+    t0: float | None = None             # md window U[t0, t1]
+    t1: float | None = None
+    weight_decay: float = 0.1
+    lr: float = 1e-3
+    batch_size: int = 64
+    model: str = "transformer"
+    n_layer: int = 2
+    n_head: int = 4
+    n_embd: int = 64
+    val_size: int = 1000
+    loss_weighting: str = "inverse_t"
+    normalization: str = "tokens"
+    eval_every: int = 100
+    group: str = "main"                 # main, ksweep, models, calibration, ablation, ...
+    extra: tuple = field(default=())    # further CLI flags, e.g. ("--warmup", "100")
+
+    @property
+    def name(self) -> str:
+        """Directory name: every field that distinguishes runs, readable."""
+        what = self.objective if self.objective != "md" else f"md{_g(self.t0)}-{_g(self.t1)}"
+        parts = [what, f"n{self.n}k{self.k}", f"N{self.train_size}", f"wd{_g(self.weight_decay)}"]
+        if self.model != "transformer":
+            parts.append(self.model)
+        if (self.n_layer, self.n_head, self.n_embd) != (2, 4, 64):
+            parts.append(f"L{self.n_layer}H{self.n_head}D{self.n_embd}")
+        if self.lr != 1e-3:
+            parts.append(f"lr{_g(self.lr)}")
+        if self.batch_size != 64:
+            parts.append(f"bs{self.batch_size}")
+        if self.objective == "md" and self.loss_weighting != "inverse_t":
+            parts.append(f"w-{self.loss_weighting}")
+        if self.objective == "md" and self.normalization != "tokens":
+            parts.append(f"norm-{self.normalization}")
+        if self.extra:
+            parts.append("x" + "".join(str(e).strip("-").replace(".", "p") for e in self.extra))
+        parts.append(f"s{self.seed}")
+        return "_".join(parts)
+
+    def cli_args(self) -> list[str]:
+        """Flags for ``python -m mdtheory.train parity`` (without --steps/--out)."""
+        args = ["--objective", self.objective, "--n", str(self.n), "--k", str(self.k),
+                "--train-size", str(self.train_size), "--val-size", str(self.val_size),
+                "--seed", str(self.seed), "--weight-decay", repr(self.weight_decay), "--lr", repr(self.lr),
+                "--batch-size", str(self.batch_size), "--model", self.model,
+                "--n-layer", str(self.n_layer), "--n-head", str(self.n_head), "--n-embd", str(self.n_embd),
+                "--eval-every", str(self.eval_every)]
+        if self.objective == "md":
+            args += ["--window", repr(self.t0), repr(self.t1), "--loss-weighting", self.loss_weighting,
+                     "--normalization", self.normalization]
+        return args + [str(e) for e in self.extra]
+
+    def describe(self) -> dict:
+        return {"name": self.name, **asdict(self)}
+
+
+def _g(x) -> str:
+    return f"{float(x):g}"
+
+
+def md_windows(k: int) -> list[tuple[float, float]]:
+    """U[0, t1] for the main t1 values plus the theory's best t1 for k."""
+    best = round(best_t1_given_t0_zero(k), 3)
+    return [(0.0, t1) for t1 in sorted(set(MAIN_T1) | {best})]
+
+
+def comparison(base: RunSpec, seeds, windows=None, objectives=("os", "ar", "md")) -> list[RunSpec]:
+    """OS, AR and MD windows on one backbone/data/optimizer, for each seed."""
+    windows = md_windows(base.k) if windows is None else windows
+    runs = []
+    for seed in seeds:
+        for obj in objectives:
+            if obj == "md":
+                runs += [replace(base, objective="md", t0=t0, t1=t1, seed=seed) for t0, t1 in windows]
+            else:
+                runs.append(replace(base, objective=obj, t0=None, t1=None, seed=seed))
+    return runs
+
+
+# --- the calibrated CPU setting (see experiments/parity/README.md) ----------
+# Chosen by the calibration grid below: the OS baseline memorises the training
+# set long before it generalises (or never does, within the budget).
+MAIN = RunSpec(objective="md", n=12, k=4, train_size=300, steps=3000)
+KSWEEP_K = (3, 4, 5)
+
+
+def preset_tiny() -> list[RunSpec]:
+    base = RunSpec(objective="md", n=8, k=2, train_size=64, val_size=64, steps=40, eval_every=10, group="tiny")
+    return comparison(base, seeds=[0], windows=[(0.0, 0.3)])
+
+
+def preset_quick() -> list[RunSpec]:
+    """The main comparison at wd 0.1, one seed, a shorter budget."""
+    return comparison(replace(MAIN, steps=1500, group="main"), seeds=[0])
+
+
+def preset_main() -> list[RunSpec]:
+    runs = comparison(replace(MAIN, group="main", weight_decay=0.1), seeds=[0, 1, 2])
+    runs += comparison(replace(MAIN, group="main", weight_decay=0.0), seeds=[0, 1, 2])
+    return runs
+
+
+def preset_ksweep() -> list[RunSpec]:
+    """MD window sweep for several k on the main backbone (the main k is in main)."""
+    runs = []
+    for k in KSWEEP_K:
+        if k == MAIN.k:
+            continue
+        runs += comparison(replace(MAIN, k=k, group="ksweep"), seeds=[0, 1, 2], objectives=("md",))
+    return runs
+
+
+def preset_models() -> list[RunSpec]:
+    """Uniform-attention transformer and the reduced MLP (paper Fig 5), OS and MD."""
+    runs = []
+    for model, width in (("uniform-attention", 64), ("mlp", 512)):
+        base = replace(MAIN, model=model, n_embd=width, group="models")
+        best = round(best_t1_given_t0_zero(MAIN.k), 3)
+        runs += comparison(base, seeds=[0], windows=[(0.0, 0.2), (0.0, best)], objectives=("os", "md"))
+    return runs
+
+
+def preset_full() -> list[RunSpec]:
+    # priority order: main at wd 0.1 (all seeds) first, then wd 0.0, then k-sweep, then models
+    main = preset_main()
+    main.sort(key=lambda r: (-r.weight_decay, r.seed))
+    return main + preset_ksweep() + preset_models()
+
+
+def preset_calibration() -> list[RunSpec]:
+    """The search for a CPU-feasible setting; every row is reported in the README."""
+    c = dict(group="calibration", steps=2000)
+    rows = []
+    # 1) which (n, k, N) makes output supervision memorise before it generalises?
+    for n, k, size in ((12, 3, 150), (12, 4, 300), (12, 5, 500)):
+        rows.append(RunSpec(objective="os", n=n, k=k, train_size=size, **c))
+    # 2) can MD learn there at all, and do lr, loss variant or width help?
+    base = RunSpec(objective="md", n=12, k=4, train_size=300, t0=0.0, t1=0.3, **c)
+    rows += [base, replace(base, lr=3e-3), replace(base, loss_weighting="none"),
+             replace(base, normalization="masked"), replace(base, n_embd=128)]
+    rows.append(RunSpec(objective="md", n=12, k=3, train_size=150, t0=0.0, t1=0.3, **c))
+    return rows
+
+
+def preset_paper() -> list[RunSpec]:
+    """The paper's (20,6) setup (GPU): nanoGPT-sized model, wd 0.1, 20k MD
+    steps per window, a long OS run. N and the width are not stated in the
+    paper; we use N = 5000 and a 6-layer, 384-wide, 6-head transformer."""
+    base = RunSpec(objective="md", n=20, k=6, train_size=5000, steps=20_000, n_layer=6, n_head=6,
+                   n_embd=384, batch_size=256, eval_every=250, group="paper")
+    runs = [replace(base, t0=0.0, t1=t1) for t1 in (0.1, 0.2, 0.3, 0.4)]
+    runs.append(replace(base, t0=0.0, t1=round(best_t1_given_t0_zero(6), 3)))
+    runs.append(replace(base, objective="os", t0=None, t1=None, steps=400_000, eval_every=2000))
+    return runs
+
+
+PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_calibration,
+           "full": preset_full, "paper": preset_paper}
+
+
+def runs_of(preset: str, only: str | None = None) -> list[RunSpec]:
+    """The runs of ``preset`` whose name matches the glob ``only`` (if given)."""
+    runs = PRESETS[preset]()
+    names = [r.name for r in runs]
+    assert len(set(names)) == len(names), "two runs of a preset share a directory name"
+    if only:
+        pattern = only if any(ch in only for ch in "*?[") else f"*{only}*"
+        runs = [r for r in runs if fnmatch.fnmatch(r.name, pattern)]
+    return runs

@@ -1,0 +1,175 @@
+"""Launch every run of a parity preset: ``python -m experiments.parity.run``.
+
+    python -m experiments.parity.run --preset {tiny,quick,calibration,full,paper}
+                                     [--only PATTERN] [--jobs J] [--root DIR] [--list]
+
+Each run trains with the project's one training loop (mdtheory.train) into
+ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and, once finished,
+ROOT/runs/<run>/run.json (the spec, its status and the budget).
+
+Runs are trained in segments of ``2 x eval_every`` steps, each resuming from
+the checkpoint of the previous one, so that
+
+* a run killed at any point continues from its last segment next time;
+* a finished run (run.json present, same budget) is skipped;
+* a run stops early once train and held-out accuracy have both been >= 0.99
+  for ``--patience`` consecutive evaluations: the study measures the time to
+  0.99, and the budget is spent on runs that have not got there yet.
+
+A diverged run is recorded (status "diverged") and the sweep goes on.
+PATTERN is a glob on run names (a plain word matches anywhere in the name).
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per run: the machine is shared
+
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
+from mdtheory.errors import UserError
+
+from .presets import PRESETS, ROOTS, RunSpec, runs_of
+
+RUN_MARKER = "run.json"
+ACC = 0.99
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a torn last line: the resume truncates it anyway
+    return records
+
+
+def converged(records: list[dict], patience: int) -> bool:
+    """Train and held-out accuracy >= 0.99 at the last ``patience`` evaluations."""
+    last = records[-patience:]
+    return len(last) == patience and all(
+        r.get("train_acc", 0) >= ACC and r.get("val_acc", 0) >= ACC for r in last)
+
+
+def run_status(run_dir: Path, spec: RunSpec) -> str | None:
+    """'complete'/'early_stop'/'diverged' if the run needs no more training."""
+    marker = Path(run_dir) / RUN_MARKER
+    if not marker.exists():
+        return None
+    info = json.loads(marker.read_text())
+    if info.get("status") in ("early_stop", "diverged"):
+        return info["status"]
+    if info.get("status") == "complete" and info.get("budget", 0) >= spec.steps:
+        return "complete"
+    return None  # a larger budget than last time: continue the run
+
+
+def _train_segment(spec: RunSpec, out: Path, steps: int) -> None:
+    from mdtheory.train.__main__ import build_parser, parity_task_from_args
+    from mdtheory.train.engine import config_from_args, train
+
+    argv = ["parity", *spec.cli_args(), "--steps", str(steps), "--out", str(out), "--resume",
+            "--ckpt-every", str(segment_length(spec)), "--no-progress"]
+    args = build_parser().parse_args(argv)
+    train(parity_task_from_args(args), config_from_args(args))
+
+
+def segment_length(spec: RunSpec) -> int:
+    return 2 * spec.eval_every
+
+
+def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
+    """Train one run to its budget (or early stop); returns (name, status)."""
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(root) / "runs" / spec.name
+    status = run_status(out, spec)
+    if status is not None:
+        return spec.name, f"{status} (skipped)"
+    out.mkdir(parents=True, exist_ok=True)
+    seg = segment_length(spec)
+    records = read_records(out) if (out / "ckpt.pt").exists() else []
+    step = records[-1]["step"] if records else 0
+    status = "complete"
+    try:
+        while step < spec.steps:
+            if converged(records, patience):
+                status = "early_stop"
+                break
+            target = min(spec.steps, (step // seg + 1) * seg)
+            _train_segment(spec, out, target)
+            step, records = target, read_records(out)
+        else:
+            if converged(records, patience) and step < spec.steps:
+                status = "early_stop"
+    except UserError as exc:
+        if "non-finite" not in str(exc):
+            raise
+        status = f"diverged"
+        records = read_records(out)
+    last = records[-1] if records else {}
+    atomic_write_json(out / RUN_MARKER, {
+        "status": status, "budget": spec.steps, "steps_done": last.get("step", 0),
+        "early_stop_rule": f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations",
+        "spec": spec.describe()})
+    return spec.name, status
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="python -m experiments.parity.run", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--only", default=None, help="glob on run names (a plain word matches anywhere)")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one CPU thread each")
+    p.add_argument("--root", default=None, help="results root (default: per preset, see presets.ROOTS)")
+    p.add_argument("--patience", type=int, default=2, help="evaluations at >= 0.99 before an early stop")
+    p.add_argument("--list", action="store_true", help="print the run names and exit")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.patience < 1:
+        raise UserError(f"--patience must be >= 1, got {args.patience}")
+    runs = runs_of(args.preset, args.only)
+    if not runs:
+        raise UserError(f"no run of preset {args.preset!r} matches {args.only!r}")
+    root = args.root or ROOTS[args.preset]
+    if args.list:
+        print("\n".join(f"{root}/runs/{r.name}  ({r.steps} steps)" for r in runs))
+        return 0
+    statuses = {}
+    bar = tqdm(total=len(runs), desc=f"parity {args.preset}", unit="run", disable=None)
+    if args.jobs == 1:
+        for spec in runs:
+            bar.set_postfix_str(spec.name)
+            name, statuses[name] = execute(spec, root, args.patience)
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(execute, spec, root, args.patience) for spec in runs]
+            for fut in as_completed(futures):
+                name, statuses[name] = fut.result()
+                bar.update(1)
+    bar.close()
+    counts = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    print(f"{len(runs)} runs under {root}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
