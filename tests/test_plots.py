@@ -158,6 +158,9 @@ def test_window_table_and_t_bins(results):
     assert table[(table["t0"] == 0) & (table["t1"] == 1.0)]["seeds"].item() == 1
     bins = lm._t_bins(pd.Series({"loss_t0.05": 1.0, "loss_t0.15": 2.0, "loss_t0.15_se": 0.1, "step": 3}))
     assert bins == {0.05: 1.0, 0.15: 2.0}
+    bins = lm._t_bins(pd.Series({"full_range_bin/0.0312": 4.5, "full_range_bin/0.0938": 4.2,
+                                 "full_range_test_loss": 4.3, "step": 3}))
+    assert bins == {0.0312: 4.5, 0.0938: 4.2}
 
 
 def test_cli_contract(results, tmp_path):

@@ -46,6 +46,8 @@ def window_table(results: Path) -> pd.DataFrame:
     missing = {"t0", "t1", LOSS} - set(table.columns)
     if missing:
         raise MissingData(f"{path} lacks columns {sorted(missing)}")
+    if "objective" in table:  # the AR baseline's loss is not a masked-diffusion bound
+        table = table[table["objective"].fillna("md") == "md"]
     if "steps" in table and table["steps"].nunique() > 1:
         table = table[table["steps"] == table["steps"].max()]  # equal budgets only
     rows = []
@@ -96,7 +98,8 @@ def window_sweep(results: Path):
 def load_lm_runs(results: Path) -> list[dict]:
     """Each run: name, t0, t1, seed, metrics (DataFrame)."""
     runs = []
-    for metrics_path in sorted((Path(results) / "lm" / "runs").glob("*/metrics.jsonl")):
+    # runs may be grouped by preset: results/lm/runs/<preset>/<run>/metrics.jsonl
+    for metrics_path in sorted((Path(results) / "lm" / "runs").rglob("metrics.jsonl")):
         metrics = read_jsonl(metrics_path)
         if metrics.empty or "step" not in metrics:
             continue
@@ -140,7 +143,7 @@ def loss_vs_step(results: Path):
     return fig
 
 
-_BIN_KEY = re.compile(r"loss[_a-z]*?(?:t|bin)[_=]?(\d*\.?\d+)(?:[_-](\d*\.?\d+))?$")
+_BIN_KEY = re.compile(r"(?:loss[_a-z]*?(?:t|bin)[_=]?|bin/)(\d*\.?\d+)(?:[_-](\d*\.?\d+))?$")
 
 
 def _t_bins(record: pd.Series) -> dict[float, float]:

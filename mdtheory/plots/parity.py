@@ -97,7 +97,7 @@ def _num(x, cast=float):
 def load_runs(results: Path) -> list[Run]:
     runs_dir = Path(results) / "parity" / "runs"
     runs = []
-    for cfg_path in sorted(runs_dir.glob("*/config.json")):
+    for cfg_path in sorted(runs_dir.rglob("config.json")):  # runs may be grouped in subfolders
         metrics_path = cfg_path.parent / "metrics.jsonl"
         if not metrics_path.exists():
             continue

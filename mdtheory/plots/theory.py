@@ -217,7 +217,9 @@ def mixture_signal(results: Path):
     if predicted.exists():
         data = json.loads(predicted.read_text())
         if data.get("weights"):
-            curves.append((f"our corpus ({data.get('corpus', 'predicted_t.json')})", _weights_dict(data["weights"])))
+            corpus = data.get("corpus", "predicted_t.json")
+            name = corpus.get("name", "corpus") if isinstance(corpus, dict) else str(corpus)
+            curves.append((f"our corpus ({name})", _weights_dict(data["weights"])))
     fig, axes = figure("column")
     ax = axes[0, 0]
     for (label, w), colour in zip(curves, colours(len(curves))):
