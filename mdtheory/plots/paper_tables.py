@@ -215,7 +215,9 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
     try:
         table = lm_plots.window_table(results)
     except MissingData:
-        return {}, _empty_table("language-model sweep not run", 4), None
+        t_star = lm_plots.predicted_t_star(results)  # the corpus estimate needs no sweep
+        macros = {} if t_star is None else {"lmTStar": fmt(t_star)}
+        return macros, _empty_table("language-model sweep not run", 4), None
     full = table[[lm_plots.is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
     windows = table.drop(index=full.index)
     macros = {"lmWindows": str(len(windows)), "lmSeedsMin": str(int(table["seeds"].min()))}
