@@ -19,7 +19,7 @@ setup: $(STAMP)/setup
 # --- theory -------------------------------------------------------------
 results/theory/derive.json paper/generated/theory.tex &: $(STAMP)/setup $(SRC)
 	@mkdir -p results/theory
-	$(PY) -m mdtheory.derive --k 1 2 3 4 5 6 8 10 --window 0 0.2 --n 20 --delta 0.05 --json > results/theory/derive.json.tmp
+	$(PY) -m mdtheory.derive --k 1 2 3 4 5 6 8 10 --window 0 0.2 --n 20 --delta 0.05 --json --provenance results/theory/derive.provenance.json > results/theory/derive.json.tmp
 	mv results/theory/derive.json.tmp results/theory/derive.json
 	$(PY) -m mdtheory.derive --latex paper/generated
 derive: results/theory/derive.json paper/generated/theory.tex
