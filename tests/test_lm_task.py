@@ -114,7 +114,7 @@ def test_ar_baseline_same_backbone(text_file):
     batch = task.train_batch(0, 4, "cpu")
     assert batch["tokens"].shape == (4, 17) and "mask" not in batch
     loss, _ = task.loss(model, batch)
-    assert 0 < float(loss) < 10
+    assert 0 < float(loss.detach()) < 10
     ev = task.evaluate(model.eval(), 0)
     assert ev["eval_kind"] == "ar_exact_nll" and ev["full_range_test_loss_se"] > 0
     md = _task(text_file)
