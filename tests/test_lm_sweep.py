@@ -51,6 +51,7 @@ def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys):
     assert [c["step"] for c in curves if c["run"] == "uniform_s0"] == ["0", "1", "2"]
     first = (out / "runs" / "micro" / "uniform_s0" / "metrics.jsonl").read_text()
     # finished runs are skipped: nothing is retrained, the metrics stay byte-identical
+    assert sweep.main(["--preset", "micro", "--results", str(out), "--runs", "w*"]) == 0
     assert sweep.main(["--preset", "micro", "--results", str(out)]) == 0
     assert (out / "runs" / "micro" / "uniform_s0" / "metrics.jsonl").read_text() == first
     # summary

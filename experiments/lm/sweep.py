@@ -29,6 +29,7 @@ import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -202,6 +203,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--results", default=None, help="output folder (default results/lm, tiny: results/lm/tiny)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once (one torch thread each)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
+    p.add_argument("--runs", nargs="+", default=None, metavar="PATTERN",
+                   help="train only runs whose name matches a glob, e.g. 'uniform_s*' (outputs still list all finished runs)")
     return p
 
 
@@ -217,9 +220,11 @@ def _main(argv) -> int:
     run_root = results / "runs" / preset.name
     runs, info = plan(preset, results)
     todo = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
+    if args.runs:
+        todo = [s for s in todo if any(fnmatch(s.name, pat) for pat in args.runs)]
     errors = []
     threads = 1 if args.jobs > 1 else None
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"lm sweep ({preset.name})",
+    bar = tqdm(total=len(todo), initial=0, desc=f"lm sweep ({preset.name})",
                disable=None)
     if args.jobs == 1:
         for spec in todo:
