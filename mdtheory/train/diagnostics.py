@@ -19,9 +19,7 @@ squared-error loss is maximising E(W) = c^T Sigma^+ c with h = sigma(W z~),
     c     = E[ 1{R_S} |M|/(2t) f* h ],   f* = x'_i / |M|  (x' in {-1, 1}),
     Sigma = E[ |M|/(2t) h h^T ]         (both regimes together),
 expectations over training sequences, t and masks. We estimate it by Monte
-Carlo on a fixed set of masked training sequences (theory module's own
-implementation is preferred when ``mdtheory.theory.landscape`` provides
-``energy_monte_carlo``).
+Carlo; ``mlp_energy`` delegates to ``mdtheory.theory.landscape`` when it can.
 """
 from __future__ import annotations
 
@@ -99,16 +97,46 @@ def tbin_diagnostics(model, tokens: torch.Tensor, sampler: MaskRateSampler, mask
 
 
 @torch.no_grad()
-def mlp_energy(model, tokens: torch.Tensor, sampler: MaskRateSampler, extended_secret,
-               mask_id: int, samples: int = 4096, seed: int = 0) -> float:
-    """Monte Carlo estimate of E(W) = c^T Sigma^+ c for the reduced MLP."""
-    try:  # prefer the theory module's estimator when it exists
-        from ..theory import landscape  # type: ignore
-        if hasattr(landscape, "energy_monte_carlo"):
-            return float(landscape.energy_monte_carlo(model, tokens, sampler, extended_secret,
-                                                      mask_id, samples=samples, seed=seed))
+def mlp_energy(model, tokens: torch.Tensor, sampler: MaskRateSampler, secret, mask_id: int,
+               samples: int = 8192, seed: int = 0, cache: dict | None = None) -> float:
+    """E(W) of the reduced MLP's first layer (plug-in estimate, see below).
+
+    For a window sampler the theory module computes it
+    (``mdtheory.theory.landscape.energy`` on ``sample_statistics``: fresh
+    uniform inputs, the population quantity); its statistics put the secret
+    at positions 0..k-1, so W's position columns are permuted to match
+    (bits 0/1 play the theory's -1/+1, the mask is the third value in both
+    layouts). Otherwise, or without the theory module, a Monte Carlo estimate
+    over the training sequences is used. Both are plug-in estimates c^T
+    Sigma^+ c from ``samples`` draws: biased upwards unless samples >> hidden
+    width (with samples <= hidden E no longer depends on W at all), so
+    compare values within one run, not across widths. ``cache`` keeps the
+    statistics between calls.
+    """
+    W = model.W.weight.detach().double().cpu().numpy().T        # (hidden, vocab * L)
+    L = tokens.shape[1]
+    lo, hi = sampler.support()
+    try:
+        from ..theory import landscape
     except ImportError:
-        pass
+        landscape = None
+    if landscape is not None and sampler.describe()["kind"] == "window" and W.shape[1] == 3 * L \
+            and model.config.activation in landscape.ACTIVATIONS and model.b is None:
+        key = ("stats", samples, seed)
+        if cache is None or key not in cache:
+            stats = landscape.sample_statistics(L - 1, len(secret), lo, hi, num_samples=samples, seed=seed)
+            if cache is not None:
+                cache[key] = stats
+        stats = cache[key] if cache is not None else stats
+        secret = [int(j) for j in secret]
+        order = secret + [j for j in range(L - 1) if j not in secret] + [L - 1]
+        columns = [value * L + j for value in range(3) for j in order]
+        return float(landscape.energy(W[:, columns], stats, activation=model.config.activation))
+    return _mlp_energy_monte_carlo(model, tokens, sampler, np.append(secret, L - 1), mask_id,
+                                   samples, seed)
+
+
+def _mlp_energy_monte_carlo(model, tokens, sampler, extended_secret, mask_id, samples, seed):
     gen = step_generator(seed, 0, stream=3)
     device = tokens.device
     rows = torch.randint(len(tokens), (samples,), generator=gen).to(device)

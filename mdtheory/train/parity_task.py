@@ -72,6 +72,7 @@ class ParityTask:
             if cfg.objective == "md" else None
         self.tokens_per_sequence = self.data.seq_len
         self.in_secret = diagnostics.secret_mask(self.data.extended_secret, self.data.seq_len)
+        self._energy_cache: dict = {}  # theory statistics for E(W), built once
 
     # -- Task interface ---------------------------------------------------------
     def config(self) -> dict:
@@ -137,8 +138,8 @@ class ParityTask:
                     model, diag_tokens, self.sampler, MASK, edges, self.cfg.seed, self.cfg.normalization)
             if self.cfg.model == "mlp":
                 record["energy"] = diagnostics.mlp_energy(
-                    model, self.data.train_tokens.to(device), self.sampler, self.data.extended_secret,
-                    MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed)
+                    model, self.data.train_tokens.to(device), self.sampler, self.data.secret,
+                    MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed, cache=self._energy_cache)
         return record
 
     # -- helpers ---------------------------------------------------------------
