@@ -395,11 +395,11 @@ def _train(task, cfg: TrainConfig, rt: Runtime) -> TrainResult:
     _barrier(rt)
 
     model = raw_model
-    if cfg.compile and cuda:
-        model = torch.compile(model)
     if rt.distributed:
         from torch.nn.parallel import DistributedDataParallel as DDP
         model = DDP(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile and cuda:  # compile after wrapping, as the DDP docs advise
+        model = torch.compile(model)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     tokens_per_seq = getattr(task, "tokens_per_sequence", None)
 
