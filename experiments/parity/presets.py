@@ -125,10 +125,13 @@ def comparison(base: RunSpec, seeds, windows=None, objectives=("os", "ar", "md")
 
 
 # --- the calibrated CPU setting (see experiments/parity/README.md) ----------
-# Chosen by the calibration grid below: the OS baseline memorises the training
-# set long before it generalises (or never does, within the budget).
-MAIN = RunSpec(objective="md", n=12, k=4, train_size=300, steps=3000)
-KSWEEP_K = (3, 4, 5)
+# Chosen by the calibration grid below as the largest problem on which both OS
+# and MD reach 0.99 within a few thousand steps on this CPU. NB: output
+# supervision shows no memorisation plateau here (see the README): (12,4) and
+# (12,5) make OS memorise slowly without generalising, but MD was not
+# CPU-feasible there.
+MAIN = RunSpec(objective="md", n=12, k=3, train_size=64, steps=2000)
+KSWEEP_K = (2, 3, 4)
 
 
 def preset_tiny() -> list[RunSpec]:
@@ -176,17 +179,23 @@ def preset_full() -> list[RunSpec]:
 
 def preset_calibration() -> list[RunSpec]:
     """The search for a CPU-feasible setting; every row is reported in the README."""
-    c = dict(group="calibration", steps=2000)
-    rows = []
-    # 1) which (n, k, N) makes output supervision memorise before it generalises?
-    for n, k, size in ((12, 3, 150), (12, 4, 300), (12, 5, 500)):
-        rows.append(RunSpec(objective="os", n=n, k=k, train_size=size, **c))
-    # 2) can MD learn there at all, and do lr, loss variant or width help?
-    base = RunSpec(objective="md", n=12, k=4, train_size=300, t0=0.0, t1=0.3, **c)
-    rows += [base, replace(base, lr=3e-3), replace(base, loss_weighting="none"),
-             replace(base, normalization="masked"), replace(base, n_embd=128)]
-    rows.append(RunSpec(objective="md", n=12, k=3, train_size=150, t0=0.0, t1=0.3, **c))
-    return rows
+    c = dict(group="calibration")
+    os_, md = dict(objective="os", **c), dict(objective="md", t0=0.0, t1=0.3, **c)
+    return [
+        # 1) which (n, k, N) makes output supervision memorise before it generalises?
+        RunSpec(n=12, k=3, train_size=150, steps=1500, **os_),
+        RunSpec(n=12, k=3, train_size=64, steps=1000, **os_),
+        RunSpec(n=12, k=4, train_size=300, steps=2000, **os_),
+        RunSpec(n=12, k=5, train_size=500, steps=2000, **os_),
+        RunSpec(n=12, k=3, train_size=150, steps=600, lr=3e-3, **os_),
+        # 2) can MD learn there at all, and does a larger lr help?
+        RunSpec(n=12, k=3, train_size=150, steps=2000, **md),
+        RunSpec(n=12, k=3, train_size=150, steps=1000, lr=3e-3, **md),
+        RunSpec(n=12, k=3, train_size=64, steps=2000, **md),
+        # 3) clearly-labelled ablation of the MD loss variants on the main setting
+        replace(MAIN, steps=2000, t0=0.0, t1=0.3, loss_weighting="none", group="ablation"),
+        replace(MAIN, steps=2000, t0=0.0, t1=0.3, normalization="masked", group="ablation"),
+    ]
 
 
 def preset_paper() -> list[RunSpec]:

@@ -110,7 +110,7 @@ def summarize_run(run_dir: Path) -> dict | None:
     above_chance = first_step(records, "val_acc", CHANCE_BAND, above=True)
     plateau = None
     if to_train is not None:
-        plateau = (above_chance if above_chance is not None else steps) - to_train
+        plateau = max(0, (above_chance if above_chance is not None else steps) - to_train)
     grok = bool(to_train is not None and to_train > 0 and plateau >= GROK_FACTOR * to_train)
     val = [r["val_acc"] for r in records if r.get("val_acc") is not None]
     return {
@@ -237,20 +237,31 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
         steps = g["steps_to_val_99"].astype("Float64").astype(float)
         speed = (1.0 / steps).fillna(0.0)
         rho, p = (spearmanr(g["P_S"], speed) if speed.nunique() > 1 else (np.nan, np.nan))
-        per_window = g.assign(_s=steps.fillna(np.inf)).groupby("t1")["_s"].median().sort_values()
+        # windows ordered by median steps over all seeds (never = inf), ties
+        # broken by how many seeds reached 0.99, then by their median
+        g = g.assign(_s=steps.fillna(np.inf))
+        per_window = g.groupby("t1").agg(median_all=("_s", "median"), reached=("_s", lambda s: int(np.isfinite(s).sum())),
+                                         median_reached=("_s", lambda s: float(np.median(s[np.isfinite(s)]))
+                                                         if np.isfinite(s).any() else np.inf))
+        per_window = per_window.sort_values(["median_all", "reached", "median_reached"],
+                                            ascending=[True, False, True])
         best_t1 = best_t1_given_t0_zero(int(key[2]))
         theory_t1 = min(per_window.index, key=lambda t: abs(t - best_t1))
-        ranks = per_window.rank(method="min")
-        reached = np.isfinite(per_window.values)
+        order = list(per_window.index)
+        fastest = per_window.iloc[0]
         rows.append({
             **dict(zip(keys, key)), "runs": len(g), "windows": g["t1"].nunique(),
-            "runs_reached_val_99": int(np.isfinite(steps.fillna(np.inf)).sum()),
+            "runs_reached_val_99": int(np.isfinite(g["_s"]).sum()),
             "spearman_rho_PS_speed": rho, "p_value": p,
             "theory_best_t1": round(best_t1, 4),
-            "fastest_t1": float(per_window.index[0]) if reached.any() else None,
-            "fastest_median_steps": float(per_window.iloc[0]) if reached.any() else None,
-            "theory_window_rank": int(ranks[theory_t1]) if np.isfinite(per_window[theory_t1]) else None,
-            "theory_window_median_steps": per_window[theory_t1] if np.isfinite(per_window[theory_t1]) else None,
+            "fastest_t1": float(order[0]) if fastest["reached"] else None,
+            "fastest_median_steps": fastest["median_all"] if fastest["reached"] else None,
+            "fastest_reached": int(fastest["reached"]),
+            "theory_window_t1": float(theory_t1),
+            "theory_window_rank": order.index(theory_t1) + 1,
+            "theory_window_median_steps": per_window.loc[theory_t1, "median_all"],
+            "theory_window_reached": int(per_window.loc[theory_t1, "reached"]),
+            "window_order": " ".join(f"{t:g}" for t in order),
         })
     return pd.DataFrame(rows)
 
