@@ -18,8 +18,6 @@ this machine reaches on one large matmul, not the vendor's datasheet number.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import time
 
 import torch

@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from .errors import UserError
 
@@ -28,7 +28,7 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def fail(message: str) -> "NoReturn":  # type: ignore[name-defined]
+def fail(message: str) -> NoReturn:
     """Print one line (newlines folded) to stderr and exit with status 2."""
     one_line = " ".join(str(message).split())
     sys.stderr.write(f"error: {one_line}\n")

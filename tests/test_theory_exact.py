@@ -1,6 +1,5 @@
 """Exact enumeration and Monte Carlo checks of the regime probabilities,
 Theorem 4.3 (squared and cross-entropy) and the Bayes risks."""
-import math
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """sympy closed forms: self-consistency, equality with the numeric twins, paper values."""
 import math
 
-import numpy as np
 import pytest
 import sympy as sp
 

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
+from mdtheory.runfiles import read_metrics
 
 from .presets import PRESETS, Preset
 
@@ -101,16 +102,7 @@ def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
 
 
 def read_records(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line of a killed run
-    return out
+    return read_metrics(run_dir)
 
 
 def is_finished(run_dir: Path, steps: int) -> bool:

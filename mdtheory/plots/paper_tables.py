@@ -16,7 +16,6 @@ results/ or from mdtheory.theory.numeric.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..runfiles import read_metrics
 from .style import MissingData, colours, figure
 
 MAIN_MODEL = "transformer"
@@ -42,16 +43,7 @@ def _find(config: dict, *names, default=None):
 
 
 def read_jsonl(path: Path) -> pd.DataFrame:
-    rows = []
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a killed run
-    return pd.DataFrame(rows)
+    return pd.DataFrame(read_metrics(path))
 
 
 @dataclass

@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 from ..cli import atomic_write_json, atomic_write_text
 from ..errors import UserError
 from ..provenance import provenance
+from ..runfiles import read_metrics
 
 CKPT_NAME, METRICS_NAME, CONFIG_NAME = "ckpt.pt", "metrics.jsonl", "config.json"
 LR_SCHEDULES = ("constant", "cosine")
@@ -224,20 +225,6 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(payload, dict) or any(k not in payload for k in CKPT_KEYS):
         raise UserError(f"checkpoint {path} is corrupt: missing fields")
     return payload
-
-
-def read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line from a kill: drop it and what follows
-    return records
 
 
 def _json_safe(value):
