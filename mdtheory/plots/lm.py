@@ -114,6 +114,7 @@ def load_lm_runs(results: Path) -> list[dict]:
                 continue
             window = (match.group(1), match.group(2))
         runs.append({"name": metrics_path.parent.name, "t0": float(window[0]), "t1": float(window[1]),
+                     "objective": _find(config, "objective") or "md",
                      "seed": _find(config, "seed"), "metrics": metrics.sort_values("step")})
     return runs
 
@@ -126,10 +127,16 @@ def loss_vs_step(results: Path):
     ax = axes[0, 0]
     by_window: dict = {}
     for run in runs:
-        by_window.setdefault((run["t0"], run["t1"]), []).append(run)
-    for (t0, t1), members in sorted(by_window.items()):
+        # an AR run has no window (its config still names the default
+        # sampler): keep it apart from the U[0,1] MD runs
+        key = ("ar", 0.0, 0.0) if run["objective"] == "ar" else ("md", run["t0"], run["t1"])
+        by_window.setdefault(key, []).append(run)
+    for (objective, t0, t1), members in sorted(by_window.items()):
         table = pd.concat([m["metrics"].set_index("step")[LOSS] for m in members], axis=1).mean(axis=1).dropna()
-        if is_full_range(t0, t1):
+        if objective == "ar":
+            ax.plot(table.index, table.values, color="black", ls=":", lw=1.4,
+                    label="AR (exact NLL)", zorder=5)
+        elif is_full_range(t0, t1):
             ax.plot(table.index, table.values, color="C3", ls="--", lw=1.4, label="$U[0,1]$", zorder=5)
         else:
             ax.plot(table.index, table.values, color=_window_colour((t0 + t1) / 2),
@@ -178,6 +185,8 @@ def loss_by_t(results: Path):
     runs = load_lm_runs(results)
     curves = {}
     for run in runs:
+        if run["objective"] == "ar":
+            continue  # next-token NLL has no mask rate
         bins = _t_bins(run["metrics"].iloc[-1])
         if len(bins) >= 2:
             curves.setdefault((run["t0"], run["t1"]), []).append(bins)
@@ -190,8 +199,6 @@ def loss_by_t(results: Path):
         style = dict(color="C3", ls="--", lw=1.4, zorder=5) if is_full_range(t0, t1) else \
             dict(color=_window_colour((t0 + t1) / 2))
         ax.plot(table.index, table.values, marker=".", label=f"$U[{t0:.2g},{t1:.2g}]$", **style)
-        if not is_full_range(t0, t1):
-            ax.axvspan(t0, t1, color=style["color"], alpha=0.06, lw=0)
     ax.set_xlabel("evaluation mask rate $t$ (bin centre)")
     ax.set_ylabel("test loss in bin (final step)")
     ax.set_xlim(0, 1)
