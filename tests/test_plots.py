@@ -190,3 +190,20 @@ def test_summary_from_runs_when_csv_missing(results):
     assert len(md) == 12 and md["P_S"].notna().all()
     # the 0.2 window's synthetic curve crosses 0.99 train accuracy well before the budget
     assert (md[md["t1"] == 0.2]["steps_to_train_99"] < 1000).all()
+
+
+def test_lm_ar_runs_stay_apart_from_uniform(results):
+    """An AR run's config still names the default 'uniform' sampler: it must
+    not be averaged into the U[0,1] masked-diffusion curve."""
+    runs_dir = results / "lm" / "runs"
+    recs = lambda loss: [{"step": s, "full_range_test_loss": loss, "full_range_test_loss_se": 0.01}
+                         for s in range(0, 51, 10)]
+    _write_run(runs_dir, "uniform_s0", {"task": {"objective": "md", "sampler_law": {"t0": 0.0, "t1": 1.0},
+                                                 "t0": 0.0, "t1": 1.0, "seed": 0}}, recs(3.0))
+    _write_run(runs_dir, "ar_s0", {"task": {"objective": "ar", "sampler_law": {"t0": 0.0, "t1": 1.0},
+                                            "t0": 0.0, "t1": 1.0, "seed": 0}}, recs(2.0))
+    apply_style()
+    fig = lm.loss_vs_step(results)
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert np.allclose(lines["$U[0,1]$"].get_ydata(), 3.0)
+    assert np.allclose(lines["AR (exact NLL)"].get_ydata(), 2.0)
