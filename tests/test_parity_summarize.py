@@ -103,7 +103,10 @@ def test_theory_vs_speed(synthetic_root):
 
 def test_cli_writes_all_outputs_and_rejects_missing_root(synthetic_root, tmp_path, capsys):
     assert summarize.main(["--root", str(synthetic_root)]) == 0
-    for name in ("summary.csv", "summary_by_condition.csv", "summary_by_condition.md", "theory_vs_speed.csv",
+    text = summarize.by_seed_markdown(summarize.summarize_runs(synthetic_root / "runs"))
+    assert "| 0.1 | 0 | 700 | 200 | – (0.60) |" in text  # OS, MD U[0,0.3], MD U[0,1] for seed 0
+    for name in ("summary.csv", "summary_by_condition.csv", "summary_by_condition.md", "summary_by_seed.md",
+                 "theory_vs_speed.csv",
                  "summary_provenance.json"):
         assert (synthetic_root / name).exists()
     from mdtheory.cli import run_cli

@@ -14,6 +14,8 @@ Presets and where they write (``ROOTS``):
     calibration  the documented search for a CPU setting  results/parity/calibration
     full         main comparison (wd 0.1 and 0.0, 3       results/parity
                  seeds), k-sweep, uniform-attention/MLP
+    os_long      output supervision to 10k steps (does    results/parity/os_long
+                 a memorising run grok later?)
     paper        the paper's (20,6) setup for a GPU        results/parity/paper
 
 ``quick`` and ``tiny`` have their own roots so that ``make all`` never
@@ -31,6 +33,7 @@ ROOTS = {
     "quick": "results/parity/quick",
     "calibration": "results/parity/calibration",
     "full": "results/parity",
+    "os_long": "results/parity/os_long",
     "paper": "results/parity/paper",
 }
 
@@ -61,6 +64,7 @@ class RunSpec:
     eval_every: int = 100
     group: str = "main"                 # main, ksweep, models, calibration, ablation, ...
     extra: tuple = field(default=())    # further CLI flags, e.g. ("--warmup", "100")
+    tag: str = ""                       # distinguishes otherwise equal runs (e.g. "long")
 
     @property
     def name(self) -> str:
@@ -81,6 +85,8 @@ class RunSpec:
             parts.append(f"norm-{self.normalization}")
         if self.extra:
             parts.append("x" + "".join(str(e).strip("-").replace(".", "p") for e in self.extra))
+        if self.tag:
+            parts.append(self.tag)
         parts.append(f"s{self.seed}")
         return "_".join(parts)
 
@@ -130,7 +136,9 @@ def comparison(base: RunSpec, seeds, windows=None, objectives=("os", "ar", "md")
 # supervision shows no memorisation plateau here (see the README): (12,4) and
 # (12,5) make OS memorise slowly without generalising, but MD was not
 # CPU-feasible there.
-MAIN = RunSpec(objective="md", n=12, k=3, train_size=64, steps=2000)
+MAIN = RunSpec(objective="md", n=12, k=3, train_size=64, steps=4000)
+SIDE_STEPS = 2000     # budget of the k-sweep and model runs
+OS_LONG_STEPS = 10_000
 KSWEEP_K = (2, 3, 4)
 
 
@@ -156,7 +164,8 @@ def preset_ksweep() -> list[RunSpec]:
     for k in KSWEEP_K:
         if k == MAIN.k:
             continue
-        runs += comparison(replace(MAIN, k=k, group="ksweep"), seeds=[0, 1, 2], objectives=("md",))
+        runs += comparison(replace(MAIN, k=k, steps=SIDE_STEPS, group="ksweep"), seeds=[0, 1, 2],
+                           objectives=("md",))
     return runs
 
 
@@ -164,10 +173,17 @@ def preset_models() -> list[RunSpec]:
     """Uniform-attention transformer and the reduced MLP (paper Fig 5), OS and MD."""
     runs = []
     for model, width in (("uniform-attention", 64), ("mlp", 512)):
-        base = replace(MAIN, model=model, n_embd=width, group="models")
+        base = replace(MAIN, model=model, n_embd=width, steps=SIDE_STEPS, group="models")
         best = round(best_t1_given_t0_zero(MAIN.k), 3)
         runs += comparison(base, seeds=[0], windows=[(0.0, 0.2), (0.0, best)], objectives=("os", "md"))
     return runs
+
+
+def preset_os_long() -> list[RunSpec]:
+    """Output supervision run on past the main budget: does a memorising run
+    ever generalise (the paper's late grokking)? Runs that generalise early stop."""
+    return [replace(MAIN, objective="os", seed=seed, weight_decay=wd, steps=OS_LONG_STEPS, group="os_long",
+                    tag="long") for wd in (0.1, 0.0) for seed in (0, 1, 2)]
 
 
 def preset_full() -> list[RunSpec]:
@@ -211,7 +227,7 @@ def preset_paper() -> list[RunSpec]:
 
 
 PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_calibration,
-           "full": preset_full, "paper": preset_paper}
+           "full": preset_full, "os_long": preset_os_long, "paper": preset_paper}
 
 
 def runs_of(preset: str, only: str | None = None) -> list[RunSpec]:
