@@ -186,11 +186,17 @@ def preset_os_long() -> list[RunSpec]:
                     tag="long") for wd in (0.1, 0.0) for seed in (0, 1, 2)]
 
 
+def preset_extra_seeds() -> list[RunSpec]:
+    """Seeds 3 and 4 of the main comparison at wd 0.1 (added when the first
+    three seeds turned out to disagree with each other)."""
+    return comparison(replace(MAIN, group="main", weight_decay=0.1), seeds=[3, 4])
+
+
 def preset_full() -> list[RunSpec]:
     # priority order: main at wd 0.1 (all seeds) first, then wd 0.0, then k-sweep, then models
     main = preset_main()
     main.sort(key=lambda r: (-r.weight_decay, r.seed))
-    return main + preset_ksweep() + preset_models()
+    return main + preset_ksweep() + preset_models() + preset_extra_seeds()
 
 
 def preset_calibration() -> list[RunSpec]:
