@@ -143,6 +143,9 @@ def seed_band(runs: list[Run], column: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["mean", "lo", "hi", "seeds"])
     table = pd.concat(frames, axis=1).sort_index()
     table = table.interpolate(limit_area="inside")  # eval steps may differ slightly
+    # experiments.parity.run stops a run early once it holds >= 0.99; carry its
+    # last value forward so the mean does not drop when converged seeds end
+    table = table.ffill()
     return pd.DataFrame({"mean": table.mean(axis=1), "lo": table.min(axis=1),
                          "hi": table.max(axis=1), "seeds": table.notna().sum(axis=1)})
 
