@@ -140,3 +140,26 @@ def test_presets_are_well_formed():
 def test_converged_rule():
     recs = [{"train_acc": 1.0, "val_acc": v} for v in (0.5, 0.995, 0.99, 1.0)]
     assert converged(recs, 3) and not converged(recs, 4) and not converged(recs[:2], 3)
+
+
+def test_runner_skips_finished_runs_and_extends_budgets(tmp_path):
+    """execute(): trains through the engine, writes run.json, skips a finished
+    run, and continues (does not restart) a run whose budget was raised."""
+    from dataclasses import replace
+
+    from experiments.parity.run import execute, read_records
+
+    spec = RunSpec(objective="md", n=6, k=2, train_size=16, val_size=16, steps=20, t0=0.0, t1=0.5,
+                   n_embd=16, n_layer=1, n_head=2, eval_every=10, group="test")
+    name, status = execute(spec, str(tmp_path))
+    run_dir = tmp_path / "runs" / name
+    assert status == "complete" and json.loads((run_dir / "run.json").read_text())["budget"] == 20
+    assert [r["step"] for r in read_records(run_dir)] == [0, 10, 20]
+    assert execute(spec, str(tmp_path))[1] == "complete (skipped)"
+    first = read_records(run_dir)
+    assert execute(replace(spec, steps=40), str(tmp_path))[1] == "complete"
+    records = read_records(run_dir)
+    assert [r["step"] for r in records] == [0, 10, 20, 30, 40]
+    assert records[:3] == first  # continued from the checkpoint, history untouched
+    row = summarize.summarize_run(run_dir)
+    assert row["steps"] == 40 and row["budget"] == 40 and row["group"] == "test"
