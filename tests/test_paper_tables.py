@@ -64,3 +64,25 @@ def test_cli_bad_results_dir(tmp_path):
 def test_macro_names_are_latex_safe():
     with pytest.raises(ValueError):
         paper_tables.macro_line("bad_name", "1")
+
+
+def test_parity_outcome_prefers_the_window_that_reached_most_often(tmp_path):
+    """A window that reached 0.99 in one seed out of five must not be called
+    the fastest over one that reached it in four; the sentence gives counts."""
+    import pandas as pd
+
+    rows = []
+    base = {"model": "transformer", "n": 12, "k": 3, "train_size": 64, "weight_decay": 0.1, "steps": 4000}
+    for seed in range(5):
+        rows.append({**base, "objective": "os", "t0": None, "t1": None, "seed": seed,
+                     "steps_to_val_99": 100 if seed == 0 else None})
+        rows.append({**base, "objective": "md", "t0": 0.0, "t1": 0.3, "seed": seed,
+                     "steps_to_val_99": 500 if seed == 0 else None})
+        rows.append({**base, "objective": "md", "t0": 0.0, "t1": 0.2, "seed": seed,
+                     "steps_to_val_99": 700 + 100 * seed if seed < 4 else None})
+    (tmp_path / "parity").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "parity" / "summary.csv", index=False)
+    macros, _ = paper_tables.parity_numbers(tmp_path)
+    assert "0.2]" in macros["parityBestMDWindow"]
+    assert "4 of 5 seeds" in macros["parityOutcome"]
+    assert "1 of 5 seeds" in macros["parityOutcome"]  # output supervision

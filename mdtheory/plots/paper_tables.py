@@ -150,7 +150,11 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
 
     macros["parityTheoryBestTOne"] = fmt(numeric.best_t1_given_t0_zero(int(k)))
     md = at_wd[(at_wd["objective"] == "md") & at_wd["val_median"].notna()]
-    best = md.loc[md["val_median"].idxmin()] if not md.empty else None
+    # "fastest" = reached 0.99 in the largest share of seeds, then the lowest
+    # median over those seeds: a window that got there once is not the best
+    md = md.assign(_share=md["val_reached"] / md["seeds"]).sort_values(
+        ["_share", "val_median"], ascending=[False, True])
+    best = md.iloc[0] if not md.empty else None
     os_row = at_wd[at_wd["objective"] == "os"]
     ar_row = at_wd[at_wd["objective"] == "ar"]
 
@@ -171,18 +175,25 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
         ratio = os_row.iloc[0]["val_median"] / best["val_median"]
     macros["paritySpeedRatio"] = fmt(ratio, 1) if ratio is not None else "n/a"
     # A sentence whose direction follows the data, so the text cannot overclaim.
+    def reached(row) -> str:
+        return f"{int(row['val_reached'])} of {int(row['seeds'])} seeds"
+
     if best is None:
         outcome = "no masked-diffusion window reached 0.99 held-out accuracy within its budget"
-    elif ratio is None:
-        outcome = (f"the fastest masked-diffusion window, {macros['parityBestMDWindow']}, reached 0.99 held-out "
-                   f"accuracy at a median of {macros['parityBestMDSteps']} steps, while output supervision "
-                   + ("was not run" if os_row.empty else "did not reach it within its budget"))
     else:
-        direction = "faster" if ratio > 1 else "slower"
-        factor = ratio if ratio > 1 else 1 / ratio
-        outcome = (f"the fastest masked-diffusion window, {macros['parityBestMDWindow']}, reached 0.99 held-out "
-                   f"accuracy {factor:.1f} times {direction} than output supervision (median "
-                   f"{macros['parityBestMDSteps']} vs {macros['parityOSSteps']} steps)")
+        outcome = (f"the masked-diffusion window that reached 0.99 held-out accuracy most often, "
+                   f"{macros['parityBestMDWindow']}, did so in {reached(best)} (median "
+                   f"{macros['parityBestMDSteps']} steps over those seeds), while output supervision ")
+        if os_row.empty:
+            outcome += "was not run"
+        elif ratio is None:
+            outcome += f"reached it in none of {int(os_row.iloc[0]['seeds'])} seeds within its budget"
+        else:
+            direction = "faster" if ratio > 1 else "slower"
+            factor = ratio if ratio > 1 else 1 / ratio
+            outcome += (f"reached it in {reached(os_row.iloc[0])} (median {macros['parityOSSteps']} steps); "
+                        f"counting only seeds that got there, the window was {factor:.1f} times "
+                        f"{direction}, a comparison the seed counts make fragile")
     macros["parityOutcome"] = outcome
     return macros, parity_table_tex(conditions)
 
