@@ -344,8 +344,9 @@ def squared_loss_constant(n: int, k: int, t0: float, t1: float | None = None) ->
 # Monte Carlo for larger n
 # ---------------------------------------------------------------------------
 
-def _sample(n: int, k: int, t0: float, t1: float, size: int, rng: np.random.Generator,
-            secret: Sequence[int]):
+def sample_corrupted(n: int, k: int, t0: float, t1: float, size: int, rng: np.random.Generator,
+                     secret: Sequence[int]):
+    """Sample (sequence in {-1,1}^{n'}, t ~ U[t0, t1], Bernoulli(t) mask) triples."""
     length = n + 1
     x = rng.choice(np.array([-1, 1], dtype=np.int8), size=(size, n))
     y = np.prod(x[:, list(secret)], axis=1, keepdims=True)
@@ -366,7 +367,7 @@ def mc_regime_probability(n: int, k: int, t0: float, t1: float, num_samples: int
     k = check_k(k)
     t0, t1 = check_window(t0, t1)
     rng = np.random.default_rng(seed)
-    _, _, masks = _sample(n, k, t0, t1, num_samples, rng, tuple(range(k)))
+    _, _, masks = sample_corrupted(n, k, t0, t1, num_samples, rng, tuple(range(k)))
     hits = masks[:, list(range(k)) + [n]].sum(axis=1)
     mean, se = _mean_se(hits == 1)
     return {"P_S": mean, "se": se, "num_samples": num_samples}
@@ -389,7 +390,7 @@ def mc_squared_decomposition(n: int, k: int, f: Callable[[np.ndarray], np.ndarra
     done = 0
     while done < num_samples:
         size = min(batch, num_samples - done)
-        seqs, t, masks = _sample(n, k, t0, t1, size, rng, secret)
+        seqs, t, masks = sample_corrupted(n, k, t0, t1, size, rng, secret)
         t = np.maximum(t, 1e-300)
         out = np.asarray(f(np.where(masks, 0, seqs)), dtype=float)
         m = masks.sum(axis=1)

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
-from .exact import CorruptedStatistics, _signal_target
+from .exact import CorruptedStatistics, _signal_target, sample_corrupted
 from .numeric import check_k, check_window
 
 MASK_EMBEDDINGS = ("token", "zero")
@@ -119,11 +119,7 @@ def sample_statistics(n: int, k: int, t0: float, t1: float, num_samples: int = 5
         raise UserError("the window {0} masks nothing")
     rng = np.random.default_rng(seed)
     secret = tuple(range(k))
-    length = n + 1
-    x = rng.choice(np.array([-1, 1], dtype=np.int8), size=(num_samples, n))
-    seqs = np.concatenate([x, np.prod(x[:, list(secret)], axis=1, keepdims=True)], axis=1)
-    t = t0 + (t1 - t0) * rng.random(num_samples)
-    masks = rng.random((num_samples, length)) < t[:, None]
+    seqs, t, masks = sample_corrupted(n, k, t0, t1, num_samples, rng, secret)
     inputs = np.where(masks, 0, seqs).astype(np.int8)
     inv = 1.0 / (2 * np.maximum(t, 1e-300) * num_samples)
     m = masks.sum(axis=1)
