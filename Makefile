@@ -7,7 +7,7 @@ STAMP := .cache/stamps
 SRC := $(shell find mdtheory -name '*.py' 2>/dev/null)
 EXP := $(shell find experiments -name '*.py' 2>/dev/null)
 
-.PHONY: all setup derive experiments figures paper test test-all clean-paper
+.PHONY: all setup derive experiments figures paper test test-fast clean-paper
 
 all: setup derive experiments figures paper
 
@@ -45,10 +45,11 @@ paper/build/main.pdf: $(STAMP)/figures paper/generated/theory.tex $(shell find p
 paper: paper/build/main.pdf
 
 # --- tests ---------------------------------------------------------------
+# the slow tests (a real SIGKILL + resume, a learning run, a sweep) add ~30 s: CI runs them
 test: setup
-	$(PY) -m pytest -m "not slow" -q
-test-all: setup
 	$(PY) -m pytest -q
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q
 
 clean-paper:
 	rm -rf paper/build
