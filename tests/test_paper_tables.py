@@ -86,3 +86,5 @@ def test_parity_outcome_prefers_the_window_that_reached_most_often(tmp_path):
     assert "0.2]" in macros["parityBestMDWindow"]
     assert "4 of 5 seeds" in macros["parityOutcome"]
     assert "1 of 5 seeds" in macros["parityOutcome"]  # output supervision
+    assert macros["parityOSReached"] == "1 of 5 seeds"
+    assert macros["parityBestMDReached"] == "4 of 5 seeds"
