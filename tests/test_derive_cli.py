@@ -90,6 +90,14 @@ def test_invalid_input_as_a_process(args):
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
 
 
+def test_unwritable_latex_dir_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = run("--latex", str(blocker / "sub"))
+    assert res.returncode == 2 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+
+
 def test_help():
     res = run("--help")
     assert res.returncode == 0 and "--window" in res.stdout and "--latex" in res.stdout

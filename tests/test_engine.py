@@ -197,3 +197,17 @@ def test_reduced_mlp_learns_parity_and_energy_grows():
     assert result.final["train_acc"] == 1.0 and result.final["val_acc"] == 1.0
     energies = [r["energy"] for r in result.records]
     assert energies[-1] > 3 * energies[0]
+
+
+def test_mlp_energy_comes_from_the_theory_landscape(monkeypatch):
+    """For a window sampler, E(W) is the theory module's population quantity,
+    not the Monte Carlo fallback (the parity vocabulary has 4 values)."""
+    from mdtheory.theory import landscape
+
+    calls = []
+    real_energy = landscape.energy
+    monkeypatch.setattr(landscape, "energy", lambda *a, **kw: calls.append(1) or real_energy(*a, **kw))
+    task = tiny_task(model="mlp", n_embd=32, sampler="window:0,0.3", energy_samples=512)
+    record = task.evaluate(task.build_model(), 0)
+    assert calls, "mlp_energy fell back to Monte Carlo"
+    assert math.isfinite(record["energy"])

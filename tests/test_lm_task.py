@@ -67,6 +67,7 @@ def test_cli_contract_and_resume(text_file, tmp_path):
     ["--text-file", "/no/such/file.txt"],
     ["--sampler", "gaussian:1"],
     ["--tokenizer", "words"],
+    ["--dropout", "2"],
 ])
 def test_cli_bad_input_is_one_line(args, tmp_path, text_file):
     base = ["--text-file", str(text_file)] if "--text-file" not in args else []

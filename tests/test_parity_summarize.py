@@ -163,3 +163,13 @@ def test_runner_skips_finished_runs_and_extends_budgets(tmp_path):
     assert records[:3] == first  # continued from the checkpoint, history untouched
     row = summarize.summarize_run(run_dir)
     assert row["steps"] == 40 and row["budget"] == 40 and row["group"] == "test"
+
+
+def test_corrupt_config_is_one_line_exit_2(synthetic_root, capsys):
+    from mdtheory.cli import run_cli
+    (synthetic_root / "runs" / "md03_s1" / "config.json").write_text('{"task": {')
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(summarize.main, ["--root", str(synthetic_root)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "config.json" in err

@@ -47,6 +47,9 @@ def cli(argv, capsys):
     ["--threads", "-1"],
     ["--lr", "-1"],
     ["--device", "tpu"],
+    ["--n-embd", "0"],                     # must not fall back to the default width
+    ["--grad-clip", "nan"],
+    ["--tbins", "-3"],
 ])
 def test_bad_arguments_exit_2_with_one_line(bad, tmp_path, capsys):
     out_dir = tmp_path / "run"

@@ -46,6 +46,13 @@ CONDITION_KEYS = ["group", "objective", "model", "n", "k", "train_size", "weight
 
 # --- one run -----------------------------------------------------------------
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+
+
 def read_metrics(path: Path) -> list[dict]:
     records = []
     for line in Path(path).read_text().splitlines():
@@ -96,12 +103,12 @@ def summarize_run(run_dir: Path) -> dict | None:
     cfg_path, metrics_path = run_dir / "config.json", run_dir / "metrics.jsonl"
     if not (cfg_path.exists() and metrics_path.exists()):
         return None
-    config = json.loads(cfg_path.read_text())
+    config = _read_json(cfg_path)
     records = read_metrics(metrics_path)
     if not records:
         return None
     task, train = config.get("task", {}), config.get("train", {})
-    marker = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    marker = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
     spec = marker.get("spec", {})
     objective = task.get("objective")
     t0, t1 = window_of(task) if objective == "md" else (None, None)

@@ -90,7 +90,10 @@ def main(argv=None) -> int:
         out = ""
     if args.latex is not None:
         from .latex import write_latex
-        written = write_latex(args.latex)
+        try:
+            written = write_latex(args.latex)
+        except OSError as exc:
+            raise UserError(f"cannot write LaTeX to {args.latex}: {exc}") from None
         if not args.json:
             out += "".join(f"wrote {path}\n" for path in written)
     if args.provenance:

@@ -48,6 +48,8 @@ class TransformerConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise UserError(f"n_embd={self.n_embd} is not divisible by n_head={self.n_head}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise UserError(f"dropout must lie in [0, 1), got {self.dropout}")
 
 
 class SelfAttention(nn.Module):

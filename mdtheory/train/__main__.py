@@ -72,7 +72,8 @@ def parity_task_from_args(args) -> ParityTask:
         n=args.n, k=args.k, train_size=args.train_size, val_size=args.val_size, seed=args.seed,
         objective=args.objective, sampler=sampler, eps=args.eps, loss_weighting=args.loss_weighting,
         normalization=args.normalization, model=args.model, n_layer=args.n_layer, n_head=args.n_head,
-        n_embd=args.n_embd or MODEL_WIDTH_DEFAULT[args.model], tbins=args.tbins))
+        n_embd=MODEL_WIDTH_DEFAULT[args.model] if args.n_embd is None else args.n_embd,
+        tbins=args.tbins))
 
 
 def run_parity(args) -> int:

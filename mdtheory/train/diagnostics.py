@@ -120,7 +120,8 @@ def mlp_energy(model, tokens: torch.Tensor, sampler: MaskRateSampler, secret, ma
         from ..theory import landscape
     except ImportError:
         landscape = None
-    if landscape is not None and sampler.describe()["kind"] == "window" and W.shape[1] == 3 * L \
+    # 4L columns: the parity vocabulary also has a BOS id (3), which never occurs here
+    if landscape is not None and sampler.describe()["kind"] == "window" and W.shape[1] in (3 * L, 4 * L) \
             and model.config.activation in landscape.ACTIVATIONS and model.b is None:
         key = ("stats", samples, seed)
         if cache is None or key not in cache:

@@ -91,8 +91,8 @@ class TrainConfig:
             raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise UserError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.warmup < 0 or self.grad_clip < 0:
-            raise UserError("warmup and grad_clip must be >= 0")
+        if self.warmup < 0 or not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
+            raise UserError(f"warmup and grad_clip must be finite and >= 0, got {self.warmup}, {self.grad_clip}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
         if self.device not in DEVICES:
@@ -430,7 +430,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime) -> TrainResult:
         for group in optimizer.param_groups:
             group["lr"] = lr
         step_loss = torch.zeros((), device=device)
-        diags: dict = {}
+        micro_diags: list[dict] = []
         for micro in range(cfg.grad_accum):
             batch = task.train_batch(step, micro_batch, device,
                                      shard=rt.rank * cfg.grad_accum + micro)
@@ -442,8 +442,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime) -> TrainResult:
                     loss, diag = task.loss(model, batch)
                 (loss / cfg.grad_accum).backward()
             step_loss += loss.detach().float() / cfg.grad_accum
-            for k, v in diag.items():
-                diags[k] = diags.get(k, 0.0) + torch.as_tensor(v).detach().double() / cfg.grad_accum
+            micro_diags.append(diag)
         grad_norm = nn.utils.clip_grad_norm_(raw_model.parameters(),
                                              cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         # Non-finite loss: stop before the update and before any checkpoint
@@ -458,7 +457,11 @@ def _train(task, cfg: TrainConfig, rt: Runtime) -> TrainResult:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        acc.add({"loss": step_loss, "_grad_norm": grad_norm, **diags})
+        acc.add({"loss": step_loss, "_grad_norm": grad_norm})
+        # one entry per micro-batch: a NaN diagnostic (e.g. no identifiable
+        # position in that micro-batch) then drops only that micro-batch
+        for diag in micro_diags:
+            acc.add(diag)
         if tokens_per_seq:
             interval_tokens += cfg.batch_size * tokens_per_seq
         bar.update(1)

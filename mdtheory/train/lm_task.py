@@ -17,8 +17,10 @@ ar  causal attention, next-token cross-entropy: the baseline.
 
 Training batches: ``block_size`` contiguous tokens from random offsets in the
 training split, drawn from ``step_generator(seed, step, shard)``, so a
-resumed or DDP run sees the batches an uninterrupted single-process run
-would (up to how the batch is split across ranks).
+resumed run sees exactly the batches an uninterrupted run would. Under DDP
+(and with gradient accumulation) each shard draws its own micro-batch from
+its own generator: the data of a step then differ from a single-process
+run's, with the same statistics.
 
 Evaluation (every ``--eval-every`` steps, merged into DIR/metrics.jsonl):
 for md the full-range test loss of ``mdtheory.evaluate.full_range_loss``
@@ -27,8 +29,10 @@ midpoint strata of t in [0, 1], masks fixed by ``--eval-seed``):
 ``full_range_test_loss`` (negative ELBO per token, nats),
 ``full_range_test_loss_se``, bits per token, the perplexity bound and one
 ``full_range_bin/<t>`` field per stratum. For ar the same fields hold the
-exact next-token NLL per token on the same test blocks (the quantity the
-md ELBO bounds from above), with ``eval_kind`` telling which is which.
+exact next-token NLL per token, on test blocks of block_size + 1 tokens cut
+from the same test split (each block's first token is context only), with
+``eval_kind`` telling which is which. It is comparable to the md number
+(an upper bound on the NLL) only in size, not token for token.
 """
 from __future__ import annotations
 

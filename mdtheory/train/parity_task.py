@@ -67,6 +67,8 @@ class ParityTask:
             raise UserError(f"objective 'ar' needs causal attention; model {cfg.model!r} has none")
         if cfg.normalization not in NORMALIZATIONS:
             raise UserError(f"unknown normalization {cfg.normalization!r}; choose from {NORMALIZATIONS}")
+        if cfg.tbins < 0:
+            raise UserError(f"tbins must be >= 0 (0 turns the t-bin diagnostics off), got {cfg.tbins}")
         self.data = ParityData(cfg.n, cfg.k, cfg.train_size, cfg.val_size, cfg.seed)
         self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting) \
             if cfg.objective == "md" else None
