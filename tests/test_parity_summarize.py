@@ -147,7 +147,8 @@ def test_runner_skips_finished_runs_and_extends_budgets(tmp_path):
     run, and continues (does not restart) a run whose budget was raised."""
     from dataclasses import replace
 
-    from experiments.parity.run import execute, read_records
+    from experiments.parity.run import execute
+    from mdtheory.runfiles import read_metrics as read_records
 
     spec = RunSpec(objective="md", n=6, k=2, train_size=16, val_size=16, steps=20, t0=0.0, t1=0.5,
                    n_embd=16, n_layer=1, n_head=2, eval_every=10, group="test")

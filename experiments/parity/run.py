@@ -34,24 +34,12 @@ from tqdm.auto import tqdm
 
 from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
 from mdtheory.errors import UserError
+from mdtheory.runfiles import read_metrics
 
 from .presets import PRESETS, ROOTS, RunSpec, runs_of
 
 RUN_MARKER = "run.json"
 ACC = 0.99
-
-
-def read_records(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a torn last line: the resume truncates it anyway
-    return records
 
 
 def converged(records: list[dict], patience: int) -> bool:
@@ -99,7 +87,7 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
         return spec.name, f"{status} (skipped)"
     out.mkdir(parents=True, exist_ok=True)
     seg = segment_length(spec)
-    records = read_records(out) if (out / "ckpt.pt").exists() else []
+    records = read_metrics(out) if (out / "ckpt.pt").exists() else []
     step = records[-1]["step"] if records else 0
     status = "complete"
     try:
@@ -109,15 +97,15 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
                 break
             target = min(spec.steps, (step // seg + 1) * seg)
             _train_segment(spec, out, target)
-            step, records = target, read_records(out)
+            step, records = target, read_metrics(out)
         else:
             if converged(records, patience) and step < spec.steps:
                 status = "early_stop"
     except UserError as exc:
         if "non-finite" not in str(exc):
             raise
-        status = f"diverged"
-        records = read_records(out)
+        status = "diverged"
+        records = read_metrics(out)
     last = records[-1] if records else {}
     atomic_write_json(out / RUN_MARKER, {
         "status": status, "budget": spec.steps, "steps_done": last.get("step", 0),

@@ -33,6 +33,7 @@ import pandas as pd
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
+from mdtheory.runfiles import read_metrics
 
 ACC, CHANCE_BAND, GROK_FACTOR = 0.99, 0.60, 3
 
@@ -51,19 +52,6 @@ def _read_json(path: Path) -> dict:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
-
-
-def read_metrics(path: Path) -> list[dict]:
-    records = []
-    for line in Path(path).read_text().splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # torn last line of a killed run
-    return records
 
 
 def first_step(records: list[dict], key: str, threshold: float, above: bool = False):
