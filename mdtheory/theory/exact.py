@@ -344,6 +344,16 @@ def squared_loss_constant(n: int, k: int, t0: float, t1: float | None = None) ->
 # Monte Carlo for larger n
 # ---------------------------------------------------------------------------
 
+def check_sampling_window(k: int, t0: float, t1: float) -> tuple[int, float, float]:
+    """Validated (k, t0, t1) for Monte Carlo over corrupted inputs; the window
+    {0} is refused because it masks nothing (every 1/t weight is infinite)."""
+    k = check_k(k)
+    t0, t1 = check_window(t0, t1)
+    if t1 == 0.0:
+        raise UserError("the window {0} masks nothing")
+    return k, t0, t1
+
+
 def sample_corrupted(n: int, k: int, t0: float, t1: float, size: int, rng: np.random.Generator,
                      secret: Sequence[int]):
     """Sample (sequence in {-1,1}^{n'}, t ~ U[t0, t1], Bernoulli(t) mask) triples."""
@@ -380,10 +390,7 @@ def mc_squared_decomposition(n: int, k: int, f: Callable[[np.ndarray], np.ndarra
     shared-output function f of corrupted inputs ((B, n') -> (B,)).
     Returns {name: (mean, standard error)}; 'constant' should match
     ``squared_loss_constant``."""
-    k = check_k(k)
-    t0, t1 = check_window(t0, t1)
-    if t1 == 0.0:
-        raise UserError("the window {0} masks nothing")
+    k, t0, t1 = check_sampling_window(k, t0, t1)
     rng = np.random.default_rng(seed)
     secret = tuple(range(k))
     parts = {name: [] for name in ("loss", "signal", "noise", "constant")}

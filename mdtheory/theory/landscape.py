@@ -28,8 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import UserError
-from .exact import CorruptedStatistics, _signal_target, sample_corrupted
-from .numeric import check_k, check_window
+from .exact import CorruptedStatistics, _signal_target, check_sampling_window, sample_corrupted
 
 MASK_EMBEDDINGS = ("token", "zero")
 ACTIVATIONS = {
@@ -113,10 +112,7 @@ def sample_statistics(n: int, k: int, t0: float, t1: float, num_samples: int = 5
                       seed: int = 0) -> CorruptedStatistics:
     """Monte Carlo CorruptedStatistics: one row per sampled (x, t, M), each
     with weight 1/num_samples (rows may repeat; sums stay unbiased)."""
-    k = check_k(k)
-    t0, t1 = check_window(t0, t1)
-    if t1 == 0.0:
-        raise UserError("the window {0} masks nothing")
+    k, t0, t1 = check_sampling_window(k, t0, t1)
     rng = np.random.default_rng(seed)
     secret = tuple(range(k))
     seqs, t, masks = sample_corrupted(n, k, t0, t1, num_samples, rng, secret)
