@@ -1,52 +1,52 @@
-"""Throughput of the training engine: tokens/s and an MFU estimate.
+"""Speed of the training engine as interleaved A/B ratios.
 
-    python -m experiments.bench_trainer [--device auto|cpu|cuda] [--steps S]
-        [--compile] [--json PATH]
+    python -m experiments.bench_trainer [--device auto|cpu|cuda] [--pairs P]
+        [--steps S] [--only NAME ...] [--tiny] [--threads T] [--json PATH]
 
-For each configuration the script runs the real engine (``mdtheory.train.
-engine.train``) for S steps, reads the tokens/s of the second half of the run
-(the first half absorbs warm-up and compilation), and divides the model's
-training FLOPs per token x tokens/s by a GEMM peak measured here, on the same
-device, with the engine's matmul dtype (float32 on CPU, bf16 on CUDA):
+Each comparison runs the real engine (``mdtheory.train.train``) on one
+configuration with two variants, alternating A and B for P pairs (default
+5; see experiments/ab_timing.py), and reports the median over pairs of
+tokens/s(B) / tokens/s(A) with its range. Each measurement is the tokens/s
+of S steps after S warm-up steps. Comparisons:
 
-    MFU = flops_per_token * tokens_per_s / measured_gemm_peak
+    compile   eager vs torch.compile
+    fused     unfused vs fused AdamW
+    bf16      fp32 vs bf16 autocast of the training loss (CUDA only)
 
-Configurations: (20,6)-parity with masked diffusion on the default 2-layer
-transformer and on the reduced MLP, and a small LM-sized transformer on
-random tokens (so the benchmark needs no corpus). The measured peak is what
-this machine reaches on one large matmul, not the vendor's datasheet number.
+on two configurations: the parity study's model (CPU: the calibrated main
+setting (12,3), 2x64, batch 64; CUDA: the ``paper`` preset's (20,6),
+6x384, batch 256) and an LM-shaped transformer on random tokens (no corpus
+needed). A variant the engine refuses, or one it silently ran like the other
+side (e.g. --compile ignored), is reported as such with no ratio.
+
+No MFU here: a single machine's GEMM peak and a small model's step rate,
+measured at different times on a shared machine, do not make a meaningful
+fraction; ``python -m experiments.gpu_check`` reports MFU on a dedicated GPU.
 """
 from __future__ import annotations
 
-import time
+import argparse
+from dataclasses import replace
 
 import torch
 
 from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
+from mdtheory.errors import UserError
 from mdtheory.masking import parse_sampler
 from mdtheory.models import Transformer, TransformerConfig
 from mdtheory.provenance import provenance
-from mdtheory.train.engine import TrainConfig, setup_runtime, train
+from mdtheory.train.engine import setup_runtime
 from mdtheory.train.objectives import draw_masks, masked_diffusion_loss
 from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
 from mdtheory.train.task import step_generator
 
+from .ab_timing import Variant, compare
 
-def gemm_peak(device: torch.device, size: int, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Best FLOP/s of one size x size matmul (2 size^3 FLOPs)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    best = float("inf")
-    for i in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        (a @ b).sum()  # .sum() keeps the result alive; negligible next to the matmul
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= 2:  # skip warm-up
-            best = min(best, time.perf_counter() - t0)
-    return 2 * size ** 3 / best
+COMPARISONS = {
+    "compile": (Variant(compile=False), Variant(compile=True)),
+    "fused": (Variant(fused_adamw=False), Variant(fused_adamw=True)),
+    "bf16": (Variant(precision="fp32"), Variant(precision="bf16")),
+}
 
 
 class RandomTokenLM:
@@ -83,69 +83,90 @@ class RandomTokenLM:
         return {}
 
 
-def configurations(cuda: bool):
-    """(label, task, batch size, steps scale). Sizes grow on a GPU."""
-    parity = dict(n=20, k=6, train_size=5000, val_size=1000, sampler="window:0,0.2", tbins=0,
-                  eval_train_max=512)
+def parity_study_task(cuda: bool, tiny: bool = False) -> tuple[str, ParityTask, int]:
+    """The parity study's own configuration (presets), with light evaluation."""
+    from .parity.presets import MAIN, preset_paper
+
+    spec = preset_paper()[0] if cuda else MAIN
+    if tiny:
+        spec = replace(spec, n=8, k=2, train_size=64, n_layer=1, n_head=2, n_embd=16, batch_size=16)
+    task = ParityTask(ParityTaskConfig(
+        n=spec.n, k=spec.k, train_size=spec.train_size, val_size=64, sampler="window:0,0.2",
+        n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd, tbins=0, eval_train_max=64))
+    label = f"parity ({spec.n},{spec.k}) {spec.n_layer}x{spec.n_embd}"
+    return label, task, spec.batch_size
+
+
+def configurations(cuda: bool, tiny: bool = False):
+    """(label, task, batch size)."""
     lm = dict(n_layer=6, n_head=6, n_embd=384, block_size=256) if cuda else \
         dict(n_layer=4, n_head=4, n_embd=256, block_size=128)
-    return [
-        ("parity md transformer 2x128", ParityTask(ParityTaskConfig(**parity)), 512 if cuda else 128),
-        ("parity md reduced MLP 2560", ParityTask(ParityTaskConfig(**parity, model="mlp", n_embd=2560)),
-         5000 if cuda else 512),
-        (f"lm md {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']}", RandomTokenLM(**lm),
-         64 if cuda else 8),
-    ]
-
-
-def bench(task, batch_size: int, steps: int, device: str, compile_model: bool) -> dict:
-    half = max(steps // 2, 1)
-    cfg = TrainConfig(steps=2 * half, eval_every=half, ckpt_every=10 ** 9, batch_size=batch_size,
-                      device=device, compile=compile_model, progress=False, lr=1e-4)
-    result = train(task, cfg)
-    tokens_per_s = result.final["tokens_per_s"]
-    model = result.model
-    seq = task.tokens_per_sequence
-    return {"tokens_per_s": tokens_per_s, "flops_per_token": model.flops_per_token(seq),
-            "params": model.num_params(), "batch_size": batch_size, "seq_len": seq,
-            "steps_timed": half}
+    if tiny:
+        lm = dict(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=16)
+    return [parity_study_task(cuda, tiny),
+            (f"lm random tokens {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']}", RandomTokenLM(**lm),
+             64 if cuda else 8)]
 
 
 def main(argv=None) -> int:
-    p = OneLineParser(prog="python -m experiments.bench_trainer", description=__doc__.split("\n")[0])
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--steps", type=int, default=None, help="steps per config (default 40 CPU / 200 GPU)")
-    p.add_argument("--compile", action="store_true")
+    p = OneLineParser(prog="python -m experiments.bench_trainer", description=__doc__.split("\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if present")
+    p.add_argument("--pairs", type=int, default=5, help="A/B pairs per comparison (median over pairs)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per measurement, after as many warm-up steps (default 10 CPU / 50 GPU)")
+    p.add_argument("--only", nargs="+", choices=sorted(COMPARISONS), default=None,
+                   help="comparisons to run (default: all that apply to the device)")
+    p.add_argument("--tiny", action="store_true", help="toy sizes (seconds; for tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--json", default=None, help="also write the table here")
     args = p.parse_args(argv)
+    if args.pairs < 1:
+        raise UserError(f"--pairs must be >= 1, got {args.pairs}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be >= 1, got {args.steps}")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     rt = setup_runtime(args.device)
     cuda = rt.device.type == "cuda"
-    steps = args.steps or (200 if cuda else 40)
-    dtype = torch.bfloat16 if cuda else torch.float32
-    peak = gemm_peak(rt.device, 8192 if cuda else 1024, dtype)
+    steps = args.steps or (50 if cuda else 10)
+    names = args.only or [n for n in COMPARISONS if cuda or n != "bf16"]
     rows = []
-    for label, task, batch in configurations(cuda):
-        row = {"config": label, **bench(task, batch, steps, args.device, args.compile)}
-        row["achieved_flops"] = row["flops_per_token"] * row["tokens_per_s"]
-        row["mfu"] = row["achieved_flops"] / peak
-        rows.append(row)
+    for label, task, batch in configurations(cuda, args.tiny):
+        for name in names:
+            a, b = COMPARISONS[name]
+            row = compare(task, a, b, batch_size=batch, steps=steps, device=args.device, pairs=args.pairs)
+            rows.append({"config": label, "comparison": name, **row})
     device_name = torch.cuda.get_device_name(rt.device) if cuda else \
         f"CPU x{torch.get_num_threads()} threads"
-    print(f"device: {device_name}; GEMM peak ({'bf16' if cuda else 'fp32'}, measured): "
-          f"{peak / 1e12:.3f} TFLOP/s; compile={args.compile}")
-    print(f"{'config':<34} {'batch':>6} {'params':>10} {'FLOP/tok':>10} {'tokens/s':>12} "
-          f"{'TFLOP/s':>9} {'MFU':>7}")
-    for r in rows:
-        print(f"{r['config']:<34} {r['batch_size']:>6} {r['params']:>10,} {r['flops_per_token']:>10.3g} "
-              f"{r['tokens_per_s']:>12,.0f} {r['achieved_flops'] / 1e12:>9.4f} {r['mfu']:>7.2%}")
+    print(f"device: {device_name}; {args.pairs} interleaved pairs of {steps} timed steps each")
+    print(format_table(rows))
     if args.json:
-        atomic_write_json(args.json, {"device": device_name, "gemm_peak_flops": peak,
-                                      "compile": args.compile, "rows": rows,
-                                      "provenance": provenance(device=str(rt.device))})
+        atomic_write_json(args.json, {"device": device_name, "pairs": args.pairs, "steps": steps,
+                                      "rows": rows, "provenance": provenance(device=str(rt.device))})
     return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'config':<30} {'A -> B':<34} {'B/A median':>10} {'range':>13} {'A tok/s':>10} "
+             f"{'B tok/s':>10} {'pairs':>5}"]
+    for r in rows:
+        ab = f"{r['a']} -> {r['b']}"
+        if "median_ratio" in r:
+            ratio = f"{r['median_ratio']:.3f}x"
+            spread = f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}"
+        else:
+            ratio, spread = "-", "-"
+        rate_a = f"{r['median_rate_a']:,.0f}" if "median_rate_a" in r else "-"
+        rate_b = f"{r['median_rate_b']:,.0f}" if "median_rate_b" in r else "-"
+        lines.append(f"{r['config']:<30} {ab:<34} {ratio:>10} {spread:>13} {rate_a:>10} {rate_b:>10} "
+                     f"{r.get('pairs', 0):>5}")
+        note = r.get("error") or r.get("note")
+        if note:
+            lines.append(f"    {note}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

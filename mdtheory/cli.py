@@ -4,10 +4,16 @@ Every ``python -m mdtheory.*`` entry point builds its parser with
 :class:`OneLineParser` and wraps its body in :func:`run_cli`, so bad input
 never prints a traceback or a multi-line usage block, and never leaves
 half-written output behind (writers use :func:`atomic_write_text`).
+
+Writers leave a file untouched when its content would not change (and, for
+result files, when only the provenance record would), so regenerating the
+same numbers gives no diff and no new modification time.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import os
 import sys
@@ -20,8 +26,35 @@ from .errors import UserError
 EXIT_USAGE = 2
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows every option's default, unless its help text already
+    names it or there is none to show (None, or False for a flag)."""
+
+    @staticmethod
+    def _has_default(action) -> bool:
+        return (action.default is not None and action.default is not False
+                and action.default is not argparse.SUPPRESS)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if not self._has_default(action) or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+    def _format_action(self, action):
+        if not action.help and self._has_default(action) and action.option_strings:
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"  # argparse skips options without help text
+        return super()._format_action(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse parser whose errors are a single stderr line, exit 2."""
+    """argparse parser whose errors are a single stderr line, exit 2, and
+    whose ``--help`` shows the defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -47,10 +80,20 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
     return int(code or 0)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str) -> bool:
     """Write a file via a temporary sibling and rename, so readers never see
-    a half-written file even if the process is killed mid-write."""
+    a half-written file even if the process is killed mid-write.
+
+    A file that already holds exactly ``text`` is left alone (same bytes,
+    same modification time, so make sees nothing new). Returns whether the
+    file was written.
+    """
     path = Path(path)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass  # missing, unreadable or not text: write it
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -63,7 +106,85 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return True
 
 
-def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+# Keys that mdtheory.provenance.provenance() writes (spread at the top level of
+# a provenance file, or nested under "provenance" in a result file).
+PROVENANCE_KEYS = frozenset({"provenance", "git_commit", "git_dirty", "python", "platform",
+                             "packages", "created_utc", "device"})
+
+
+def _without_provenance(obj):
+    if isinstance(obj, dict):
+        return {k: v for k, v in obj.items() if k not in PROVENANCE_KEYS}
+    return obj
+
+
+def atomic_write_json(path: str | os.PathLike, obj, *,
+                      keep_provenance_if_unchanged: bool = False) -> bool:
+    """Write ``obj`` as JSON (atomically; identical content is not rewritten).
+
+    With ``keep_provenance_if_unchanged``, an existing file that differs only
+    in its provenance (timestamp, commit, dirty flag, versions) is kept as it
+    is: the record of what produced these numbers is still true. Returns
+    whether the file was written.
+    """
+    if keep_provenance_if_unchanged:
+        try:
+            old = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None  # missing or corrupt: write it
+        # round-trip so tuples/ints compare as they would read back
+        new = json.loads(json.dumps(obj))
+        if old is not None and _without_provenance(old) == _without_provenance(new):
+            return False
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def file_digests(paths) -> dict[str, str]:
+    """{file name: sha256} of the files a provenance record describes, so the
+    record changes exactly when one of them does."""
+    return {Path(p).name: hashlib.sha256(Path(p).read_bytes()).hexdigest()
+            for p in sorted(paths, key=lambda p: Path(p).name)}
+
+
+def write_provenance_json(path: str | os.PathLike, record: dict, describes=()) -> bool:
+    """Write a provenance file for the output files ``describes``: rewritten
+    only when those files (or the record's non-provenance fields) changed."""
+    return atomic_write_json(path, {**record, "outputs_sha256": file_digests(describes)},
+                             keep_provenance_if_unchanged=True)
+
+
+def check_output_file(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, before any work is done, an output file path that cannot be
+    written: a directory, or a folder that cannot be created or written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory, expected a file path")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{option} {path}: {existing} is a file, not a folder")
+    try:  # the writer creates the parent folders anyway; creating them now tests them
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder of {option} {path}: {exc.strerror or exc}") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{option} {path} is not writable")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Create the output folder ``path`` (with parents) or refuse it in one line."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {option} folder {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{option} folder {path} is not writable")
+    return path

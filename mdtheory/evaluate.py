@@ -152,12 +152,13 @@ def full_range_loss(model: Callable[[torch.Tensor], torch.Tensor], sequences: to
         n_sequences=int(n), seq_len=int(length), scheme=scheme, seed=int(seed))
 
 
-def eval_blocks(ids: np.ndarray, block_size: int, max_blocks: int | None = None) -> torch.Tensor:
+def eval_blocks(ids: np.ndarray, block_size: int, max_blocks: int | None = None,
+                split: str = "test") -> torch.Tensor:
     """Non-overlapping blocks of a token stream; with ``max_blocks``, that
     many blocks spread evenly over the stream (deterministic)."""
     n_full = len(ids) // block_size
     if n_full < 1:
-        raise UserError(f"test split has {len(ids)} tokens, fewer than one block of {block_size}")
+        raise UserError(f"{split} split has {len(ids)} tokens, fewer than one block of {block_size}")
     starts = np.arange(n_full) * block_size
     if max_blocks is not None and max_blocks < n_full:
         starts = starts[np.linspace(0, n_full - 1, int(max_blocks)).round().astype(int)]

@@ -224,7 +224,8 @@ class BetaSampler(MaskRateSampler):
         return (ga / (ga + gb)).clamp(min=self.eps, max=1.0)
 
     def support(self):
-        return 0.0, 1.0
+        # draws are clamped at eps, so no t below the floor is ever trained on
+        return self.eps, 1.0
 
     def density(self, t):
         from scipy.stats import beta
@@ -330,6 +331,8 @@ def signal_optimal(k: int, width: float = 0.0, eps: float = DEFAULT_EPS,
     return WindowSampler(t0, t0 + width, eps=eps, weighting=weighting)
 
 
+# MixtureSampler.spec() prints weights with 6 significant digits
+MIXTURE_WEIGHT_TOL = 1e-5
 SAMPLER_KINDS = ("window", "uniform", "stratified", "beta", "point", "signal-optimal", "mixture")
 
 
@@ -338,6 +341,7 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
 
     ``window:T0,T1``  ``uniform``  ``stratified:T0,T1``  ``beta:A,B``
     ``point:T``  ``signal-optimal:K[,WIDTH]``  ``mixture:W*SPEC+W*SPEC``
+    (mixture weights must sum to 1)
     """
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty sampler spec {spec!r}")
@@ -354,6 +358,11 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
                 parts.append((float(w), parse_sampler(sub, eps=eps, weighting=weighting)))
             except ValueError as exc:
                 raise UserError(f"bad mixture term {term!r}: {exc}") from None
+        total = sum(w for w, _ in parts)
+        # a spec is read literally: weights that do not sum to 1 are a typo,
+        # not something to renormalise silently (MixtureSampler still does)
+        if not math.isclose(total, 1.0, abs_tol=MIXTURE_WEIGHT_TOL):
+            raise UserError(f"mixture weights must sum to 1, got {total:g} in {spec!r}")
         return MixtureSampler(parts)
     args = [a for a in rest.split(",") if a.strip()] if rest else []
 

@@ -45,3 +45,20 @@ def provenance(device: str | None = None) -> dict:
     if device is not None:
         record["device"] = device
     return record
+
+
+def write_provenance_record(path, command: list[str], output: str) -> bool:
+    """Record the command and where it ran beside the output it printed.
+
+    The record names the output's sha256 and is rewritten only when the
+    command or the output changed: regenerating the same numbers leaves it
+    (and ``git status``) as it was.
+    """
+    import hashlib
+
+    from .cli import atomic_write_json
+
+    record = {"command": list(command),
+              "output_sha256": hashlib.sha256(output.encode("utf-8")).hexdigest(),
+              **provenance()}
+    return atomic_write_json(path, record, keep_provenance_if_unchanged=True)

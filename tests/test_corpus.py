@@ -101,7 +101,41 @@ def test_wikitext_offline_is_one_clear_error(monkeypatch):
 
     monkeypatch.delenv("MDTHEORY_WIKITEXT_DIR", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(C, "_hub_reachable", lambda timeout=3.0: True)  # the hub fails after connecting
     with pytest.raises(UserError) as info:
         C.load_corpus("wikitext103")
     msg = str(info.value)
     assert "wikitext103" in msg and "ConnectionError" in msg and "\n" not in msg
+
+
+def test_text_file_directory_says_so(tmp_path):
+    from mdtheory.data.corpus import load_text_file
+
+    with pytest.raises(UserError, match="is a directory"):
+        load_text_file(tmp_path)
+
+
+def test_wikitext_offline_is_one_line_without_retries(monkeypatch, capfd):
+    """Unreachable hub: datasets runs in offline mode (no retry loop), the
+    error is one line, and the HF settings are restored afterwards."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants as hub_constants
+
+    import mdtheory.data.corpus as corpus
+
+    seen = {}
+
+    def fake_load_dataset(*args, **kwargs):
+        seen["offline"] = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
+        raise ConnectionError("Couldn't reach 'Salesforce/wikitext' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.delenv("MDTHEORY_WIKITEXT_DIR", raising=False)
+    monkeypatch.setattr(corpus, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    before = (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE)
+    with pytest.raises(UserError, match="unreachable") as info:
+        corpus.load_wikitext("wikitext2")
+    assert seen["offline"] == (True, True)
+    assert "\n" not in str(info.value)
+    assert (datasets.config.HF_HUB_OFFLINE, hub_constants.HF_HUB_OFFLINE) == before
+    assert "Retry" not in capfd.readouterr().err

@@ -1,8 +1,10 @@
 """The `python -m mdtheory.derive` contract: JSON keys, values, errors, LaTeX."""
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -138,3 +140,64 @@ def test_makefile_command_runs_fast():
     res = run("--k", *map(str, range(1, 21)), "--window", "0", "0.2", "--n", "20",
               "--delta", "0.05", "--json")
     assert res.returncode == 0 and len(json.loads(res.stdout)) == 20
+
+
+def test_provenance_left_alone_while_the_output_is_the_same(tmp_path, capsys):
+    prov = tmp_path / "derive.provenance.json"
+    args = ["--k", "6", "--json", "--provenance", str(prov)]
+    assert main(args) == 0
+    first = prov.read_text()
+    record = json.loads(first)
+    assert record["command"][:3] == ["python", "-m", "mdtheory.derive"] and "--provenance" in record["command"]
+    assert len(record["output_sha256"]) == 64
+    os.utime(prov, (1_000_000_000, 1_000_000_000))
+    assert main(args) == 0  # same numbers: same file, same modification time
+    assert prov.read_text() == first and prov.stat().st_mtime == 1_000_000_000
+    assert main(["--k", "5", "--json", "--provenance", str(prov)]) == 0  # other numbers: new record
+    assert json.loads(prov.read_text())["output_sha256"] != record["output_sha256"]
+
+
+@pytest.mark.parametrize("where", ["dir", "under_file"])
+def test_bad_provenance_path_is_one_line_and_nothing_printed(tmp_path, capsys, where):
+    (tmp_path / "afile").write_text("x")
+    target = tmp_path if where == "dir" else tmp_path / "afile" / "p.json"
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, ["--k", "6", "--json", "--provenance", str(target)])
+    out = capsys.readouterr()
+    assert exc.value.code == 2 and out.out == "" and len(out.err.strip().splitlines()) == 1
+
+
+def test_text_report_for_large_k_is_fast(capsys):
+    start = time.perf_counter()
+    code, out, _ = run_inproc(capsys, "--k", "1000")
+    assert code == 0 and "k = 1000" in out
+    assert "checked for k <= 30 only" in out
+    assert time.perf_counter() - start < 10  # was minutes: sympy solved a degree-1000 polynomial
+
+
+def test_ngram_bad_out_is_refused_before_counting(tmp_path, capsys):
+    from mdtheory.derive import ngram
+    start = time.perf_counter()
+    with pytest.raises(SystemExit) as exc:
+        ngram.main(["--out", str(tmp_path)])
+    assert exc.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert time.perf_counter() - start < 5  # refused before reading the corpus
+
+
+def test_ngram_rerun_leaves_predicted_t_unchanged(tmp_path, capsys):
+    import random
+
+    from mdtheory.derive import ngram
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(40)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choice(words[:8] if j % 3 else words) for j in range(12)) + "."
+                                for _ in range(3000)))
+    out = tmp_path / "predicted_t.json"
+    args = ["--text-file", str(corpus), "--out", str(out)]
+    assert ngram.main(args) == 0
+    first = out.read_text()
+    os.utime(out, (1_000_000_000, 1_000_000_000))
+    assert ngram.main(args) == 0  # new timestamp in the provenance, same numbers
+    assert out.read_text() == first and out.stat().st_mtime == 1_000_000_000
+    assert "left unchanged" in capsys.readouterr().out

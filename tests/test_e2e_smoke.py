@@ -2,6 +2,9 @@
 training CLI -> figures -> generated tables -> paper PDF, all in a temporary
 folder so the repository's results, figures and paper are untouched.
 
+The PDF step is the one `make paper` runs (scripts/build_paper.py), so a
+table running off the page or an overfull line fails this test.
+
 With the environment variable CI set, every failing step fails the test
 (a missing latexmk included); without it, a machine lacking latexmk skips
 the PDF step only.
@@ -19,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = bool(os.environ.get("CI"))
-TINY_RUN = ["--n", "8", "--k", "2", "--train-size", "128", "--val-size", "64", "--window", "0", "0.3",
+TINY_RUN = ["--n", "8", "--k", "2", "--train-size", "128", "--val-size", "64",
             "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--batch-size", "32", "--steps", "60",
             "--eval-every", "20", "--seed", "0", "--no-progress", "--threads", "1"]
 
@@ -44,7 +47,8 @@ def test_derive_runs_figures_paper(tmp_path):
 
     # 2. two tiny parity runs through the public CLI
     for objective in ("md", "os"):
-        _run([py, "-m", "mdtheory.train", "parity", "--objective", objective, *TINY_RUN,
+        window = ["--window", "0", "0.3"] if objective == "md" else []  # a window is refused for os
+        _run([py, "-m", "mdtheory.train", "parity", "--objective", objective, *TINY_RUN, *window,
               "--out", str(results / "parity" / "runs" / f"{objective}_s0")])
 
     # 3. figures from those results only
@@ -67,8 +71,10 @@ def test_derive_runs_figures_paper(tmp_path):
             pytest.fail("latexmk is not installed (CI must install texlive-latex-base/-recommended, "
                         "texlive-fonts-recommended, latexmk)")
         pytest.skip("latexmk not installed; the paper step needs it")
-    _run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-outdir=build", "main.tex"],
-         cwd=paper, timeout=240, stdin=subprocess.DEVNULL)
+    # as `make paper` builds it: quiet, and failing on any overfull box > 1 pt
+    built = _run([py, str(REPO / "scripts" / "build_paper.py"), str(paper)], timeout=240,
+                 stdin=subprocess.DEVNULL)
+    assert len(built.stdout.splitlines()) == 1, built.stdout
     pdf = paper / "build" / "main.pdf"
     assert pdf.read_bytes()[:4] == b"%PDF" and pdf.stat().st_size > 20_000
     log = (paper / "build" / "main.log").read_text(errors="replace")

@@ -211,3 +211,110 @@ def test_mlp_energy_comes_from_the_theory_landscape(monkeypatch):
     record = task.evaluate(task.build_model(), 0)
     assert calls, "mlp_energy fell back to Monte Carlo"
     assert math.isfinite(record["energy"])
+
+
+def test_cosine_run_in_segments_equals_uninterrupted(tmp_path):
+    """Resuming with a larger --steps each time (as the parity runner does)
+    keeps the cosine curve when its horizon is fixed by lr_decay_steps."""
+    cosine = dict(lr_schedule="cosine", warmup=3, min_lr_frac=0.05, eval_every=5, ckpt_every=5)
+    whole = train(tiny_task(), tiny_config(tmp_path / "whole", steps=30, **cosine))
+    seg = tmp_path / "segments"
+    for end in (10, 20, 30):
+        train(tiny_task(), tiny_config(seg, steps=end, lr_decay_steps=30, resume=end > 10, **cosine))
+    assert without_timing(read_records(seg)) == without_timing(read_records(tmp_path / "whole"))
+    assert [r["lr"] for r in read_records(seg)] == [r["lr"] for r in whole.records]
+    final_whole, final_seg = (load_checkpoint(d / CKPT_NAME)["model"] for d in (tmp_path / "whole", seg))
+    assert all(torch.equal(final_whole[k], final_seg[k]) for k in final_whole)
+
+
+def test_cosine_resume_that_would_change_used_rates_is_refused(tmp_path):
+    cosine = dict(lr_schedule="cosine", warmup=3, eval_every=5, ckpt_every=5)
+    train(tiny_task(), tiny_config(tmp_path, steps=10, **cosine))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(UserError, match="lr_decay_steps"):
+        train(tiny_task(), tiny_config(tmp_path, steps=20, resume=True, **cosine))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # the stored horizon extends the run on the same curve (floor after step 10)
+    result = train(tiny_task(), tiny_config(tmp_path, steps=20, lr_decay_steps=10, resume=True, **cosine))
+    assert result.records[-1]["lr"] == pytest.approx(0.1 * 3e-3)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["train"]["lr_horizon"] == 10 and config["train"]["steps"] == 20
+    assert config["resumes"][0]["changed_from"]["steps"] == 10
+
+
+def test_constant_schedule_may_extend_steps_on_resume(tmp_path):
+    train(tiny_task(), tiny_config(tmp_path, steps=10))
+    result = train(tiny_task(), tiny_config(tmp_path, steps=20, resume=True))
+    assert result.records[-1]["step"] == 20
+
+
+def test_warmup_only_prefix_may_change_horizon(tmp_path):
+    """Steps still in warm-up used the same rates under any horizon."""
+    cosine = dict(lr_schedule="cosine", warmup=50, eval_every=5, ckpt_every=5)
+    train(tiny_task(), tiny_config(tmp_path, steps=10, **cosine))
+    assert train(tiny_task(), tiny_config(tmp_path, steps=20, resume=True, **cosine)).final["step"] == 20
+
+
+def test_fused_adamw_agrees_with_the_plain_loop():
+    """The engine uses fused AdamW on CPU; after 50 steps on the same
+    gradients it agrees with the for-loop AdamW to 1e-6 relative."""
+    from mdtheory.train.engine import build_optimizer
+
+    cfg = tiny_config()
+    models = [tiny_task().build_model() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = build_optimizer(models[0], cfg, torch.device("cpu"))
+    assert fused.defaults["fused"]
+    names = {id(p): n for n, p in models[0].named_parameters()}
+    twin = dict(models[1].named_parameters())
+    plain = torch.optim.AdamW([{"params": [twin[names[id(p)]] for p in g["params"]],
+                                "weight_decay": g["weight_decay"]} for g in fused.param_groups],
+                              lr=cfg.lr, betas=cfg.betas, foreach=False)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        for p, q in zip(models[0].parameters(), models[1].parameters()):
+            g = torch.randn(p.shape, generator=gen)
+            p.grad, q.grad = g.clone(), g.clone()
+        fused.step()
+        plain.step()
+    for (name, p), q in zip(models[0].named_parameters(), models[1].parameters()):
+        assert torch.allclose(p, q, rtol=1e-6, atol=1e-7), name
+
+
+def test_compile_is_applied_on_cpu(tmp_path, monkeypatch):
+    """--compile is not silently ignored on CPU: the model goes through
+    torch.compile and config.json says so."""
+    import mdtheory.train.engine as engine
+
+    compiled = []
+    monkeypatch.setattr(engine.torch, "compile", lambda model, **kw: compiled.append(model) or model)
+    train(tiny_task(), tiny_config(tmp_path, steps=4, eval_every=4, compile=True))
+    assert len(compiled) == 1
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["compile"] is True
+
+
+@pytest.mark.slow
+def test_compiled_cpu_run_matches_eager(tmp_path):
+    """A real torch.compile on CPU (tens of seconds): same losses as eager to 1e-4."""
+    eager = train(tiny_task(), tiny_config(steps=10, eval_every=5))
+    compiled = train(tiny_task(), tiny_config(steps=10, eval_every=5, compile=True))
+    for a, b in zip(eager.records, compiled.records):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+
+
+def test_rng_state_is_plain_data_and_round_trips():
+    import io
+    import random
+
+    import numpy as np
+
+    from mdtheory.train.engine import rng_state, set_rng_state
+
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    state = rng_state()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    expected = (random.random(), np.random.rand(), torch.rand(()).item())
+    set_rng_state(torch.load(buffer, weights_only=True))
+    assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected

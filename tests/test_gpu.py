@@ -1,5 +1,7 @@
-"""CUDA paths of the engine (bf16 autocast, torch.compile, fused AdamW).
+"""CUDA paths of the engine (bf16 autocast, torch.compile, fused AdamW) and
+of the GPU check (experiments/gpu_check).
 Marked ``gpu``: skipped cleanly where CUDA is absent (conftest.py)."""
+import json
 import math
 
 import pytest
@@ -27,3 +29,30 @@ def test_parity_trains_on_cuda(tmp_path, compile_model):
     # resume on the GPU from the checkpoint written at step 40 (no more steps)
     resumed = train(_task(), TrainConfig(**{**cfg.__dict__, "steps": 60, "resume": True}))
     assert resumed.final["step"] == 60
+
+
+@pytest.mark.gpu
+def test_engine_trains_in_bf16_on_cuda_and_fp32_when_asked():
+    # what the GPU check's fp32-vs-bf16 timing relies on: the engine's own
+    # autocast is bf16 on CUDA, and the fp32 variant really turns it off
+    from experiments.ab_timing import Variant, compare
+
+    row = compare(_task(), Variant(precision="fp32"), Variant(precision="engine"), batch_size=32, steps=2,
+                  device="cuda", pairs=1)
+    assert "error" not in row, row.get("error")
+    assert row["observed"]["a"]["autocast"] == [False]
+    assert row["observed"]["b"]["autocast"] == [True]
+    assert row["median_ratio"] > 0
+
+
+@pytest.mark.gpu
+def test_gpu_check_info_phase_names_the_card_and_measures_bf16(tmp_path):
+    from dataclasses import asdict
+
+    from experiments.gpu_check.phases import phase_info, sizes_for
+
+    sizes = asdict(sizes_for(tiny=True))  # a 256^3 GEMM is enough here
+    phase_info({"work": str(tmp_path), "sizes": sizes})
+    info = json.loads((tmp_path / "phase_info.json").read_text())
+    assert info["info"]["device"] and info["info"]["cuda_runtime"]
+    assert info["gemm"]["reference"] == "bf16" and info["gemm"]["flops"]["bf16"] > 0

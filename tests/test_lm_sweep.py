@@ -1,8 +1,11 @@
 """Window-sweep runner: plan, run, resume, CSV contract, summary."""
 import csv
 import json
+import shutil
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments.lm import summarize as S
@@ -10,7 +13,7 @@ from experiments.lm import sweep
 from experiments.lm.presets import PRESETS, TEN_WINDOWS
 
 
-def test_presets_follow_the_issue():
+def test_presets_match_the_paper_setup():
     assert TEN_WINDOWS[0] == (0.0, 0.1) and TEN_WINDOWS[-1] == (0.9, 1.0) and len(TEN_WINDOWS) == 10
     quick, paper = PRESETS["quick"], PRESETS["paper"]
     assert len(quick.seeds) >= 2 and quick.windows == TEN_WINDOWS and quick.uniform and quick.predicted
@@ -41,13 +44,16 @@ def micro(monkeypatch, tmp_path):
 def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys):
     out = tmp_path / "res"
     assert sweep.main(["--preset", "micro", "--results", str(out)]) == 0
+    bar = capsys.readouterr().err  # one progress bar: runs done / total
+    assert "lm sweep (micro)" in bar and "2/2" in bar
     rows = list(csv.DictReader((out / "window_sweep.csv").open()))
     assert [r["run"] for r in rows] == ["w0.40-0.50_s0", "uniform_s0"]
     for col in ("t0", "t1", "seed", "steps", "full_range_test_loss", "full_range_test_loss_se",
-                "midpoint", "preset", "run_dir"):
+                "full_range_val_loss", "full_range_val_loss_se", "midpoint", "preset", "run_dir"):
         assert rows[0][col] != ""
     assert rows[0]["steps"] == "2" and float(rows[0]["midpoint"]) == pytest.approx(0.45)
     curves = list(csv.DictReader((out / "window_sweep_curves.csv").open()))
+    assert all(c["full_range_val_loss"] != "" for c in curves)
     assert [c["step"] for c in curves if c["run"] == "uniform_s0"] == ["0", "1", "2"]
     first = (out / "runs" / "micro" / "uniform_s0" / "metrics.jsonl").read_text()
     # finished runs are skipped: nothing is retrained, the metrics stay byte-identical
@@ -76,7 +82,87 @@ def test_sweep_bad_input(tmp_path, capsys):
 def test_tiny_preset_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("MDTHEORY_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "tiny"
+    out.mkdir()
+    # the committed corpus estimate, copied: --results never reads another folder's file
+    shutil.copy(Path(__file__).resolve().parents[1] / "results" / "lm" / "predicted_t.json", out)
     assert sweep.main(["--preset", "tiny", "--results", str(out)]) == 0
     rows = list(csv.DictReader((out / "window_sweep.csv").open()))
     assert {r["kind"] for r in rows} == {"window", "uniform", "predicted", "ar"}
     assert S.main(["--results", str(out)]) == 0
+
+
+def _sweep_table(val_best=(0.4, 0.5), test_best=(0.3, 0.4), seeds=(0, 1, 2)):
+    """A window_sweep table whose best window on val differs from the one on test."""
+    rows = []
+    for seed in seeds:
+        for t0, t1 in ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6)):
+            val = 2.8 if (t0, t1) == val_best else 2.9
+            test = 2.7 if (t0, t1) == test_best else 2.95
+            rows.append({"kind": "window", "objective": "md", "t0": t0, "t1": t1, "seed": seed, "steps": 10,
+                         "full_range_val_loss": val + 0.01 * seed, "full_range_test_loss": test + 0.02 * seed,
+                         "full_range_test_loss_se": 0.01})
+        rows.append({"kind": "uniform", "objective": "md", "t0": 0.0, "t1": 1.0, "seed": seed, "steps": 10,
+                     "full_range_val_loss": 3.1, "full_range_test_loss": 3.0 + 0.05 * seed ** 2,
+                     "full_range_test_loss_se": 0.01})
+    import pandas as pd
+    return pd.DataFrame(rows)
+
+
+def test_best_window_is_chosen_on_val_and_reported_on_test():
+    from scipy import stats
+
+    summary = S.summarize(_sweep_table())
+    best = summary["best_window"]
+    assert (best["t0"], best["t1"]) == (0.4, 0.5) and best["selected_on"] == "val"
+    assert best["loss_mean"] == pytest.approx(2.95 + 0.02)  # its test loss, not the lower one of [0.3, 0.4]
+    diff = summary["best_minus_uniform"]
+    expected = [2.95 + 0.02 * s - (3.0 + 0.05 * s ** 2) for s in (0, 1, 2)]
+    assert diff["per_seed"] == pytest.approx(expected)
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(expected), scale=stats.sem(expected))
+    assert (diff["ci_low"], diff["ci_high"]) == pytest.approx((lo, hi))
+    assert "t-interval" in S.table(summary)
+
+
+def test_summary_refuses_a_sweep_without_val(tmp_path, capsys):
+    df = _sweep_table().drop(columns="full_range_val_loss")
+    df.to_csv(tmp_path / "window_sweep.csv", index=False)
+    with pytest.raises(SystemExit) as info:
+        S.main(["--results", str(tmp_path)])
+    assert info.value.code == 2 and "full_range_val_loss" in capsys.readouterr().err
+    (tmp_path / "window_sweep.csv").write_text("")
+    with pytest.raises(SystemExit) as info:
+        S.main(["--results", str(tmp_path)])
+    assert info.value.code == 2
+
+
+def test_predicted_window_reads_only_the_results_folder(tmp_path, monkeypatch):
+    import mdtheory.derive.ngram as ngram
+    import mdtheory.data.corpus as corpus
+
+    # a predicted_t.json in the working directory's results/lm must not be used
+    cwd = tmp_path / "cwd"
+    (cwd / "results" / "lm").mkdir(parents=True)
+    (cwd / "results" / "lm" / "predicted_t.json").write_text(json.dumps({"t_star": 0.9}))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(corpus, "load_corpus", lambda name: name)
+    monkeypatch.setattr(ngram, "predict", lambda c: {"t_star": 0.3, "corpus": c})
+    results = tmp_path / "elsewhere"
+    results.mkdir()
+    t_star, t0, t1 = sweep.predicted_window(results, "shakespeare")
+    assert (t_star, t0, t1) == (0.3, 0.25, 0.35)
+    assert json.loads((results / "predicted_t.json").read_text())["t_star"] == 0.3
+    (results / "predicted_t.json").write_text("{not json")
+    with pytest.raises(sweep.UserError, match="corrupt"):
+        sweep.predicted_window(results, "shakespeare")
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_results_must_be_a_writable_folder(where, tmp_path, capsys):
+    target = tmp_path / "a_file"
+    target.write_text("mine")
+    path = str(target) if where == "file" else "/proc/mdtheory-no-such-dir"
+    with pytest.raises(SystemExit) as info:
+        sweep.main(["--preset", "tiny", "--results", path])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and "--results" in err
+    assert target.read_text() == "mine"

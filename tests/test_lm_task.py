@@ -46,7 +46,8 @@ def test_cli_contract_and_resume(text_file, tmp_path):
     recs = records(full)
     assert [r["step"] for r in recs] == [0, 5, 10]
     for r in recs:
-        assert {"step", "full_range_test_loss", "full_range_test_loss_se"} <= set(r)
+        assert {"step", "full_range_test_loss", "full_range_test_loss_se", "full_range_val_loss",
+                "full_range_val_loss_se"} <= set(r)
         assert r["full_range_test_loss_se"] > 0
     cfg = json.loads((full / "config.json").read_text())
     assert cfg["task"]["sampler"] == "window:0.4,0.5" and cfg["task"]["objective"] == "md"
@@ -68,6 +69,9 @@ def test_cli_contract_and_resume(text_file, tmp_path):
     ["--sampler", "gaussian:1"],
     ["--tokenizer", "words"],
     ["--dropout", "2"],
+    ["--objective", "ar", "--window", "0.4", "0.5"],   # ar has no mask rate: not silently ignored
+    ["--objective", "ar", "--sampler", "beta:2,2"],
+    ["--text-file", "/"],                              # a directory
 ])
 def test_cli_bad_input_is_one_line(args, tmp_path, text_file):
     base = ["--text-file", str(text_file)] if "--text-file" not in args else []
@@ -120,3 +124,53 @@ def test_ar_baseline_same_backbone(text_file):
     assert ev["eval_kind"] == "ar_exact_nll" and ev["full_range_test_loss_se"] > 0
     md = _task(text_file)
     assert md.build_model().config.attention == "bidirectional"
+
+
+@pytest.mark.parametrize("objective", ["md", "ar"])
+def test_every_evaluation_scores_val_like_test(text_file, objective):
+    from mdtheory.evaluate import full_range_loss
+
+    task = _task(text_file, objective=objective)
+    torch.manual_seed(0)
+    model = task.build_model().eval()
+    ev = task.evaluate(model, 0)
+    assert ev["full_range_val_loss_se"] > 0 and ev["full_range_test_loss_se"] > 0
+    assert task.val.shape == task.test.shape and not torch.equal(task.val, task.test)
+    if objective == "md":  # same strata and mask seeds, val blocks
+        ref = full_range_loss(model, task.val, task.tok.mask_id, n_t=task.cfg.eval_nt,
+                              seed=task.cfg.eval_seed)
+        assert ev["full_range_val_loss"] == pytest.approx(ref.loss, rel=1e-9)
+        assert ev["full_range_val_loss_se"] == pytest.approx(ref.se, rel=1e-9)
+    else:  # exact NLL of the val blocks
+        x = task.val
+        with torch.no_grad():
+            ce = torch.nn.functional.cross_entropy(model(x[:, :-1]).transpose(1, 2), x[:, 1:])
+        assert ev["full_range_val_loss"] == pytest.approx(float(ce), rel=1e-5)
+
+
+@pytest.mark.parametrize("args", [
+    ["--eval-nt", "1000000000"],
+    ["--eval-blocks", "1000000000000"],
+    ["--n-embd", "1000000", "--n-head", "1"],
+    ["--block-size", "30000000", "--batch-size", "4096"],
+])
+def test_huge_sizes_are_refused_with_an_estimate(args, tmp_path, text_file):
+    out = tmp_path / "run"
+    tiny = [a for a in TINY]
+    proc = cli("--text-file", str(text_file), *tiny, *args, "--steps", "2", "--out", str(out),
+               env_cache=tmp_path / "cache")
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert proc.stdout == "" and len(err.splitlines()) == 1
+    assert "GiB" in err or "eval_nt must be" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_memory_estimate_grows_with_the_sizes():
+    from mdtheory.train.lm_task import memory_estimate
+
+    base = memory_estimate(LMTaskConfig(), 100, 32)
+    wide = memory_estimate(LMTaskConfig(n_embd=256), 100, 32)
+    strata = memory_estimate(LMTaskConfig(eval_nt=64), 100, 32)
+    assert wide["training"] > 2 * base["training"] and wide["parameters"] > 3 * base["parameters"]
+    assert strata["evaluation"] > base["evaluation"]

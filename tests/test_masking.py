@@ -81,7 +81,7 @@ def test_signal_optimal_and_parse():
     assert signal_optimal(6).t == pytest.approx(1 / 7)
     assert isinstance(parse_sampler("window:0,0.2"), WindowSampler)
     assert isinstance(parse_sampler("beta:2,8"), BetaSampler)
-    assert isinstance(parse_sampler("mixture:1*point:0.2+1*uniform"), MixtureSampler)
+    assert isinstance(parse_sampler("mixture:0.5*point:0.2+0.5*uniform"), MixtureSampler)
     for bad in ("nope:1", "window:0.5,0.1", "window:0,x", "beta:-1,2", "", "mixture:0.5"):
         with pytest.raises(UserError):
             parse_sampler(bad)
@@ -141,3 +141,21 @@ def test_regime_frequency_matches_theory_p_signal(k, t0, t1):
     expected = theory_p_signal(k, t0, t1) if theory_p_signal else sampler.p_signal(k)
     assert expected == pytest.approx(sampler.p_signal(k), rel=1e-4)
     assert abs(freq - expected) < 4 * math.sqrt(expected * (1 - expected) / B)
+
+
+@pytest.mark.parametrize("spec", ["mixture:0.5*uniform+0.3*point:0.2", "mixture:1*uniform+1*point:0.2"])
+def test_mixture_weights_must_sum_to_one(spec):
+    with pytest.raises(UserError, match="sum to 1"):
+        parse_sampler(spec)
+
+
+def test_mixture_specs_round_trip():
+    mix = parse_sampler("mixture:0.25*uniform+0.75*window:0.1,0.3")
+    assert mix.probs.tolist() == [0.25, 0.75]
+    thirds = MixtureSampler([(1.0, PointSampler(0.1)), (1.0, PointSampler(0.2)), (1.0, PointSampler(0.3))])
+    assert parse_sampler(thirds.spec()).probs == pytest.approx(thirds.probs)
+
+
+def test_beta_support_starts_at_the_floor():
+    assert BetaSampler(2, 2, eps=0.01).support() == (0.01, 1.0)
+    assert parse_sampler("mixture:0.5*beta:2,2+0.5*window:0.2,0.4").support()[0] == pytest.approx(1e-3)

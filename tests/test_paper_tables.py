@@ -9,7 +9,23 @@ import sys
 import pytest
 
 from mdtheory.plots import paper_tables
-from test_plots import results  # noqa: F401 - the synthetic results fixture
+from test_plots import results as plot_results  # noqa: F401 - the synthetic results fixture
+
+
+@pytest.fixture
+def results(plot_results):  # noqa: F811
+    """The plot fixture's sweep with val losses (the best window is chosen on
+    them) and a second U[0,1] seed, so the paired difference has an interval."""
+    import pandas as pd
+
+    path = plot_results / "lm" / "window_sweep.csv"
+    sweep = pd.read_csv(path)
+    sweep["full_range_val_loss"] = sweep["full_range_test_loss"] + 0.05
+    sweep["full_range_val_loss_se"] = 0.01
+    uniform = sweep[(sweep.t0 == 0) & (sweep.t1 == 1.0)].assign(seed=1, full_range_test_loss=3.91,
+                                                                 full_range_val_loss=3.96)
+    pd.concat([sweep, uniform]).to_csv(path, index=False)
+    return plot_results
 
 
 def _macros(text: str) -> dict[str, str]:
@@ -24,8 +40,10 @@ def test_macros_follow_results(results, tmp_path):  # noqa: F811
     assert macros["parityBestMDSteps"] == "300"
     assert macros["lmBestWindow"] == "$[0.4,0.5]$"
     assert macros["lmTStarInBest"] == "inside"
-    assert float(macros["lmBaselineLoss"]) == pytest.approx(3.9)
-    assert "lower than" in macros["lmOutcome"]
+    assert float(macros["lmBaselineLoss"]) == pytest.approx(3.905)
+    assert "lower than" in macros["lmOutcome"] and "on validation" in macros["lmOutcome"]
+    # paired by seed: U[0,1] minus best = 3.90 - 3.61, 3.91 - 3.62
+    assert float(macros["lmGain"]) == pytest.approx(0.29, abs=1e-3) and macros["lmGainSeeds"] == "2"
     # the fixture's summary has no OS rows: the comparison must say so, not invent
     assert macros["parityOSSteps"] == paper_tables.NOT_RUN
     comparison = (tmp_path / "comparison.tex").read_text()
@@ -43,6 +61,25 @@ def test_changed_result_changes_the_paper(results, tmp_path):  # noqa: F811
     macros = paper_tables.write_all(results, tmp_path)
     assert macros["lmBaselineLoss"] == "3.000"
     assert "higher than" in macros["lmOutcome"]
+
+
+def test_best_window_is_chosen_on_val_not_test(results, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    path = results / "lm" / "window_sweep.csv"
+    sweep = pd.read_csv(path)
+    sweep.loc[(sweep.t0 == 0.2) & (sweep.t1 == 0.3), "full_range_val_loss"] = 1.0  # best on val only
+    sweep.to_csv(path, index=False)
+    macros = paper_tables.write_all(results, tmp_path)
+    assert macros["lmBestWindow"] == "$[0.2,0.3]$"
+    test_mean = sweep[(sweep.t0 == 0.2) & (sweep.t1 == 0.3)]["full_range_test_loss"].mean()
+    assert float(macros["lmBestLoss"]) == pytest.approx(test_mean, abs=1e-3)
+    table = (tmp_path / "lm_table.tex").read_text()
+    assert "[0.2,0.3]^\\dagger$ & 0.25 & 2 & " in table  # seeds print as a count, not 2.0
+    # a sweep without val losses cannot pick a window: refused, not chosen on test
+    sweep.drop(columns="full_range_val_loss").to_csv(path, index=False)
+    with pytest.raises(paper_tables.UserError, match="full_range_val_loss"):
+        paper_tables.write_all(results, tmp_path)
 
 
 def test_empty_results_write_not_run(tmp_path):

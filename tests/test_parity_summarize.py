@@ -174,3 +174,35 @@ def test_corrupt_config_is_one_line_exit_2(synthetic_root, capsys):
     out, err = capsys.readouterr()
     assert exit_info.value.code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "config.json" in err
+
+
+def test_summary_path_that_is_a_directory_is_one_line_exit_2(synthetic_root, capsys):
+    from mdtheory.cli import run_cli
+    (synthetic_root / "summary.csv").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(summarize.main, ["--root", str(synthetic_root)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "summary.csv" in err
+    # nothing else was written either
+    assert not (synthetic_root / "theory_vs_speed.csv").exists()
+
+
+def test_non_utf8_metrics_is_one_line_exit_2(synthetic_root, capsys):
+    from mdtheory.cli import run_cli
+    (synthetic_root / "runs" / "md03_s1" / "metrics.jsonl").write_bytes(b'{"step": 0, "val_acc": 0.5}\n\xff\xfe\n')
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(summarize.main, ["--root", str(synthetic_root)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_summary_provenance_is_kept_when_numbers_do_not_change(synthetic_root):
+    summarize.summarize_root(synthetic_root)
+    path = synthetic_root / "summary_provenance.json"
+    first = path.read_text()
+    data = json.loads(first)
+    data["created_utc"] = "2000-01-01T00:00:00Z"
+    path.write_text(json.dumps(data))
+    summarize.summarize_root(synthetic_root)
+    assert json.loads(path.read_text())["created_utc"] == "2000-01-01T00:00:00Z"

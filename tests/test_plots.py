@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mdtheory.errors import UserError
 from mdtheory.plots import lm, parity, theory
 from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
 from mdtheory.plots.style import MissingData, apply_style, save_figure
@@ -61,6 +62,10 @@ def results(tmp_path):
     _write_run(runs, "mlp_s0", {"args": {"objective": "md", "model": "mlp", "n": 10, "k": 3, "train_size": 500,
                                          "t0": 0.0, "t1": 0.2, "seed": 0}}, _parity_records(200, rng, energy=True))
     pd.DataFrame(rows).to_csv(tmp_path / "parity" / "summary.csv", index=False)
+    # rho values a plot could not compute itself from these rows: the figure must read them
+    pd.DataFrame([{"model": "transformer", "n": 10, "k": 3, "train_size": 500, "weight_decay": wd,
+                   "spearman_rho_PS_speed": rho} for wd, rho in ((0.0, 0.123), (0.1, -0.456))]
+                 ).to_csv(tmp_path / "parity" / "theory_vs_speed.csv", index=False)
 
     lm_dir = tmp_path / "lm"
     sweep = []
@@ -183,13 +188,61 @@ def test_regime_column_prefers_per_token_ce(results):
     assert parity._regime_column(without_ce, "signal") == "train/signal_loss"
 
 
-def test_summary_from_runs_when_csv_missing(results):
-    (results / "parity" / "summary.csv").unlink()
+def test_parity_summary_is_read_not_recomputed(results, tmp_path):
+    from experiments.parity import summarize
+
+    path = results / "parity" / "summary.csv"
+    written = pd.read_csv(path)
+    pd.testing.assert_frame_equal(parity.summary_table(results), written)
+    # run folders never summarised: summarize's own rows, computed in memory
+    path.unlink()
     table = parity.summary_table(results)
-    md = table[(table["objective"] == "md") & (table["model"] == "transformer")]
-    assert len(md) == 12 and md["P_S"].notna().all()
-    # the 0.2 window's synthetic curve crosses 0.99 train accuracy well before the budget
-    assert (md[md["t1"] == 0.2]["steps_to_train_99"] < 1000).all()
+    pd.testing.assert_frame_equal(table, summarize.summarize_runs(results / "parity" / "runs"))
+    assert not path.exists()
+    with pytest.raises(MissingData, match="experiments.parity.summarize"):
+        parity.summary_table(tmp_path / "nothing")
+
+
+def _legend_rhos(fig) -> dict[str, float]:
+    out = {}
+    legend = fig.legends[0] if fig.legends else fig.axes[0].get_legend()
+    for text in legend.get_texts():
+        label = text.get_text()
+        if "rho=" in label:
+            out[label.split(":")[0]] = float(label.split("rho=")[1].rstrip("$"))
+    return out
+
+
+def test_theory_vs_speed_legend_is_the_csv(results):
+    apply_style()
+    rhos = _legend_rhos(parity.theory_vs_speed(results))
+    # one entry per weight decay, each the CSV's number with its sign
+    assert rhos == {"$k=3$, wd=0": 0.12, "$k=3$, wd=0.1": -0.46}
+
+
+REPO_RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.skipif(not (REPO_RESULTS / "parity" / "theory_vs_speed.csv").exists(),
+                    reason="committed parity results absent")
+def test_theory_vs_speed_figure_matches_committed_csv():
+    apply_style()
+    rhos = _legend_rhos(parity.theory_vs_speed(REPO_RESULTS))
+    tvs = pd.read_csv(REPO_RESULTS / "parity" / "theory_vs_speed.csv")
+    tvs = tvs[(tvs["model"] == "transformer") & tvs["spearman_rho_PS_speed"].notna()]
+    expected = {f"$k={r.k}$, wd={r.weight_decay:g}": round(r.spearman_rho_PS_speed, 2) for r in tvs.itertuples()}
+    assert expected and rhos == expected
+
+
+def test_corrupt_parity_config_is_one_line_exit_2(results, tmp_path):
+    (results / "parity" / "runs" / "os_wd0.1_s0" / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="config.json"):
+        parity.load_runs(results)
+    cmd = [sys.executable, "-m", "mdtheory.plots", "--results", str(results), "--out", str(tmp_path / "f"),
+           "--only", "parity_accuracy"]
+    bad = subprocess.run(cmd, capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "config.json" in bad.stderr
 
 
 def test_lm_ar_runs_stay_apart_from_uniform(results):

@@ -65,3 +65,42 @@ def test_bad_tokenizer_arguments(corpus):
         build_tokenizer("words", corpus)
     with pytest.raises(UserError, match="vocab size"):
         build_tokenizer("bpe", corpus, vocab_size=10)
+
+
+def test_token_cache_is_keyed_by_tokenizer_content(corpus):
+    from mdtheory.data.tokenize import CharTokenizer
+
+    tok = build_tokenizer("char", corpus)
+    first = encode_corpus(tok, corpus)
+    # a retrained tokenizer of the same kind and size (another id order) must not reuse the ids
+    retrained = CharTokenizer(tok.chars[::-1])
+    ids = encode_corpus(retrained, corpus)
+    np.testing.assert_array_equal(ids["train"], retrained.encode(corpus.train))
+    assert not np.array_equal(ids["train"], first["train"])
+    np.testing.assert_array_equal(encode_corpus(tok, corpus)["train"], first["train"])
+
+
+def test_changed_text_file_of_the_same_name_is_re_encoded(tmp_path):
+    from mdtheory.data.corpus import load_text_file
+
+    path = tmp_path / "notes.txt"
+    path.write_text("".join(f"line {i} of the first text\n" for i in range(200)))
+    a = load_text_file(path)
+    ids_a = encode_corpus(build_tokenizer("char", a), a)
+    path.write_text("".join(f"row {i}: quite another text!\n" for i in range(200)))
+    b = load_text_file(path)
+    tok_b = build_tokenizer("char", b)
+    ids_b = encode_corpus(tok_b, b)
+    assert tok_b.decode(ids_b["train"]) == b.train
+    assert not np.array_equal(ids_a["train"][:50], ids_b["train"][:50])
+
+
+def test_corrupt_cache_files_are_rebuilt(corpus):
+    tok = build_tokenizer("char", corpus)
+    ids = encode_corpus(tok, corpus)
+    for path in (cache_dir()).rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"torn")
+    again = build_tokenizer("char", corpus)
+    assert again.chars == tok.chars
+    np.testing.assert_array_equal(encode_corpus(again, corpus)["test"], ids["test"])

@@ -8,8 +8,9 @@ standard U[0, 1], and a width-0.1 window centred on the corpus-predicted t*
 
 tiny   seconds: a smoke test of the whole pipeline (3 windows + U[0,1] +
        predicted, 1 seed, a 1-layer 32-wide model, 6 steps)
-quick  <= 45 min on 2 CPU cores (measured here: about 6 min of one core
-       per seed, one torch thread per run): character-level Shakespeare,
+quick  <= 45 min on 2 CPU cores (measured here: 31 min for all 39 runs on one
+       core shared with other jobs, one torch thread per run; every
+       evaluation scores val and test): character-level Shakespeare,
        2-layer 64-wide bidirectional transformer (~0.1M parameters), block 64,
        batch 32, 1000 steps (2.0M tokens per run), 3 seeds, plus an AR
        baseline per seed on the same backbone

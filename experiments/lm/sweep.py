@@ -7,18 +7,22 @@ Trains every run of the preset (see experiments/lm/presets.py) with
 
     RESULTS/window_sweep.csv          one row per run: preset, run, kind,
                                       objective, t0, t1, midpoint, seed,
-                                      steps, tokens, full_range_test_loss,
+                                      steps, tokens, full_range_val_loss,
+                                      full_range_val_loss_se, full_range_test_loss,
                                       full_range_test_loss_se, bits_per_token,
                                       train_loss, eval_kind, run_dir
+                                      (choose windows on val, report test)
     RESULTS/window_sweep_curves.csv   loss-vs-step curves of every run
     RESULTS/window_sweep.json         preset, predicted window, provenance
     RESULTS/runs/<preset>/<run>/      config.json, metrics.jsonl, ckpt.pt
 
-RESULTS defaults to results/lm (results/lm/tiny for the tiny preset).
+RESULTS defaults to results/lm (results/lm/tiny for the tiny preset); the
+predicted window is read from RESULTS/predicted_t.json, computed there from the
+corpus when absent.
 Resumable: finished runs are skipped, unfinished ones resume from their
 checkpoint, so re-running the command after an interruption finishes the
 sweep. ``--jobs N`` trains N runs at once in separate processes, one torch
-thread each.
+thread each. One progress bar counts finished runs (``--no-progress`` hides it).
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
+from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli, write_provenance_json
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
 from mdtheory.runfiles import read_metrics
@@ -43,10 +47,10 @@ from mdtheory.runfiles import read_metrics
 from .presets import PRESETS, Preset
 
 CSV_FIELDS = ("preset", "run", "kind", "objective", "t0", "t1", "midpoint", "seed", "steps", "tokens",
-              "full_range_test_loss", "full_range_test_loss_se", "bits_per_token", "train_loss",
-              "eval_kind", "run_dir")
-CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", "full_range_test_loss",
-                "full_range_test_loss_se", "train_loss")
+              "full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss",
+              "full_range_test_loss_se", "bits_per_token", "train_loss", "eval_kind", "run_dir")
+CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", "full_range_val_loss",
+                "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "train_loss")
 
 
 @dataclass
@@ -69,16 +73,17 @@ class RunSpec:
 
 def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[float, float, float]:
     """(t*, t0, t1): a width-0.1 window centred on the corpus-predicted t*."""
-    path = results / "predicted_t.json"
-    if not path.exists():
-        path = Path("results/lm/predicted_t.json")
+    path = results / "predicted_t.json"  # only --results: never a file of another folder
     if path.exists():
-        t_star = float(json.loads(path.read_text())["t_star"])
+        try:
+            t_star = float(json.loads(path.read_text(encoding="utf-8"))["t_star"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{path} is corrupt ({type(exc).__name__}); delete it to recompute") from None
     else:
         from mdtheory.data.corpus import load_corpus
         from mdtheory.derive.ngram import predict
         result = predict(load_corpus(corpus))
-        atomic_write_json(results / "predicted_t.json", result)
+        atomic_write_json(results / "predicted_t.json", result, keep_provenance_if_unchanged=True)
         t_star = result["t_star"]
     t0 = min(max(round(t_star - width / 2, 3), 0.0), 1.0 - width)
     return t_star, t0, round(t0 + width, 3)
@@ -158,6 +163,9 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
             "preset": preset.name, "run": spec.name, "kind": spec.kind, "objective": spec.objective,
             "t0": spec.t0, "t1": spec.t1, "midpoint": round(mid, 4), "seed": spec.seed,
             "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
+            # runs from before val was logged have none; the summary refuses them
+            "full_range_val_loss": final.get("full_range_val_loss"),
+            "full_range_val_loss_se": final.get("full_range_val_loss_se"),
             "full_range_test_loss": final["full_range_test_loss"],
             "full_range_test_loss_se": final["full_range_test_loss_se"],
             "bits_per_token": final.get("full_range_bits_per_token"), "train_loss": final.get("loss"),
@@ -165,6 +173,8 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
         for r in recs:
             curves.append({"run": spec.name, "kind": spec.kind, "objective": spec.objective,
                            "t0": spec.t0, "t1": spec.t1, "seed": spec.seed, "step": r["step"],
+                           "full_range_val_loss": r.get("full_range_val_loss"),
+                           "full_range_val_loss_se": r.get("full_range_val_loss_se"),
                            "full_range_test_loss": r.get("full_range_test_loss"),
                            "full_range_test_loss_se": r.get("full_range_test_loss_se"),
                            "train_loss": r.get("loss")})
@@ -183,9 +193,10 @@ def write_outputs(preset: Preset, runs, run_root: Path, results: Path, info: dic
     rows, curves = collect(preset, runs, run_root)
     atomic_write_text(results / "window_sweep.csv", _csv(rows, CSV_FIELDS))
     atomic_write_text(results / "window_sweep_curves.csv", _csv(curves, CURVE_FIELDS))
-    atomic_write_json(results / "window_sweep.json", {
+    write_provenance_json(results / "window_sweep.json", {
         "preset": asdict(preset), "predicted": info, "runs_planned": len(runs),
-        "runs_finished": len(rows), "provenance": provenance()})
+        "runs_finished": len(rows), "provenance": provenance()},
+        describes=[results / "window_sweep.csv", results / "window_sweep_curves.csv"])
     return rows
 
 
@@ -200,7 +211,22 @@ def build_parser() -> OneLineParser:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--runs", nargs="+", default=None, metavar="PATTERN",
                    help="train only runs whose name matches a glob, e.g. 'uniform_s*' (outputs still list all finished runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def writable_folder(path: Path) -> Path:
+    """``path`` as an existing folder we can write into, or one UserError line."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--results {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--results {path} is not a writable folder ({exc.strerror or type(exc).__name__})") from None
+    return path
 
 
 def _main(argv) -> int:
@@ -213,16 +239,18 @@ def _main(argv) -> int:
     if args.seeds:
         from dataclasses import replace
         preset = replace(preset, seeds=tuple(args.seeds))
-    results = Path(args.results or ("results/lm/tiny" if preset.name == "tiny" else "results/lm"))
+    results = writable_folder(Path(args.results or ("results/lm/tiny" if preset.name == "tiny" else "results/lm")))
     run_root = results / "runs" / preset.name
     runs, info = plan(preset, results)
-    todo = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
+    todo = todo_all = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
     if args.runs:
         todo = [s for s in todo if any(fnmatch(s.name, pat) for pat in args.runs)]
     errors = []
     threads = args.threads
-    bar = tqdm(total=len(todo), initial=0, desc=f"lm sweep ({preset.name})",
-               disable=None)
+    # one bar per sweep, also when stdout is a log file: runs done / total and ETA
+    bar = tqdm(total=len(runs) - len(todo_all) + len(todo), initial=len(runs) - len(todo_all),
+               desc=f"lm sweep ({preset.name})", unit="run", disable=args.no_progress,
+               file=sys.stderr, dynamic_ncols=True)
     if args.jobs == 1:
         for spec in todo:
             err = train_one(preset.name, asdict(spec), str(run_root / spec.name), threads)

@@ -1,4 +1,4 @@
-"""Run lists of the parity study (issue #4), one function per preset.
+"""Run lists of the parity study, one function per preset.
 
 A run is a ``RunSpec``: everything ``python -m mdtheory.train parity`` needs,
 plus the study group it belongs to and the step budget. Its directory name

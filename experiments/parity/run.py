@@ -1,7 +1,7 @@
 """Launch every run of a parity preset: ``python -m experiments.parity.run``.
 
     python -m experiments.parity.run --preset {tiny,quick,calibration,full,paper}
-                                     [--only PATTERN] [--jobs J] [--root DIR] [--list]
+                                     [--only PATTERN] [--jobs J] [--root DIR] [--list] [--no-progress]
 
 Each run trains with the project's one training loop (mdtheory.train) into
 ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and, once finished,
@@ -16,7 +16,9 @@ the checkpoint of the previous one, so that
   for ``--patience`` consecutive evaluations: the study measures the time to
   0.99, and the budget is spent on runs that have not got there yet.
 
-A diverged run is recorded (status "diverged") and the sweep goes on.
+A diverged run (the engine's TrainingDiverged) is recorded (status
+"diverged") and the sweep goes on. On a terminal one progress bar shows the
+sweep: runs done / total and the time left.
 PATTERN is a glob on run names (a plain word matches anywhere in the name).
 """
 from __future__ import annotations
@@ -54,7 +56,12 @@ def run_status(run_dir: Path, spec: RunSpec) -> str | None:
     marker = Path(run_dir) / RUN_MARKER
     if not marker.exists():
         return None
-    info = json.loads(marker.read_text())
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {marker}: {exc} (delete it to re-run the run)") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{marker} does not hold a JSON object (delete it to re-run the run)")
     if info.get("status") in ("early_stop", "diverged"):
         return info["status"]
     if info.get("status") == "complete" and info.get("budget", 0) >= spec.steps:
@@ -79,6 +86,7 @@ def segment_length(spec: RunSpec) -> int:
 def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
     """Train one run to its budget (or early stop); returns (name, status)."""
     import torch
+    from mdtheory.train.engine import TrainingDiverged
 
     torch.set_num_threads(1)
     out = Path(root) / "runs" / spec.name
@@ -101,9 +109,7 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
         else:
             if converged(records, patience) and step < spec.steps:
                 status = "early_stop"
-    except UserError as exc:
-        if "non-finite" not in str(exc):
-            raise
+    except TrainingDiverged:
         status = "diverged"
         records = read_metrics(out)
     last = records[-1] if records else {}
@@ -122,6 +128,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--root", default=None, help="results root (default: per preset, see presets.ROOTS)")
     p.add_argument("--patience", type=int, default=2, help="evaluations at >= 0.99 before an early stop")
     p.add_argument("--list", action="store_true", help="print the run names and exit")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (it is shown only on a terminal anyway)")
     return p
 
 
@@ -138,16 +146,31 @@ def main(argv=None) -> int:
     if args.list:
         print("\n".join(f"{root}/runs/{r.name}  ({r.steps} steps)" for r in runs))
         return 0
+    runs_dir = Path(root) / "runs"
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. --root names a file, or a read-only place
+        raise UserError(f"cannot use {runs_dir} for the runs: {exc.strerror or exc}") from None
     statuses = {}
-    bar = tqdm(total=len(runs), desc=f"parity {args.preset}", unit="run", disable=None)
+    todo = []
+    for spec in runs:
+        status = run_status(Path(root) / "runs" / spec.name, spec)
+        if status is None:
+            todo.append(spec)
+        else:
+            statuses[spec.name] = f"{status} (skipped)"
+    # one bar for the sweep: runs done / total and an ETA; runs finished
+    # earlier count as done from the start so they do not distort the ETA
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"parity {args.preset}",
+               unit="run", disable=None if args.progress else True, dynamic_ncols=True)
     if args.jobs == 1:
-        for spec in runs:
+        for spec in todo:
             bar.set_postfix_str(spec.name)
             name, statuses[name] = execute(spec, root, args.patience)
             bar.update(1)
     else:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(execute, spec, root, args.patience) for spec in runs]
+            futures = [pool.submit(execute, spec, root, args.patience) for spec in todo]
             for fut in as_completed(futures):
                 name, statuses[name] = fut.result()
                 bar.update(1)

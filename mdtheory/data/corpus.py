@@ -177,6 +177,8 @@ def split_by_position(text: str, fractions=TEXT_FILE_FRACTIONS) -> tuple[str, st
 
 def load_text_file(path: str | os.PathLike) -> Corpus:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"--text-file {path} is a directory; pass one UTF-8 text file")
     if not path.is_file():
         raise UserError(f"text file not found: {path}")
     try:
@@ -196,6 +198,55 @@ def load_text_file(path: str | os.PathLike) -> Corpus:
 # ---------------------------------------------------------------------------
 
 _HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the HF hub answers a TCP connect (True behind a proxy: the
+    proxy decides). Offline, datasets would retry for ~30 s, printing a line
+    per retry; knowing first lets us go straight to the local cache."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+class _hf_quiet:
+    """Silence HF's retry warnings; with ``offline``, use only the local cache."""
+
+    def __init__(self, offline: bool):
+        self.offline = offline
+
+    def __enter__(self):
+        import datasets
+        import huggingface_hub.constants as hub_constants
+        from huggingface_hub.utils import logging as hub_logging
+
+        self._saved = [(datasets.config, "HF_HUB_OFFLINE", datasets.config.HF_HUB_OFFLINE),
+                       (hub_constants, "HF_HUB_OFFLINE", hub_constants.HF_HUB_OFFLINE)]
+        self._levels = (hub_logging.get_verbosity(), datasets.logging.get_verbosity())
+        hub_logging.set_verbosity_error()
+        datasets.logging.set_verbosity_error()
+        if self.offline:
+            for module, name, _ in self._saved:
+                setattr(module, name, True)
+        return self
+
+    def __exit__(self, *exc):
+        import datasets
+        from huggingface_hub.utils import logging as hub_logging
+
+        for module, name, value in self._saved:
+            setattr(module, name, value)
+        hub_logging.set_verbosity(self._levels[0])
+        datasets.logging.set_verbosity(self._levels[1])
+        return False
 
 
 def load_wikitext(name: str, local_dir: str | os.PathLike | None = None) -> Corpus:
@@ -219,14 +270,19 @@ def load_wikitext(name: str, local_dir: str | os.PathLike | None = None) -> Corp
             ds = datasets.load_dataset("parquet", data_files=files)
             source = str(base)
         else:
-            ds = datasets.load_dataset(WIKITEXT_REPO, config)
+            offline = not _hub_reachable()
+            with _hf_quiet(offline):
+                ds = datasets.load_dataset(WIKITEXT_REPO, config)
             source = f"{WIKITEXT_REPO}/{config}"
     except UserError:
         raise
     except Exception as exc:  # offline, hub errors, corrupt cache: one clear line
+        why = (f"the hub is unreachable and no cached copy was found ({type(exc).__name__})"
+               if not local_dir and offline
+               else f"{type(exc).__name__}: {exc}")
         raise UserError(f"could not load {name} ({WIKITEXT_REPO}/{config}) through HF datasets: "
-                        f"{type(exc).__name__}: {exc}. Connect to the internet, or set "
-                        f"MDTHEORY_WIKITEXT_DIR to local parquet files, or use --corpus shakespeare") from None
+                        f"{why}. Connect to the internet, or set MDTHEORY_WIKITEXT_DIR to local "
+                        f"parquet files, or use --corpus shakespeare") from None
     texts = {ours: "".join(ds[hf]["text"]) for ours, hf in _HF_SPLITS.items()}
     return Corpus(name, texts["train"], texts["val"], texts["test"],
                   meta={"source": source, "split": "official"})

@@ -16,12 +16,16 @@ state of masked diffusion) and expose the same small interface::
           encodes, no unknown tokens.
 
 Trained tokenisers and encoded splits are cached under ``cache_dir()``
-(``$MDTHEORY_CACHE_DIR``, else ``~/.cache/mdtheory``), keyed by the corpus
-fingerprint, the tokeniser kind and the vocabulary size, so a sweep of 22
-runs tokenises the corpus once.
+(``$MDTHEORY_CACHE_DIR``, else ``~/.cache/mdtheory``), so a sweep of 39 runs
+tokenises the corpus once. Keys are content hashes, never names: a tokenizer
+by the hash of the corpus text, its kind and vocabulary size (what trains
+it); token ids by the hash of the corpus text and the hash of the tokenizer
+itself (its full JSON), so an edited file of the same name or a retrained
+tokenizer never reuses stale ids.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -131,7 +135,10 @@ def build_tokenizer(kind: str, corpus: Corpus, vocab_size: int = DEFAULT_BPE_VOC
         raise UserError(f"BPE vocab size must be in (256, 65536], got {vocab_size}")
     path = _cache_key(kind, corpus, vocab_size) / "tokenizer.json"
     if use_cache and path.is_file():
-        return _load(kind, path.read_text(encoding="utf-8"))
+        try:
+            return _load(kind, path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - a torn or foreign cache file is retrained, not fatal
+            pass
     tok = CharTokenizer.train(corpus) if kind == "char" else BPETokenizer.train(corpus, vocab_size)
     if use_cache:
         from ..cli import atomic_write_text
@@ -141,14 +148,20 @@ def build_tokenizer(kind: str, corpus: Corpus, vocab_size: int = DEFAULT_BPE_VOC
 
 def encode_corpus(tok, corpus: Corpus, vocab_size: int = DEFAULT_BPE_VOCAB,
                   use_cache: bool = True) -> dict[str, np.ndarray]:
-    """Token ids of each split (cached as .npy beside the tokenizer)."""
-    folder = _cache_key(tok.kind, corpus, vocab_size)
+    """Token ids of each split, cached under the corpus and tokenizer hashes.
+
+    ``vocab_size`` is not needed for the key (the tokenizer's own hash covers
+    it) and is kept for callers that pass it."""
+    folder = cache_dir() / "tokens" / f"{corpus.fingerprint()}-{tokenizer_fingerprint(tok)}"
     out = {}
     for split in SPLITS:
         path = folder / f"{split}.npy"
         if use_cache and path.is_file():
-            out[split] = np.load(path)
-            continue
+            try:
+                out[split] = np.load(path, allow_pickle=False)
+                continue
+            except (OSError, ValueError):  # torn or corrupt cache file: encode again
+                pass
         ids = tok.encode(corpus.split(split))
         if use_cache:
             folder.mkdir(parents=True, exist_ok=True)
@@ -157,6 +170,11 @@ def encode_corpus(tok, corpus: Corpus, vocab_size: int = DEFAULT_BPE_VOCAB,
             os.replace(tmp, path)
         out[split] = ids
     return out
+
+
+def tokenizer_fingerprint(tok) -> str:
+    """Hash of the tokenizer's full description (vocabulary, merges, specials)."""
+    return hashlib.sha256(tok.to_json().encode("utf-8")).hexdigest()[:16]
 
 
 def _cache_key(kind: str, corpus: Corpus, vocab_size: int) -> Path:

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 
-from ..cli import OneLineParser, atomic_write_json, fail, run_cli
+from ..cli import OneLineParser, check_output_dir, check_output_file, fail, run_cli
 from ..errors import UserError
 from ..theory import numeric as num
 from .quantities import derive_record
@@ -54,7 +54,9 @@ def build_parser() -> OneLineParser:
                    "(default 0.05; needs --n)")
     p.add_argument("--json", action="store_true", help="print JSON (one object, or a list for several k)")
     p.add_argument("--latex", metavar="DIR", help="write DIR/theory.tex (macros) and DIR/theory_formulas.tex")
-    p.add_argument("--provenance", metavar="FILE", help="also write a provenance record (JSON) to FILE")
+    p.add_argument("--provenance", metavar="FILE",
+                   help="also write a provenance record (JSON) to FILE; it names the sha256 of what "
+                        "was printed and is left untouched while that output stays the same")
     return p
 
 
@@ -78,6 +80,10 @@ def main(argv=None) -> int:
         raise UserError(f"delta must lie in (0, 1), got {delta}")
     if args.n is not None and args.n < max(args.k):
         raise UserError(f"need n >= k, got n={args.n} and k={max(args.k)}")
+    if args.provenance:
+        check_output_file(args.provenance, "--provenance")
+    if args.latex is not None:
+        check_output_dir(args.latex, "--latex")
 
     # compute everything before printing or writing, so errors leave nothing behind
     records = [derive_record(k, window, args.n, delta) for k in args.k]
@@ -88,6 +94,7 @@ def main(argv=None) -> int:
         out = text_report(args.k, window, args.n, delta)
     else:
         out = ""
+    numbers = out  # what the provenance record vouches for (not the "wrote ..." lines)
     if args.latex is not None:
         from .latex import write_latex
         try:
@@ -95,11 +102,14 @@ def main(argv=None) -> int:
         except OSError as exc:
             raise UserError(f"cannot write LaTeX to {args.latex}: {exc}") from None
         if not args.json:
-            out += "".join(f"wrote {path}\n" for path in written)
+            out += "".join(f"wrote {path}\n" if changed else f"{path} unchanged\n"
+                           for path, changed in written.items())
     if args.provenance:
-        from ..provenance import provenance
-        atomic_write_json(args.provenance, {"command": ["python", "-m", "mdtheory.derive", *argv],
-                                            **provenance()})
+        from ..provenance import write_provenance_record
+        try:
+            write_provenance_record(args.provenance, ["python", "-m", "mdtheory.derive", *argv], numbers)
+        except OSError as exc:
+            raise UserError(f"cannot write --provenance {args.provenance}: {exc.strerror or exc}") from None
     sys.stdout.write(out)
     return 0
 

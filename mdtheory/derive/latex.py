@@ -126,7 +126,9 @@ def formulas_tex() -> str:
     return "\n".join(body) + "\n"
 
 
-def write_latex(directory: str | Path) -> list[Path]:
+def write_latex(directory: str | Path) -> dict[Path, bool]:
+    """Write theory.tex and theory_formulas.tex; {path: whether it changed}
+    (a file that already holds the same text is left untouched)."""
     directory = Path(directory)
     prov = provenance()
     header = [
@@ -138,6 +140,5 @@ def write_latex(directory: str | Path) -> list[Path]:
     theory = directory / "theory.tex"
     formulas = directory / "theory_formulas.tex"
     text_formulas = formulas_tex()
-    atomic_write_text(theory, "\n".join(header + macros) + "\n")
-    atomic_write_text(formulas, text_formulas)
-    return [theory, formulas]
+    return {theory: atomic_write_text(theory, "\n".join(header + macros) + "\n"),
+            formulas: atomic_write_text(formulas, text_formulas)}

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import OneLineParser, atomic_write_json, run_cli
+from ..cli import OneLineParser, atomic_write_json, check_output_file, run_cli
 from ..data.corpus import CORPORA, load_corpus
 from ..errors import UserError
 from ..provenance import provenance
@@ -37,12 +37,14 @@ ALT_MIN_COUNTS = (2, 5, 10)
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="python -m mdtheory.derive ngram",
                       description="Estimate corpus dependency weights w_i and the predicted mask rate t*.")
-    p.add_argument("--corpus", choices=CORPORA, default="shakespeare")
+    p.add_argument("--corpus", choices=CORPORA, default="shakespeare", help="corpus to read")
     p.add_argument("--text-file", default=None, help="any UTF-8 corpus (overrides --corpus)")
-    p.add_argument("--estimator", choices=nw.ESTIMATORS, default="distinct-frequent")
+    p.add_argument("--estimator", choices=nw.ESTIMATORS, default="distinct-frequent",
+                   help="dependency-weight estimator")
     p.add_argument("--min-count", type=int, default=5,
                    help="n-grams seen fewer times are dropped (paper: 5)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=DEFAULT_OUT,
+                   help="JSON output; left untouched when only its provenance would change")
     return p
 
 
@@ -84,16 +86,20 @@ def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.min_count < 1:
         raise UserError(f"--min-count must be >= 1, got {args.min_count}")
+    check_output_file(args.out)  # before minutes of counting, not after
     corpus = load_corpus(args.corpus, text_file=args.text_file)
     result = predict(corpus, args.estimator, args.min_count)
-    atomic_write_json(args.out, result)
+    try:
+        written = atomic_write_json(args.out, result, keep_provenance_if_unchanged=True)
+    except OSError as exc:
+        raise UserError(f"cannot write --out {args.out}: {exc.strerror or exc}") from None
     w = ", ".join(f"w{i}={v:.4f}" for i, v in result["weights"].items())
     print(f"{corpus.name}: {args.estimator} (min_count {args.min_count}): {w}")
     print(f"t* = {result['t_star']:.3f} (squared signal: {result['t_star_squared']:.3f}); "
           f"across estimators {result['sensitivity']['t_star_min']:.3f}.."
           f"{result['sensitivity']['t_star_max']:.3f}; paper WikiText weights give "
           f"{result['paper_wikitext']['t_star']:.3f}")
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}" if written else f"{args.out} already holds these numbers: left unchanged")
     return 0
 
 

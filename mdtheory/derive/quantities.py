@@ -1,6 +1,6 @@
 """The numbers ``python -m mdtheory.derive`` reports, one record per k.
 
-The JSON keys are a public contract (issue #2): do not rename them.
+The JSON keys are a public contract (scripts and the paper read them): do not rename them.
 """
 from __future__ import annotations
 

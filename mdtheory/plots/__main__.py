@@ -3,8 +3,10 @@
     python -m mdtheory.plots --results results --out figures [--only NAME ...]
 
 A figure whose result files are missing is skipped with a one-line message on
-stdout; the exit status is 0 unless a figure failed for another reason (then
-the error is reported and the status is 1), or the arguments are bad (2).
+stdout. Bad arguments (an --out that is a file or cannot be created) and
+corrupt result files (figure modules raise UserError) stop with one line on
+stderr and exit status 2; a figure that fails for any other reason (a bug) is
+reported with its traceback, the others are still drawn, and the status is 1.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from mdtheory.cli import OneLineParser, run_cli
+from mdtheory.cli import OneLineParser, check_output_dir, run_cli
 from mdtheory.errors import UserError
 
 from . import lm, parity, theory
@@ -32,6 +34,8 @@ def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[
             fig = draw(Path(results))
         except MissingData as why:
             outcome[name] = f"skipped: {why}"
+        except UserError:
+            raise  # bad input files: one line and exit 2, not a traceback
         except Exception as exc:  # noqa: BLE001 - one bad figure must not stop the rest
             traceback.print_exc(file=sys.stderr)
             outcome[name] = f"failed: {type(exc).__name__}: {exc}"
@@ -45,17 +49,18 @@ def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[
 
 def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m mdtheory.plots", description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="results", help="results folder (default: results)")
-    parser.add_argument("--out", default="figures", help="output folder (default: figures)")
+    parser.add_argument("--results", default="results", help="results folder")
+    parser.add_argument("--out", default="figures", help="output folder (created if missing)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="draw only these figures")
     args = parser.parse_args(argv)
     results = Path(args.results)
     if not results.is_dir():
-        raise UserError(f"results folder {results} does not exist")
+        raise UserError(f"results folder {results} " + ("is not a folder" if results.exists() else "does not exist"))
     if args.only:
         unknown = sorted(set(args.only) - set(ALL_FIGURES))
         if unknown:
             raise UserError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(ALL_FIGURES)}")
+    check_output_dir(args.out)  # before drawing: a bad --out is one line, not a traceback per figure
     outcome = draw_all(results, Path(args.out), args.only)
     failed = [n for n, o in outcome.items() if o.startswith("failed")]
     return 1 if failed else 0

@@ -1,7 +1,8 @@
 """Language-model figures, read from results/lm/.
 
     lm_window_sweep    full-range test loss vs training-window midpoint, with
-                       the U[0,1] baseline and the corpus-predicted t* (Fig 3)
+                       the U[0,1] baseline, the corpus-predicted t* (Fig 3) and
+                       the best window, chosen on val (mdtheory.window_selection)
     lm_loss_vs_step    full-range test loss vs step for every window (Fig 7)
     lm_loss_by_t       final test loss per t-bin for every window
 
@@ -18,14 +19,12 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
-from .parity import _find, read_jsonl
+from ..errors import UserError
+from ..window_selection import VAL, is_full_range, select_best_window
+from .parity import _find, read_config, read_jsonl
 from .style import MissingData, figure
 
 LOSS = "full_range_test_loss"
-
-
-def is_full_range(t0, t1) -> bool:
-    return abs(float(t0)) < 1e-9 and abs(float(t1) - 1.0) < 1e-9
 
 
 def _window_colour(midpoint: float):
@@ -39,13 +38,7 @@ def window_table(results: Path) -> pd.DataFrame:
     mean of the evaluations' own standard errors (over t and masks), so a
     single-seed point still carries its evaluation noise.
     """
-    path = Path(results) / "lm" / "window_sweep.csv"
-    if not path.exists():
-        raise MissingData(f"{path} not found")
-    table = pd.read_csv(path)
-    missing = {"t0", "t1", LOSS} - set(table.columns)
-    if missing:
-        raise MissingData(f"{path} lacks columns {sorted(missing)}")
+    table = read_sweep(results)
     if "objective" in table:  # the AR baseline's loss is not a masked-diffusion bound
         table = table[table["objective"].fillna("md") == "md"]
     if "steps" in table and table["steps"].nunique() > 1:
@@ -56,22 +49,55 @@ def window_table(results: Path) -> pd.DataFrame:
         across = group[LOSS].std(ddof=1) / np.sqrt(seeds) if seeds > 1 else 0.0
         within = group[f"{LOSS}_se"].mean() if f"{LOSS}_se" in group else 0.0
         rows.append({"t0": t0, "t1": t1, "mid": (t0 + t1) / 2, "width": t1 - t0,
-                     "loss": group[LOSS].mean(), "err": float(np.nanmax([across, within])), "seeds": seeds})
+                     "loss": group[LOSS].mean(), "err": float(np.nanmax([across, within])), "seeds": seeds,
+                     "val_loss": group[VAL].mean() if VAL in group else float("nan"),
+                     "kind": group["kind"].iloc[0] if "kind" in group else "window"})
     return pd.DataFrame(rows).sort_values(["t0", "t1"]).reset_index(drop=True)
+
+
+def read_sweep(results: Path) -> pd.DataFrame:
+    """results/lm/window_sweep.csv; absent or without runs: MissingData (skip)."""
+    path = Path(results) / "lm" / "window_sweep.csv"
+    if not path.exists():
+        raise MissingData(f"{path} not found")
+    try:
+        table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise MissingData(f"{path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is corrupt ({type(exc).__name__})") from None
+    missing = {"t0", "t1", LOSS} - set(table.columns)
+    if missing:
+        raise MissingData(f"{path} lacks columns {sorted(missing)}")
+    if table.empty:
+        raise MissingData(f"{path} has no finished runs")
+    return table
+
+
+def best_window(results: Path) -> dict | None:
+    """The sweep's best window, chosen on val (None for a sweep without val)."""
+    try:
+        return select_best_window(read_sweep(results))
+    except UserError:  # a sweep from before val was logged: no choice is made on test
+        return None
 
 
 def predicted_t_star(results: Path):
     path = Path(results) / "lm" / "predicted_t.json"
     if not path.exists():
         return None
-    value = json.loads(path.read_text()).get("t_star")
-    return None if value is None else float(value)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("t_star")
+        return None if value is None else float(value)
+    except (ValueError, AttributeError, TypeError) as exc:  # ValueError covers bad JSON and bad UTF-8
+        raise UserError(f"{path} is corrupt ({type(exc).__name__})") from None
 
 
 def window_sweep(results: Path):
     table = window_table(results)
     baseline = table[[is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
-    narrow = table[(table["width"] - 0.1).abs() < 1e-6]
+    # the ten-window curve; the window centred on t* is drawn apart
+    narrow = table[((table["width"] - 0.1).abs() < 1e-6) & (table["kind"] != "predicted")]
     other = table.drop(index=baseline.index.union(narrow.index))
     fig, axes = figure("column")
     ax = axes[0, 0]
@@ -80,7 +106,7 @@ def window_sweep(results: Path):
                     label=f"$U[a,a+0.1]$ ({int(narrow['seeds'].min())}+ seeds)")
     for _, row in other.iterrows():
         ax.errorbar([row["mid"]], [row["loss"]], yerr=[row["err"]], fmt="s", color="C2", capsize=2,
-                    label=f"$U[{row.t0:.3g},{row.t1:.3g}]$")
+                    label=f"$U[{row.t0:.3g},{row.t1:.3g}]$" + (" (centred on $t^*$)" if row.kind == "predicted" else ""))
     if not baseline.empty:
         b = baseline.iloc[0]
         ax.axhline(b["loss"], color="C3", ls="--", label=f"$U[0,1]$ baseline ({int(b['seeds'])} seeds)")
@@ -88,6 +114,13 @@ def window_sweep(results: Path):
     t_star = predicted_t_star(results)
     if t_star is not None:
         ax.axvline(t_star, color="grey", ls=":", label=f"predicted $t^*={t_star:.3f}$")
+    selection = best_window(results)
+    if selection is not None:
+        best = narrow[(narrow["t0"] - selection["best"]["t0"]).abs().lt(1e-9)
+                      & (narrow["t1"] - selection["best"]["t1"]).abs().lt(1e-9)]
+        if not best.empty:
+            ax.plot(best["mid"], best["loss"], "o", ms=9, mfc="none", mec="black", mew=1.0,
+                    label="best window on val (test loss shown)")
     ax.set_xlabel("training-window midpoint")
     ax.set_ylabel("full-range test loss (nats/token)")
     ax.set_xlim(0, 1)
@@ -104,7 +137,7 @@ def load_lm_runs(results: Path) -> list[dict]:
         if metrics.empty or "step" not in metrics:
             continue
         cfg_path = metrics_path.parent / "config.json"
-        config = json.loads(cfg_path.read_text()) if cfg_path.exists() else {}
+        config = read_config(cfg_path) if cfg_path.exists() else {}  # corrupt: one UserError line
         window = _find(config, "window")
         if not (isinstance(window, (list, tuple)) and len(window) == 2):
             window = (_find(config, "t0"), _find(config, "t1"))

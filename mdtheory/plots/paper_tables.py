@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
+from mdtheory.cli import OneLineParser, atomic_write_text, check_output_dir, run_cli, write_provenance_json
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
 
+from ..window_selection import select_best_window
 from . import lm as lm_plots
 from . import parity as parity_plots
 from .style import MissingData
@@ -227,6 +228,9 @@ def _empty_table(message: str, ncols: int) -> str:
 # --- language model -------------------------------------------------------------
 
 def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
+    """LM macros and table. The best window is chosen on val and reported on
+    test; its gain over U[0, 1] is the paired per-seed test difference with a
+    95% Student-t interval over seeds (mdtheory.window_selection)."""
     try:
         table = lm_plots.window_table(results)
     except MissingData:
@@ -236,39 +240,54 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
     full = table[[lm_plots.is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
     windows = table.drop(index=full.index)
     macros = {"lmWindows": str(len(windows)), "lmSeedsMin": str(int(table["seeds"].min()))}
-    sweep = pd.read_csv(Path(results) / "lm" / "window_sweep.csv")
+    sweep = lm_plots.read_sweep(results)
     if "steps" in sweep:
         macros["lmSteps"] = fmt_steps(int(sweep["steps"].max()))
     if not full.empty:
         b = full.iloc[0]
         macros["lmBaselineLoss"] = fmt(b["loss"])
         macros["lmBaselineErr"] = fmt(b["err"])
-    if not windows.empty:
-        best = windows.loc[windows["loss"].idxmin()]
+    selection = select_best_window(sweep)  # refuses a sweep without val losses
+    best = None
+    if selection is not None:
+        sel = selection["best"]
+        best = windows[((windows["t0"] - sel["t0"]).abs() < 1e-9) & ((windows["t1"] - sel["t1"]).abs() < 1e-9)].iloc[0]
         macros["lmBestWindow"] = fmt_window(best["t0"], best["t1"])
         macros["lmBestLoss"] = fmt(best["loss"])
         macros["lmBestErr"] = fmt(best["err"])
-        if not full.empty:
-            gain = full.iloc[0]["loss"] - best["loss"]
-            noise = math.hypot(full.iloc[0]["err"], best["err"])
-            macros["lmGain"] = fmt(gain)
-            verdict = ("lower than" if gain > 2 * noise else "higher than" if gain < -2 * noise
-                       else "within two standard errors of")
-            macros["lmOutcome"] = (f"the best window, {macros['lmBestWindow']}, has a full-range test loss of "
-                                   f"{macros['lmBestLoss']} $\\pm$ {macros['lmBestErr']}, {verdict} the $U[0,1]$ "
-                                   f"baseline's {macros['lmBaselineLoss']} $\\pm$ {macros['lmBaselineErr']}")
+        diff = selection["best_minus_uniform"]
+        if diff is not None and diff["per_seed"]:
+            # gain = U[0,1] minus best, so the interval flips sign
+            lo, hi = -diff["ci_high"], -diff["ci_low"]
+            macros["lmGain"] = fmt(-diff["mean"])
+            macros["lmGainSeeds"] = str(len(diff["per_seed"]))
+            if math.isfinite(lo):
+                macros["lmGainCI"] = f"[{fmt(lo)}, {fmt(hi)}]"
+                verdict = ("lower than" if lo > 0 else "higher than" if hi < 0
+                           else "not distinguishable from")
+                interval = (f"paired by seed, U[0,1] minus best is {macros['lmGain']}, 95\\% t-interval "
+                            f"over {len(diff['per_seed'])} seeds {macros['lmGainCI']}")
+            else:
+                verdict, interval = "compared on one seed with", "one seed, no interval"
+            macros["lmOutcome"] = (f"the best window on validation, {macros['lmBestWindow']}, has a full-range "
+                                   f"test loss of {macros['lmBestLoss']} $\\pm$ {macros['lmBestErr']}, {verdict} "
+                                   f"the $U[0,1]$ baseline's {macros['lmBaselineLoss']} $\\pm$ "
+                                   f"{macros['lmBaselineErr']} ({interval})")
     t_star = lm_plots.predicted_t_star(results)
     if t_star is not None:
         macros["lmTStar"] = fmt(t_star)
-        if not windows.empty:
+        if best is not None:
             inside = best["t0"] <= t_star <= best["t1"]
             macros["lmTStarInBest"] = "inside" if inside else "outside"
-    lines = [r"\begin{tabular}{lrrr}", r"\toprule",
-             r"training window & midpoint & seeds & full-range test loss \\", r"\midrule"]
+    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
+             r"training window & midpoint & seeds & val loss & full-range test loss \\", r"\midrule"]
     for _, row in table.iterrows():
-        lines.append(f"{fmt_window(row['t0'], row['t1'])} & {row['mid']:.2f} & {row['seeds']} & "
+        chosen = best is not None and row["t0"] == best["t0"] and row["t1"] == best["t1"]
+        name = f"$[{float(row['t0']):g},{float(row['t1']):g}]" + ("^\\dagger$" if chosen else "$")
+        lines.append(f"{name} & {row['mid']:.2f} & {int(row['seeds'])} & {fmt(row['val_loss'])} & "
                      f"{fmt(row['loss'])} $\\pm$ {fmt(row['err'])} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\multicolumn{5}{l}{\footnotesize $^\dagger$ lowest mean val loss: the window "
+              r"chosen; test loss reported} \\", r"\end{tabular}"]
     return macros, "\n".join(lines) + "\n", table
 
 
@@ -335,9 +354,10 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
     for label, paper, source in PAPER_NOT_RUN_ROWS:
         rows.append(f"{label} & {paper} & {NOT_RUN} & {source} \\\\")
 
-    head = [r"\begin{tabular}{p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}}", r"\toprule",
-            r"quantity & paper & ours & paper source \\", r"\midrule"]
-    return "\n".join(head + rows + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+    # a longtable: the comparison is longer than a page, so it breaks across pages (header repeated)
+    head = [r"\begin{longtable}{p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}}", r"\toprule",
+            r"quantity & paper & ours & paper source \\", r"\midrule", r"\endhead"]
+    return "\n".join(head + rows + [r"\bottomrule", r"\end{longtable}"]) + "\n"
 
 
 # --- entry point ----------------------------------------------------------------------
@@ -356,7 +376,8 @@ def write_all(results: Path, out: Path) -> dict[str, str]:
     }
     for name, text in files.items():
         atomic_write_text(out / name, text)
-    atomic_write_json(out / "paper_tables.provenance.json", {**provenance(), "results": str(results)})
+    write_provenance_json(out / "paper_tables.provenance.json", {**provenance(), "results": str(results)},
+                          describes=[out / name for name in files])
     return macros
 
 
@@ -368,7 +389,7 @@ def main(argv=None) -> int:
     results = Path(args.results)
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist")
-    macros = write_all(results, Path(args.out))
+    macros = write_all(results, check_output_dir(args.out))
     print(f"wrote {len(macros)} result macros and 3 tables to {args.out}")
     return 0
 

@@ -4,12 +4,15 @@
                             windows, mean and min-max band over seeds (Fig 2)
     parity_os_long          output supervision over its whole run (Fig 6)
     parity_reduced_models   uniform-attention and MLP models (Fig 5)
-    parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per k
+    parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per
+                            (k, weight decay), rho from theory_vs_speed.csv
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
     parity_energy           E(W) over training (MLP runs that log it)
 
-Input: results/parity/runs/<run>/{config.json,metrics.jsonl} and
-results/parity/summary.csv. Config keys are looked up by name, at any depth,
+Input: results/parity/runs/<run>/{config.json,metrics.jsonl}, and
+results/parity/{summary.csv,theory_vs_speed.csv} written by
+``python -m experiments.parity.summarize`` (steps to 0.99 and the rank
+correlations are computed there only, never here). Config keys are looked up by name, at any depth,
 so the reader survives small changes in the engine's config layout.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from ..runfiles import read_metrics
 from .style import MissingData, colours, figure
 
@@ -40,6 +44,16 @@ def _find(config: dict, *names, default=None):
             if found is not None:
                 return found
     return default
+
+
+def read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path} does not hold a JSON object")
+    return config
 
 
 def read_jsonl(path: Path) -> pd.DataFrame:
@@ -93,7 +107,7 @@ def load_runs(results: Path) -> list[Run]:
         metrics_path = cfg_path.parent / "metrics.jsonl"
         if not metrics_path.exists():
             continue
-        config = json.loads(cfg_path.read_text())
+        config = read_config(cfg_path)
         metrics = read_jsonl(metrics_path)
         if metrics.empty or "step" not in metrics:
             continue
@@ -265,78 +279,108 @@ def reduced_models(results: Path):
     return fig
 
 
-def _first_step(metrics: pd.DataFrame, column: str, level: float = 0.99):
-    if column not in metrics:
-        return None
-    hit = metrics.loc[metrics[column] >= level, "step"]
-    return None if hit.empty else int(hit.iloc[0])
+def _read_csv(path: Path, produced_by: str) -> pd.DataFrame:
+    if not path.exists():
+        raise MissingData(f"{path} not found (run {produced_by})")
+    if not path.is_file():
+        raise UserError(f"{path} is not a file")
+    try:
+        return pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+SUMMARIZE = "python -m experiments.parity.summarize"
 
 
 def summary_table(results: Path) -> pd.DataFrame:
-    """results/parity/summary.csv if present, else the same columns computed
-    from the run folders (P_S from the theory module)."""
+    """results/parity/summary.csv, one row per run, written by summarize: the
+    one place where steps to 0.99 are computed. Run folders that were never
+    summarised go through the same code in memory (nothing is written)."""
     path = Path(results) / "parity" / "summary.csv"
-    if path.exists():
-        return pd.read_csv(path)
-    runs = load_runs(results)
-    if not runs:
-        raise MissingData(f"neither {path} nor run folders found")
-    from mdtheory.theory import numeric
-
-    rows = []
-    for r in runs:
-        p_s = float(numeric.p_signal(r.k, r.t0, r.t1)) if r.objective == "md" and r.k and r.t1 else None
-        rows.append({"objective": r.objective, "model": r.model, "n": r.n, "k": r.k, "train_size": r.train_size,
-                     "weight_decay": r.weight_decay, "t0": r.t0, "t1": r.t1, "P_S": p_s, "seed": r.seed,
-                     "steps": int(r.metrics["step"].max()),
-                     "steps_to_train_99": _first_step(r.metrics, "train_acc"),
-                     "steps_to_val_99": _first_step(r.metrics, "val_acc")})
-    return pd.DataFrame(rows)
+    runs_dir = Path(results) / "parity" / "runs"
+    if not path.exists() and runs_dir.is_dir():
+        try:
+            from experiments.parity.summarize import summarize_runs
+        except ImportError:  # mdtheory installed without the repository's experiments
+            pass
+        else:
+            table = summarize_runs(runs_dir)
+            if not table.empty:
+                return table
+    return _read_csv(path, SUMMARIZE)
 
 
 def _summary(results: Path) -> pd.DataFrame:
     table = summary_table(results)
-    path = "parity summary"
     needed = {"objective", "k", "P_S", "steps_to_val_99", "steps"}
     if not needed <= set(table.columns):
-        raise MissingData(f"{path} lacks columns {sorted(needed - set(table.columns))}")
+        raise MissingData(f"parity summary lacks columns {sorted(needed - set(table.columns))}")
     return table
 
 
+# keys that tell the settings of theory_vs_speed.csv apart (summarize groups by them)
+SPEED_KEYS = ("model", "n", "k", "train_size", "weight_decay", "lr", "n_embd")
+
+
+def speed_correlations(results: Path) -> pd.DataFrame:
+    """The transformer rows of results/parity/theory_vs_speed.csv."""
+    tvs = _read_csv(Path(results) / "parity" / "theory_vs_speed.csv", SUMMARIZE)
+    needed = {"k", "weight_decay", "spearman_rho_PS_speed"}
+    if not needed <= set(tvs.columns):
+        raise MissingData(f"theory_vs_speed.csv lacks columns {sorted(needed - set(tvs.columns))}")
+    if "model" in tvs:
+        tvs = tvs[tvs["model"].fillna(MAIN_MODEL) == MAIN_MODEL]
+    return tvs.sort_values(["k", "weight_decay"]).reset_index(drop=True)
+
+
+def _rho_label(row) -> str:
+    rho = row["spearman_rho_PS_speed"]
+    text = f"$k={int(row['k'])}$, wd={_fmt(row['weight_decay'])}"
+    return text + (f": $\\rho={rho:.2f}$" if pd.notna(rho) else ": $\\rho$ undefined")
+
+
 def theory_vs_speed(results: Path):
-    """P_S of the window (theory) against steps to 0.99 held-out accuracy.
+    """P_S of the window (theory) against steps to 0.99 held-out accuracy,
+    one series per (k, weight decay).
 
     Runs that never reach 0.99 are drawn as open triangles at their step
-    budget (a lower bound on the true time). Spearman's rho per k is computed
-    with never-reached runs ranked last.
+    budget (a lower bound on the true time). The Spearman rho in the legend
+    is read from theory_vs_speed.csv (rho of P_S against speed, > 0 = more
+    signal learns faster), so the figure and the table cannot disagree.
     """
-    from scipy.stats import spearmanr
-
     table = _summary(results)
     md = table[(table["objective"] == "md") & table["P_S"].notna()]
     if "model" in md:
         md = md[md["model"].fillna(MAIN_MODEL) == MAIN_MODEL]
+    # the same runs summarize correlates: the default MD loss only
+    for column, default in (("loss_weighting", "inverse_t"), ("normalization", "tokens")):
+        if column in md:
+            md = md[md[column].fillna(default) == default]
     if md.empty:
         raise MissingData("summary.csv has no MD transformer rows with P_S")
-    fig, axes = figure("column", aspect=0.75)
+    tvs = speed_correlations(results)
+    if tvs.empty:
+        raise MissingData("theory_vs_speed.csv has no transformer rows")
+    fig, axes = figure("column", aspect=0.85, layout="constrained")
     ax = axes[0, 0]
-    ks = sorted(md["k"].unique())
-    for colour, k in zip(colours(len(ks)), ks):
-        rows = md[md["k"] == k]
+    for colour, (_, setting) in zip(colours(len(tvs)), tvs.iterrows()):
+        rows = md
+        for key in SPEED_KEYS[1:]:
+            if key in md and key in setting and pd.notna(setting[key]):
+                rows = rows[np.isclose(rows[key].astype(float), float(setting[key]))]
         reached = rows["steps_to_val_99"].notna()
-        ax.plot(rows.loc[reached, "P_S"], rows.loc[reached, "steps_to_val_99"], "o", color=colour,
-                alpha=0.8, label=None)
+        ax.plot(rows.loc[reached, "P_S"], rows.loc[reached, "steps_to_val_99"], "o", color=colour, alpha=0.8)
         ax.plot(rows.loc[~reached, "P_S"], rows.loc[~reached, "steps"], "^", mfc="none", color=colour, alpha=0.8)
-        speed = rows["steps_to_val_99"].fillna(np.inf)
-        rho = spearmanr(rows["P_S"], speed).statistic if rows["P_S"].nunique() > 1 else np.nan
         medians = rows[reached].groupby("P_S")["steps_to_val_99"].median()
-        ax.plot(medians.index, medians.values, "-", color=colour, lw=0.8,
-                label=f"$k={k}$: Spearman $\\rho={rho:.2f}$" if np.isfinite(rho) else f"$k={k}$")
+        ax.plot(medians.index, medians.values, "-", color=colour, lw=0.8, label=_rho_label(setting))
     ax.plot([], [], "^", mfc="none", color="grey", label="not reached (budget)")
     ax.set_yscale("log")
     ax.set_xlabel(r"$P_S$ of the training window (theory)")
     ax.set_ylabel("steps to 0.99 held-out acc.")
-    ax.legend(loc="best")
+    # below the axes: the points fill the whole panel
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="x-small",
+               title=r"Spearman $\rho(P_S,\ \mathrm{speed})$ from theory_vs_speed.csv", title_fontsize="x-small")
     return fig
 
 

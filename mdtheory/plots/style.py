@@ -7,6 +7,7 @@ results or computes numbers.
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +22,11 @@ import seaborn as sns  # noqa: E402
 COLUMN_WIDTH = 3.4
 FULL_WIDTH = 7.0
 GOLDEN = 0.62
+
+# Embedding a TrueType font (pdf.fonttype 42) makes fontTools read the head
+# table of matplotlib's bundled DejaVu fonts, whose creation date is 0; it then
+# warns "'created' timestamp seems very low" on every run. Harmless for us.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 PALETTE = sns.color_palette("colorblind")
 PNG_DPI = 200
@@ -75,13 +81,25 @@ def colours(n: int):
     return [PALETTE[i % len(PALETTE)] for i in range(n)]
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
 def _atomic_savefig(fig, path: Path, **kwargs) -> None:
+    """Render to a temporary sibling, then rename; an existing file with the
+    same bytes is left alone, so make sees nothing new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         fig.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
-        os.replace(tmp, path)
+        if _same_bytes(Path(tmp), path):
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

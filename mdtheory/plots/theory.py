@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
+from ..errors import UserError
 from .style import MissingData, colours, figure
 
 SIGNAL_KS = (1, 2, 4, 6, 10)
@@ -209,17 +210,31 @@ def _weights_dict(weights) -> dict[int, float]:
     return {i + 2: float(w) for i, w in enumerate(weights)}  # a list starts at order 2
 
 
+def _read_predicted(path: Path) -> dict:
+    """predicted_t.json with its weights parsed; a corrupt file is a UserError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        if data.get("weights"):
+            data["weights"] = _weights_dict(data["weights"])
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # ValueError: bad JSON or UTF-8
+        raise UserError(f"{path} is corrupt: {' '.join(str(exc).split()) or type(exc).__name__}"
+                        " (rewrite it with python -m mdtheory.derive ngram)") from None
+    return data
+
+
 def mixture_signal(results: Path):
     num = _numeric()
     t = np.linspace(0.0, 1.0, 401)
     curves = [("paper WikiText weights", _weights_dict(num.PAPER_WIKITEXT_WEIGHTS))]
     predicted = Path(results) / "lm" / "predicted_t.json"
     if predicted.exists():
-        data = json.loads(predicted.read_text())
+        data = _read_predicted(predicted)
         if data.get("weights"):
             corpus = data.get("corpus", "predicted_t.json")
             name = corpus.get("name", "corpus") if isinstance(corpus, dict) else str(corpus)
-            curves.append((f"our corpus ({name})", _weights_dict(data["weights"])))
+            curves.append((f"our corpus ({name})", data["weights"]))
     fig, axes = figure("column")
     ax = axes[0, 0]
     for (label, w), colour in zip(curves, colours(len(curves))):

@@ -20,6 +20,7 @@ import importlib
 import sys
 
 from ..cli import OneLineParser, run_cli
+from ..errors import UserError
 from ..masking import DEFAULT_EPS, NORMALIZATIONS, WEIGHTINGS
 from .engine import add_engine_arguments, config_from_args, train
 from .objectives import OBJECTIVES
@@ -62,6 +63,10 @@ def add_parity_arguments(p) -> None:
 
 
 def parity_task_from_args(args) -> ParityTask:
+    if args.objective != "md" and (args.window is not None or args.sampler is not None):
+        # os and ar draw no mask rate: a window would be silently ignored
+        flag = "--sampler" if args.sampler is not None else "--window"
+        raise UserError(f"{flag} applies to --objective md only, not {args.objective}")
     if args.sampler is not None:
         sampler = args.sampler
     elif args.window is not None:
@@ -88,6 +93,7 @@ def run_parity(args) -> int:
 
 
 def build_parser(lm_task=None) -> OneLineParser:
+    # OneLineParser's --help shows every default (also in the subcommands)
     parser = OneLineParser(prog="python -m mdtheory.train",
                            description="Train on k-parity or a language-modelling corpus.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)

@@ -77,11 +77,15 @@ def tbin_diagnostics(model, tokens: torch.Tensor, sampler: MaskRateSampler, mask
 
     The masks of bin i come from a generator fixed by (seed, i), so the
     curves over training steps compare like with like. Uses autograd.grad,
-    so the model's .grad buffers are left alone.
+    so the model's .grad buffers are left alone. Rates are kept at or above
+    the sampler's lowest rate (its eps floor for laws that reach 0, such as
+    Beta), as in training: below it the 1/t weight is unbounded.
     """
     params = [p for p in model.parameters() if p.requires_grad]
+    floor = sampler.support()[0]
     losses, norms = [], []
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        lo, hi = max(lo, floor), max(hi, floor)
         gen = step_generator(seed, 0, shard=i, stream=2)
         B, L = tokens.shape
         t = lo + (hi - lo) * torch.rand(B, generator=gen)
@@ -91,7 +95,7 @@ def tbin_diagnostics(model, tokens: torch.Tensor, sampler: MaskRateSampler, mask
             loss, *_ = masked_diffusion_loss(model, tokens, t, mask, mask_id, sampler, normalization)
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         norms.append(float(norm))
     return {"edges": [float(e) for e in edges], "loss": losses, "grad_norm": norms}
 

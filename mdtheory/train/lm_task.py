@@ -13,7 +13,8 @@ md  (default) bidirectional attention; per sequence t is drawn from the
     are replaced by the reserved mask id with probability t, and the loss is
     the 1/t-weighted cross-entropy on masked tokens divided by B*L
     (``mdtheory.train.objectives.masked_diffusion_loss``).
-ar  causal attention, next-token cross-entropy: the baseline.
+ar  causal attention, next-token cross-entropy: the baseline (it has no mask
+    rate, so ``--window`` and ``--sampler`` are refused, not ignored).
 
 Training batches: ``block_size`` contiguous tokens from random offsets in the
 training split, drawn from ``step_generator(seed, step, shard)``, so a
@@ -28,15 +29,18 @@ for md the full-range test loss of ``mdtheory.evaluate.full_range_loss``
 midpoint strata of t in [0, 1], masks fixed by ``--eval-seed``):
 ``full_range_test_loss`` (negative ELBO per token, nats),
 ``full_range_test_loss_se``, bits per token, the perplexity bound and one
-``full_range_bin/<t>`` field per stratum. For ar the same fields hold the
-exact next-token NLL per token, on test blocks of block_size + 1 tokens cut
-from the same test split (each block's first token is context only), with
-``eval_kind`` telling which is which. It is comparable to the md number
+``full_range_bin/<t>`` field per stratum, and ``full_range_val_loss(_se)``,
+the same number on as many blocks of the validation split with the same mask
+seeds. Choose windows or checkpoints on val; test is for reporting only.
+For ar the same fields hold the exact next-token NLL per token, on blocks of
+block_size + 1 tokens cut from the test (val) split (each block's first
+token is context only), with ``eval_kind`` telling which is which. It is comparable to the md number
 (an upper bound on the NLL) only in size, not token for token.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -53,6 +57,7 @@ from .objectives import draw_masks, masked_diffusion_loss, next_token_loss
 from .task import step_generator
 
 LM_OBJECTIVES = ("md", "ar")
+MAX_EVAL_NT = 1024  # quadrature strata: far past the point where the SE over blocks dominates
 # engine defaults for the lm subcommand (nanoGPT shakespeare-char habits)
 ENGINE_DEFAULTS = dict(steps=2000, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), warmup=50,
                        lr_schedule="cosine", batch_size=64, eval_every=250, ckpt_every=250)
@@ -92,6 +97,9 @@ class LMTask:
             raise UserError(f"block_size must be >= 2, got {cfg.block_size}")
         if cfg.eval_blocks < 2 or cfg.eval_nt < 1:
             raise UserError("eval_blocks must be >= 2 and eval_nt >= 1")
+        if cfg.eval_nt > MAX_EVAL_NT:
+            raise UserError(f"eval_nt must be <= {MAX_EVAL_NT} (each stratum is a full pass over the "
+                            f"eval blocks), got {cfg.eval_nt}")
         if cfg.eval_scheme not in SCHEMES:
             raise UserError(f"unknown eval scheme {cfg.eval_scheme!r}; choose from {', '.join(SCHEMES)}")
         self.cfg = cfg
@@ -99,6 +107,8 @@ class LMTask:
         corpus = load_corpus(cfg.corpus, text_file=cfg.text_file)
         self.corpus_name, self.corpus_fingerprint = corpus.name, corpus.fingerprint()
         self.tok = build_tokenizer(cfg.tokenizer, corpus, cfg.vocab_size)
+        # model and evaluation sizes are known now: refuse what cannot fit before allocating
+        check_memory(cfg, self.tok.vocab_size, batch_size=1)
         ids = encode_corpus(self.tok, corpus, cfg.vocab_size)
         # +1: the ar objective reads block_size inputs and block_size targets
         self.span = cfg.block_size + (1 if cfg.objective == "ar" else 0)
@@ -106,6 +116,9 @@ class LMTask:
             raise UserError(f"training split has {len(ids['train'])} tokens, fewer than one block "
                             f"of {self.span}")
         self.train_ids = torch.from_numpy(ids["train"].astype(np.int64))
+        # val picks windows and checkpoints, test only reports: both are scored
+        # the same way (same block layout, same mask seeds)
+        self.val = eval_blocks(ids["val"], self.span, cfg.eval_blocks, split="val")
         self.test = eval_blocks(ids["test"], self.span, cfg.eval_blocks)
         self.token_counts = {k: int(len(v)) for k, v in ids.items()}
         self.tokens_per_sequence = cfg.block_size
@@ -150,16 +163,25 @@ class LMTask:
     def evaluate(self, model, step):
         device = next(model.parameters()).device
         if self.cfg.objective == "ar":
-            return self._evaluate_ar(model, device)
-        res = full_range_loss(model, self.test, self.tok.mask_id, n_t=self.cfg.eval_nt,
-                              seed=self.cfg.eval_seed, scheme=self.cfg.eval_scheme,
-                              batch_size=self.cfg.eval_batch, device=device)
-        return {"eval_kind": "md_full_range_nelbo", **res.metrics()}
+            test = self._evaluate_ar(model, self.test, device)
+            val = self._evaluate_ar(model, self.val, device)
+            return {"eval_kind": "ar_exact_nll", "full_range_test_loss": test[0],
+                    "full_range_test_loss_se": test[1], "full_range_val_loss": val[0],
+                    "full_range_val_loss_se": val[1],
+                    "full_range_bits_per_token": test[0] / math.log(2),
+                    "full_range_perplexity_bound": math.exp(min(test[0], 700.0))}
+        kw = dict(n_t=self.cfg.eval_nt, seed=self.cfg.eval_seed, scheme=self.cfg.eval_scheme,
+                  batch_size=self.cfg.eval_batch, device=device)
+        test = full_range_loss(model, self.test, self.tok.mask_id, **kw)
+        val = full_range_loss(model, self.val, self.tok.mask_id, **kw)
+        return {"eval_kind": "md_full_range_nelbo", **test.metrics(),
+                "full_range_val_loss": val.loss, "full_range_val_loss_se": val.se}
 
-    def _evaluate_ar(self, model, device) -> dict:
+    def _evaluate_ar(self, model, blocks, device) -> tuple[float, float]:
+        """Exact next-token NLL per token of ``blocks`` and its standard error."""
         per_seq = []
-        for lo in range(0, self.test.shape[0], self.cfg.eval_batch):
-            x = self.test[lo:lo + self.cfg.eval_batch].to(device)
+        for lo in range(0, blocks.shape[0], self.cfg.eval_batch):
+            x = blocks[lo:lo + self.cfg.eval_batch].to(device)
             logits = model(x[:, :-1])
             ce = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(),
                                  reduction="none").view(x.size(0), -1)
@@ -167,12 +189,58 @@ class LMTask:
         per_seq = torch.cat(per_seq)
         nll = float(per_seq.mean())
         se = float(per_seq.std() / math.sqrt(len(per_seq)))
-        return {"eval_kind": "ar_exact_nll", "full_range_test_loss": nll,
-                "full_range_test_loss_se": se, "full_range_bits_per_token": nll / math.log(2),
-                "full_range_perplexity_bound": math.exp(min(nll, 700.0))}
+        return nll, se
 
     def flops_per_token(self, model) -> float:
         return float(model.flops_per_token(self.cfg.block_size))
+
+
+# ---------------------------------------------------------------------------
+# memory: estimated before anything large is allocated
+# ---------------------------------------------------------------------------
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def memory_estimate(cfg: LMTaskConfig, vocab_size: int, batch_size: int,
+                    bytes_per_activation: int = 4) -> dict[str, float]:
+    """Lower estimates in bytes, so that only runs that surely cannot fit are
+    refused: the fp32 training state (weights, gradients, two AdamW moments),
+    the activations of one micro-batch (8 d numbers per token and layer, no
+    attention matrix: fused attention never holds one, plus the logits), and
+    the host arrays of one evaluation (the per-stratum loss table, one
+    stratum's masks, one eval batch's logits)."""
+    d, layers, t, v = float(cfg.n_embd), float(cfg.n_layer), float(cfg.block_size), float(vocab_size)
+    params = layers * (12 * d * d + 13 * d) + 2 * v * d + t * d
+    tokens = float(batch_size) * t
+    activations = bytes_per_activation * tokens * (8 * d * layers + v)
+    n_eval = float(cfg.eval_blocks)
+    evaluation = 8 * cfg.eval_nt * n_eval + 5 * n_eval * t + 4 * min(cfg.eval_batch, n_eval) * t * v
+    return {"parameters": params, "training": 16 * params + activations, "evaluation": evaluation}
+
+
+def _memory_limit() -> tuple[float, str, int]:
+    """Bytes we may use, what they are, and bytes per activation: the GPU's
+    memory (bf16 autocast) when one is present, else the machine's RAM (fp32)."""
+    if torch.cuda.is_available():
+        return float(torch.cuda.get_device_properties(0).total_memory), "GPU memory", 2
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")), "RAM", 4
+    except (ValueError, OSError, AttributeError):
+        return float("inf"), "RAM", 4
+
+
+def check_memory(cfg: LMTaskConfig, vocab_size: int, batch_size: int) -> None:
+    """One UserError line, with the estimate, when the run cannot fit."""
+    limit, what, per_activation = _memory_limit()
+    est = memory_estimate(cfg, vocab_size, batch_size, per_activation)
+    need = est["training"] + est["evaluation"]
+    if need > limit:
+        raise UserError(
+            f"this run needs at least {_gib(need)} (model {est['parameters']:,.0f} parameters, training "
+            f"{_gib(est['training'])}, evaluation {_gib(est['evaluation'])}) but the {what} is "
+            f"{_gib(limit)}: lower --n-embd/--n-layer/--block-size/--batch-size/--eval-nt/--eval-blocks")
 
 
 # ---------------------------------------------------------------------------
@@ -213,6 +281,9 @@ def sampler_spec(window, sampler) -> str:
 
 
 def task_from_args(args) -> LMTask:
+    if args.objective == "ar" and (args.window is not None or args.sampler is not None):
+        flag = "--window" if args.window is not None else "--sampler"
+        raise UserError(f"{flag} sets the masked-diffusion mask rate; --objective ar has none (drop {flag})")
     return LMTask(LMTaskConfig(
         corpus=args.corpus, text_file=args.text_file, tokenizer=args.tokenizer,
         vocab_size=args.vocab_size, block_size=args.block_size, seed=args.seed,
@@ -228,9 +299,12 @@ def run(args) -> int:
 
     cfg = config_from_args(args)
     task = task_from_args(args)
+    micro_batch = max(1, cfg.batch_size // (cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1") or 1)))
+    check_memory(task.cfg, task.tok.vocab_size, micro_batch)
     final = train(task, cfg).final
     if final:
-        print(f"step {final['step']}: train loss {final['loss']:.4f}, full-range test loss "
+        print(f"step {final['step']}: train loss {final['loss']:.4f}, full-range val loss "
+              f"{final['full_range_val_loss']:.4f}, test loss "
               f"{final['full_range_test_loss']:.4f} +- {final['full_range_test_loss_se']:.4f} "
               f"({final['full_range_bits_per_token']:.3f} bits/token) -> {cfg.out_dir}")
     return 0

@@ -13,6 +13,7 @@ noise_loss, ce_signal, ce_noise, signal_frac, p_signal) and the mean t.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +30,49 @@ from .objectives import (OBJECTIVES, draw_masks, masked_diffusion_loss, next_tok
 from .task import step_generator
 
 MODELS = ("transformer", "uniform-attention", "mlp")
+# each t-bin costs a forward and backward pass at every evaluation
+MAX_TBINS = 64
+GIB = 2 ** 30
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still take (MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def estimate_memory(cfg: "ParityTaskConfig") -> dict[str, int]:
+    """Rough peak bytes of a parity run, by part, before anything is allocated.
+
+    data: both splits as int64 tokens, about three copies while they are
+    built; model: fp32 weights, gradients and the two AdamW moments;
+    activations: the larger of an evaluation chunk (no grad, one layer at a
+    time) and the t-bin diagnostics' backward pass (every layer kept).
+    The training batch is the engine's and is not counted.
+    """
+    L, V = cfg.n + 1, VOCAB_SIZE
+    data = (cfg.train_size + cfg.val_size) * L * 8 * 3
+    d, layers, heads = cfg.n_embd, cfg.n_layer, cfg.n_head
+    eval_rows = min(cfg.eval_batch, max(min(cfg.train_size, cfg.eval_train_max), cfg.val_size))
+    if cfg.model == "mlp":
+        params = d * V * L + d * V
+        # features of the energy estimate (float64) and its hidden x hidden pseudo-inverse
+        activations = max(eval_rows * d * 4 * 3, cfg.energy_samples * d * 8 * 3 + d * d * 8 * 4)
+    else:
+        params = layers * 12 * d * d + (V + L) * d + d * V
+        evaluation = eval_rows * L * (4 * d + heads * L) * 4 * 3
+        backward = layers * cfg.tbin_batch * L * (16 * d + 2 * heads * L) * 4
+        activations = max(evaluation, backward)
+    return {"data": data, "model": params * 16, "activations": activations}
 
 
 @dataclass
@@ -67,14 +111,32 @@ class ParityTask:
             raise UserError(f"objective 'ar' needs causal attention; model {cfg.model!r} has none")
         if cfg.normalization not in NORMALIZATIONS:
             raise UserError(f"unknown normalization {cfg.normalization!r}; choose from {NORMALIZATIONS}")
-        if cfg.tbins < 0:
-            raise UserError(f"tbins must be >= 0 (0 turns the t-bin diagnostics off), got {cfg.tbins}")
+        if not 0 <= cfg.tbins <= MAX_TBINS:
+            raise UserError(f"tbins must lie in [0, {MAX_TBINS}] (0 turns the t-bin diagnostics off), "
+                            f"got {cfg.tbins}")
+        self.check_memory(cfg)
         self.data = ParityData(cfg.n, cfg.k, cfg.train_size, cfg.val_size, cfg.seed)
         self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting) \
             if cfg.objective == "md" else None
         self.tokens_per_sequence = self.data.seq_len
         self.in_secret = diagnostics.secret_mask(self.data.extended_secret, self.data.seq_len)
         self._energy_cache: dict = {}  # theory statistics for E(W), built once
+
+    @staticmethod
+    def check_memory(cfg: ParityTaskConfig, available: int | None = None) -> None:
+        """Refuse, before allocating, a configuration that cannot fit in memory."""
+        for name in ("n", "train_size", "val_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(cfg, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+        parts = estimate_memory(cfg)
+        need = sum(parts.values())
+        available = available_memory_bytes() if available is None else available
+        if available is not None and need > available:
+            detail = ", ".join(f"{k} {v / GIB:.3g}" for k, v in parts.items())
+            raise UserError(f"parity task would need about {need / GIB:.3g} GiB ({detail}) but "
+                            f"{available / GIB:.3g} GiB is available: reduce --n, --train-size, "
+                            f"--val-size, --n-embd or --n-layer")
 
     # -- Task interface ---------------------------------------------------------
     def config(self) -> dict:
@@ -95,11 +157,7 @@ class ParityTask:
 
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.cfg.seed, step, shard)
-        n_train = len(self.data.train_tokens)
-        if batch_size >= n_train:  # full batch
-            tokens = self.data.train_tokens
-        else:
-            tokens = self.data.train_tokens[torch.randint(n_train, (batch_size,), generator=gen)]
+        tokens = self.data.train_tokens[self.batch_rows(step, batch_size, shard, gen)]
         batch = {"tokens": tokens}
         if self.cfg.objective == "md":
             batch["t"], batch["mask"] = draw_masks(tokens, self.sampler, gen)
@@ -145,6 +203,34 @@ class ParityTask:
         return record
 
     # -- helpers ---------------------------------------------------------------
+    def batch_rows(self, step: int, batch_size: int, shard: int, gen: torch.Generator) -> torch.Tensor:
+        """Training-set rows of one micro-batch (``batch_size`` of them).
+
+        Smaller than the training set: drawn with replacement, independently
+        per shard. At least the training set: passes over it, so that every
+        string is used as evenly as the size allows. The shards of a step read
+        consecutive slices of one sequence of passes (the first in stored
+        order, the later ones shuffled by a generator fixed by (seed, step),
+        the same on every rank), so shards never repeat one another's slice,
+        and a single micro-batch of exactly N is the training set in order:
+        plain full-batch training.
+        """
+        if batch_size < 1:
+            raise UserError(f"batch size must be >= 1, got {batch_size}")
+        n_train = len(self.data.train_tokens)
+        if batch_size < n_train:
+            return torch.randint(n_train, (batch_size,), generator=gen)
+        start = shard * batch_size
+        first_pass, last_pass = start // n_train, (start + batch_size - 1) // n_train
+        pass_gen = step_generator(self.cfg.seed, step, 0, stream=4)
+        passes = []
+        for index in range(last_pass + 1):
+            order = torch.arange(n_train) if index == 0 else torch.randperm(n_train, generator=pass_gen)
+            if index >= first_pass:
+                passes.append(order)
+        offset = start - first_pass * n_train
+        return torch.cat(passes)[offset: offset + batch_size]
+
     def label_logits(self, model, tokens: torch.Tensor) -> torch.Tensor:
         """Logits over the two bit values at the label position (paper's eval)."""
         if self.cfg.objective == "ar":

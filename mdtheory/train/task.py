@@ -40,7 +40,7 @@ object with these members (structural typing, no base class needed)::
 Optional member:
     def flops_per_token(self, model) -> float
         Model FLOPs per trained token (forward + backward); when present
-        the engine logs throughput as tokens/s and an MFU-style fraction.
+        the engine logs throughput as tokens/s.
     tokens_per_sequence: int
         Tokens in one training sequence (for tokens/s).
 

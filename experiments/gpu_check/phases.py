@@ -1,0 +1,544 @@
+"""The phases of the GPU check, each run in its own process by __main__.py.
+
+Every phase reads the shared state file (sizes, deadlines, folders), does its
+work through the project's own code (engine, presets, parity runner, sweep
+outputs) and writes ``WORK/phase_<name>.json`` as it goes, so a phase killed
+at its deadline still leaves what it had measured.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+from mdtheory.cli import atomic_write_json
+from mdtheory.errors import UserError
+
+from ..ab_timing import Variant, compare, gemm_rate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Everything that differs between the GPU check and its --tiny rehearsal."""
+    gemm_size: int
+    # timing: parity model, LM model (random tokens, the LM paper preset's shape)
+    timing_parity: dict
+    timing_parity_batch: int
+    timing_lm: dict
+    timing_lm_batch: int
+    timing_steps: int
+    timing_pairs: int
+    timing_compile: bool
+    # parity grid
+    parity_base: dict            # RunSpec fields
+    parity_seeds: tuple
+    parity_steps: tuple          # (min, max) step budget
+    # LM window sweep
+    lm_model: dict               # Preset fields
+    lm_steps: tuple              # (min, max)
+    probe_steps: int
+    workers: int
+
+
+def sizes_for(tiny: bool, workers: int | None = None) -> Sizes:
+    cores = os.cpu_count() or 2
+    if tiny:
+        return Sizes(
+            gemm_size=256,
+            timing_parity=dict(n=8, k=2, train_size=64, n_layer=1, n_head=2, n_embd=16), timing_parity_batch=16,
+            timing_lm=dict(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=16), timing_lm_batch=8,
+            timing_steps=2, timing_pairs=5, timing_compile=False,
+            parity_base=dict(n=8, k=2, train_size=64, val_size=64, n_layer=1, n_head=2, n_embd=16,
+                             batch_size=16),
+            parity_seeds=(0,), parity_steps=(4, 8),
+            lm_model=dict(tokenizer="bpe", vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16,
+                          batch_size=4, eval_blocks=4, eval_nt=2, lr=1e-3),
+            lm_steps=(2, 4), probe_steps=4, workers=workers or 2)
+    return Sizes(
+        gemm_size=8192,
+        # the parity `paper` preset's model and batch; the LM `paper` preset's model
+        # (10 layers, width 640, block 150, 32k vocabulary) on random tokens
+        timing_parity=dict(n=20, k=6, train_size=5000, n_layer=6, n_head=6, n_embd=384), timing_parity_batch=256,
+        timing_lm=dict(vocab_size=32768, n_layer=10, n_head=10, n_embd=640, block_size=150), timing_lm_batch=64,
+        timing_steps=10, timing_pairs=5, timing_compile=True,
+        parity_base={},  # the paper preset as it is
+        parity_seeds=(0, 1, 2), parity_steps=(200, 20_000),
+        # nanoGPT's shakespeare size on BPE-4096 Shakespeare
+        lm_model=dict(tokenizer="bpe", vocab_size=4096, block_size=128, n_layer=6, n_head=6, n_embd=384,
+                      batch_size=64, eval_blocks=256, eval_nt=16, lr=1e-3),
+        lm_steps=(100, 6000), probe_steps=40, workers=workers or max(1, min(16, cores - 2)))
+
+
+# ---------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------
+
+def load_state(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_phase(state: dict, name: str, payload: dict) -> None:
+    atomic_write_json(Path(state["work"]) / f"phase_{name}.json", payload)
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def device_kind() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------------------
+# phase: info (device, versions, GEMM rates)
+# ---------------------------------------------------------------------------
+
+def phase_info(state: dict) -> None:
+    sizes = Sizes(**state["sizes"])
+    cuda = torch.cuda.is_available()
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cuda_runtime": torch.version.cuda, "cpu_count": os.cpu_count(),
+            "platform": platform.platform()}
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        info.update(device=torch.cuda.get_device_name(0), capability=f"{props.major}.{props.minor}",
+                    multiprocessors=props.multi_processor_count,
+                    memory_gib=round(props.total_memory / 2 ** 30, 1),
+                    cudnn=torch.backends.cudnn.version())
+        try:
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.sm,clocks.max.sm",
+                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+            info["nvidia_smi"] = smi.stdout.strip()
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            info["nvidia_smi"] = f"unavailable ({type(exc).__name__})"
+    else:
+        info["device"] = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+    write_phase(state, "info", {"info": info})
+    dev = torch.device("cuda" if cuda else "cpu")
+    gemm = {}
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the engine sets it
+        gemm["bf16"] = gemm_rate(dev, sizes.gemm_size, torch.bfloat16)
+        gemm["tf32"] = gemm_rate(dev, sizes.gemm_size, torch.float32)
+        reference = "bf16"
+    else:
+        gemm["fp32"] = gemm_rate(dev, sizes.gemm_size, torch.float32)
+        reference = "fp32"
+    gemm_info = {"size": sizes.gemm_size, "flops": gemm, "reference": reference,
+                 "reference_flops": gemm[reference],
+                 "method": "median of 10 products on random data after 2 warm-ups, device synchronised"}
+    log(f"device: {info['device']}; torch {info['torch']} (CUDA {info['cuda_runtime']}); "
+        + ", ".join(f"{k} GEMM {v / 1e12:.2f} TFLOP/s" for k, v in gemm.items()))
+    write_phase(state, "info", {"info": info, "gemm": gemm_info})
+
+
+# ---------------------------------------------------------------------------
+# phase: timing (interleaved A/B ratios of engine variants)
+# ---------------------------------------------------------------------------
+
+def timing_tasks(sizes: Sizes):
+    from ..bench_trainer import RandomTokenLM
+    from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
+
+    p = sizes.timing_parity
+    parity = ParityTask(ParityTaskConfig(**p, val_size=64, sampler="window:0,0.2", tbins=0, eval_train_max=64))
+    lm = RandomTokenLM(**sizes.timing_lm)
+    return {
+        f"parity ({p['n']},{p['k']}) {p['n_layer']}x{p['n_embd']} batch {sizes.timing_parity_batch}":
+            (parity, sizes.timing_parity_batch),
+        f"lm {sizes.timing_lm['n_layer']}x{sizes.timing_lm['n_embd']} L={sizes.timing_lm['block_size']} "
+        f"V={sizes.timing_lm['vocab_size']} batch {sizes.timing_lm_batch}": (lm, sizes.timing_lm_batch),
+    }
+
+
+def timing_plan(sizes: Sizes) -> list[tuple[str, str, Variant, Variant]]:
+    """(config index, comparison name, A, B) in priority order."""
+    plan = [(0, "fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
+            (1, "fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
+            (1, "unfused vs fused AdamW", Variant(fused_adamw=False), Variant(fused_adamw=True))]
+    if sizes.timing_compile:  # last: a cold compile may take most of the phase
+        plan += [(0, "eager vs compiled", Variant(), Variant(compile=True)),
+                 (1, "eager vs compiled", Variant(), Variant(compile=True))]
+    return plan
+
+
+def phase_timing(state: dict) -> None:
+    sizes = Sizes(**state["sizes"])
+    deadline = state["deadlines"]["timing"]
+    info = _read_phase(state, "info")
+    peak = info.get("gemm", {}).get("reference_flops")
+    tasks = timing_tasks(sizes)
+    labels = list(tasks)
+    rows, flops_of = [], {}
+    skipped = [] if sizes.timing_compile else ["eager vs compiled: skipped in --tiny (a CPU compile takes "
+                                                "tens of seconds per model)"]
+    for index, name, a, b in timing_plan(sizes):
+        label = labels[index]
+        task, batch = tasks[label]
+        if time.time() >= deadline:
+            skipped.append(f"{label}: {name}: no time left")
+            continue
+        if label not in flops_of:
+            flops_of[label] = float(task.build_model().flops_per_token(task.tokens_per_sequence))
+        flops = flops_of[label]
+        row = compare(task, a, b, batch_size=batch, steps=sizes.timing_steps, device="auto",
+                      pairs=sizes.timing_pairs, deadline=_monotonic_deadline(deadline),
+                      flops_per_token=flops, peak_flops=peak)
+        rows.append({"config": label, "comparison": name, **row})
+        log(_timing_line(rows[-1]))
+        write_phase(state, "timing", {"rows": rows, "skipped": skipped, "mfu_reference": info.get("gemm")})
+    write_phase(state, "timing", {"rows": rows, "skipped": skipped, "mfu_reference": info.get("gemm")})
+
+
+def _monotonic_deadline(wall_deadline: float) -> float:
+    return time.monotonic() + (wall_deadline - time.time())
+
+
+def _timing_line(r: dict) -> str:
+    head = f"timing {r['config']}: {r['comparison']}"
+    if "error" in r:
+        return f"{head}: {r['error']}"
+    if "median_ratio" not in r:
+        return f"{head}: {r.get('note', 'no pair measured')}"
+    mfu = ""
+    if "mfu_a" in r:
+        mfu = f", MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}"
+    return (f"{head}: B/A {r['median_ratio']:.3f}x (range {r['min_ratio']:.2f}-{r['max_ratio']:.2f}, "
+            f"{r['pairs']} pairs), tokens/s {r['median_rate_a']:,.0f} -> {r['median_rate_b']:,.0f}{mfu}")
+
+
+def _read_phase(state: dict, name: str) -> dict:
+    path = Path(state["work"]) / f"phase_{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------------------
+# phase: grids (paper-scale parity grid and LM window sweep, one GPU, at once)
+# ---------------------------------------------------------------------------
+
+def parity_specs(sizes: Sizes) -> list:
+    """The parity paper preset's MD windows (U[0,0.1..0.4], the theory's
+    U[0, t1*]) plus U[0,1] and OS, for each seed; steps are set later."""
+    from ..parity.presets import preset_paper
+    from mdtheory.theory.numeric import best_t1_given_t0_zero
+
+    paper = [replace(r, **sizes.parity_base) for r in preset_paper()]
+    md = [r for r in paper if r.objective == "md"]
+    base = md[0]
+    windows = [(0.0, t1) for t1 in (0.1, 0.2, 0.3, 0.4, round(best_t1_given_t0_zero(base.k), 3), 1.0)]
+    specs = []
+    for seed in sizes.parity_seeds:
+        specs += [replace(base, t0=t0, t1=t1, seed=seed, group="gpu_check") for t0, t1 in windows]
+        specs.append(replace(base, objective="os", t0=None, t1=None, seed=seed, group="gpu_check"))
+    return specs
+
+
+def lm_preset(sizes: Sizes, steps: int, text_file: str | None, predicted: bool, eval_every: int | None = None):
+    from ..lm.presets import Preset
+
+    m = sizes.lm_model
+    eval_every = eval_every or max(1, steps // 4)
+    return Preset("gpu_check", "shakespeare", m["tokenizer"], m["vocab_size"], block_size=m["block_size"],
+                  n_layer=m["n_layer"], n_head=m["n_head"], n_embd=m["n_embd"], batch_size=m["batch_size"],
+                  steps=steps, eval_every=eval_every, eval_blocks=m["eval_blocks"], eval_nt=m["eval_nt"],
+                  lr=m["lr"], warmup=min(100, steps // 10), seeds=(0,), predicted=predicted,
+                  text_file=text_file)
+
+
+def prepare_lm(sizes: Sizes, lm_root: Path, text_file: str | None) -> dict:
+    """Load the corpus, train/cache the tokenizer once (not in every worker)
+    and write the predicted t* the sweep centres a window on."""
+    from mdtheory.data.corpus import load_corpus
+    from mdtheory.data.tokenize import build_tokenizer, encode_corpus
+
+    corpus = load_corpus("shakespeare", text_file=text_file)
+    m = sizes.lm_model
+    tok = build_tokenizer(m["tokenizer"], corpus, m["vocab_size"])
+    encode_corpus(tok, corpus, m["vocab_size"])
+    lm_root.mkdir(parents=True, exist_ok=True)
+    committed = REPO / "results" / "lm" / "predicted_t.json"
+    predicted = True
+    if text_file is None and committed.exists():
+        shutil.copy(committed, lm_root / "predicted_t.json")
+    else:
+        from mdtheory.derive.ngram import predict
+        try:
+            atomic_write_json(lm_root / "predicted_t.json", predict(corpus))
+        except UserError as exc:
+            log(f"lm: no predicted t* for this corpus ({exc}); sweep without it")
+            predicted = False
+    return {"corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint(),
+            "text_file": text_file, "predicted": predicted}
+
+
+def _worker_init():
+    torch.set_num_threads(1)  # many runs share the machine's cores
+
+
+def _elapsed_per_step(records: list[dict]) -> float:
+    a, b = records[-2], records[-1]
+    return (b["elapsed_s"] - a["elapsed_s"]) / max(1, b["step"] - a["step"])
+
+
+def probe_parity(spec, steps: int, out: str) -> float:
+    """Seconds per step of one parity run while the other probes run too."""
+    from mdtheory.runfiles import read_metrics
+    from mdtheory.train.__main__ import build_parser, parity_task_from_args
+    from mdtheory.train.engine import config_from_args, train
+
+    args = build_parser().parse_args(["parity", *spec.cli_args(), "--steps", str(steps), "--eval-every",
+                                      str(max(1, steps // 2)), "--out", out, "--no-progress"])
+    train(parity_task_from_args(args), config_from_args(args))
+    return _elapsed_per_step(read_metrics(Path(out)))
+
+
+def probe_lm(preset, spec, out: str) -> float:
+    from mdtheory.runfiles import read_metrics
+
+    _train_lm(preset, spec, out)
+    return _elapsed_per_step(read_metrics(Path(out)))
+
+
+def _train_lm(preset, spec, out: str) -> None:
+    """One run of the window sweep through the trainer's own command line,
+    exactly as experiments.lm.sweep trains it."""
+    from mdtheory.train.__main__ import main as train_main
+
+    argv = ["lm", *preset.train_args(), *spec.args(), "--seed", str(spec.seed), "--out", out,
+            "--no-progress"]
+    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's one-line summary, per run
+        train_main(argv)
+
+
+def run_parity(spec, root: str) -> tuple[str, str]:
+    from ..parity.run import execute
+
+    return execute(spec, root)
+
+
+def run_lm(preset, spec, out: str) -> tuple[str, str]:
+    _train_lm(preset, spec, out)
+    return spec.name, "complete"
+
+
+def choose_steps(seconds: float, workers: int, share: float, n_runs: int, sec_per_step: float,
+                 bounds: tuple[int, int], safety: float = 0.75) -> int:
+    """Steps per run so that ``n_runs`` runs, sharing ``workers`` slots for a
+    ``share`` of ``seconds``, finish in time at the probed rate."""
+    if n_runs == 0 or sec_per_step <= 0:
+        return bounds[0]
+    waves = -(-n_runs // workers)  # runs one slot trains one after another
+    slots = min(workers, n_runs)
+    per_run = safety * seconds * share * workers / (slots * waves)
+    steps = int(per_run / sec_per_step)
+    lo, hi = bounds
+    steps = max(lo, min(hi, steps))
+    unit = 10 if steps >= 100 else 2
+    return max(lo, steps - steps % unit)
+
+
+def phase_grids(state: dict) -> None:
+    from ..lm.sweep import is_finished, plan, write_outputs
+
+    sizes = Sizes(**state["sizes"])
+    deadline = state["deadlines"]["grids"] - state.get("aggregate_s", 0)  # time left to aggregate
+    results = Path(state["work"]) / "results"
+    parity_root, lm_root = results / "parity", results / "lm"
+    report = {"parity": {}, "lm": {}}
+
+    def save():
+        write_phase(state, "grids", report)
+
+    specs = parity_specs(sizes)
+    report["parity"] = {"runs_planned": len(specs), "model": _spec_model(specs[0]),
+                        "seeds": list(sizes.parity_seeds)}
+    # LM: the corpus must be there (the device has no network)
+    lm_runs, lm_info = [], {}
+    try:
+        lm_info = prepare_lm(sizes, lm_root, state.get("text_file"))
+        probe_preset = lm_preset(sizes, sizes.probe_steps, state.get("text_file"), lm_info["predicted"],
+                                 eval_every=max(1, sizes.probe_steps // 2))
+        lm_runs, predicted = plan(probe_preset, lm_root)
+        lm_info["predicted_window"] = predicted
+    except Exception as exc:  # no corpus on this machine (or no tokenizer): the parity grid still runs
+        report["lm"] = {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
+        log(f"lm sweep skipped: {exc}")
+    save()
+
+    workers = sizes.workers
+    ctx = get_context("spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init)
+    probe_dir = Path(state["work"]) / "probes"
+    submitted = []  # every future, to know whether the pool can be shut down normally
+    try:
+        # 1) probe: every slot trains a few steps at once, so the rate includes the sharing
+        n_probes = max(workers, 2 if lm_runs else 1)  # at least one probe of each grid
+        n_lm_probe = 0 if not lm_runs else max(1, min(n_probes - 1, round(n_probes * len(lm_runs)
+                                                                          / (len(lm_runs) + len(specs)))))
+        probes = []
+        for i in range(n_probes):
+            out = str(probe_dir / f"p{i}")
+            if i < n_lm_probe:
+                spec = lm_runs[i % len(lm_runs)]
+                probes.append(("lm", pool.submit(probe_lm, probe_preset, spec, out)))
+            else:
+                spec = replace(specs[i % len(specs)], seed=0)
+                probes.append(("parity", pool.submit(probe_parity, spec, sizes.probe_steps, out)))
+        submitted += [f for _, f in probes]
+        # the probe may take at most 40% of the grids' time (worker start-up included)
+        done, _ = wait([f for _, f in probes], timeout=max(1.0, 0.4 * (deadline - time.time())))
+        rates = {"parity": [], "lm": []}
+        for kind, fut in probes:
+            if fut in done and fut.exception() is None:
+                rates[kind].append(fut.result())
+            elif fut in done:
+                report[kind]["probe_error"] = f"{type(fut.exception()).__name__}: {fut.exception()}"
+        sec = {k: statistics.median(v) for k, v in rates.items() if v}
+        report["probe"] = {"steps": sizes.probe_steps, "workers": workers, "lm_probes": n_lm_probe,
+                           "sec_per_step": sec}
+        shutil.rmtree(probe_dir, ignore_errors=True)
+        if "parity" not in sec:
+            raise RuntimeError(f"parity probe failed: {report['parity'].get('probe_error', 'timed out')}")
+        # 2) step budgets: 2/3 of the slot-time to parity, 1/3 to the LM sweep (when it runs)
+        remaining = deadline - time.time() - 5
+        lm_share = (1 / 3) if (lm_runs and "lm" in sec) else 0.0
+        parity_steps = choose_steps(remaining, workers, 1 - lm_share, len(specs), sec["parity"],
+                                    sizes.parity_steps)
+        parity_eval = max(1, parity_steps // 10)
+        specs = [replace(s, steps=parity_steps, eval_every=parity_eval) for s in specs]
+        report["parity"].update(steps=parity_steps, eval_every=parity_eval,
+                                note="same step budget for every run (OS too); the runner stops a run "
+                                     "early once train and held-out accuracy are >= 0.99 twice")
+        jobs = [("parity", s.name, pool.submit(run_parity, s, str(parity_root))) for s in specs]
+        if lm_share:
+            lm_steps = choose_steps(remaining, workers, lm_share, len(lm_runs), sec["lm"], sizes.lm_steps)
+            preset = lm_preset(sizes, lm_steps, state.get("text_file"), lm_info["predicted"])
+            report["lm"] = {**lm_info, "steps": lm_steps, "preset": asdict(preset),
+                            "runs_planned": len(lm_runs)}
+            run_root = lm_root / "runs" / preset.name
+            lm_jobs = [("lm", s.name, pool.submit(run_lm, preset, s, str(run_root / s.name))) for s in lm_runs]
+            jobs = _interleave(jobs, lm_jobs)
+        elif lm_runs:
+            report["lm"] = {**lm_info, "status": "skipped", "reason": report["lm"].get("probe_error", "probe failed")}
+        submitted += [f for _, _, f in jobs]
+        save()
+        log(f"grids: {len(specs)} parity runs x {parity_steps} steps"
+            + (f", {len(lm_runs)} LM runs x {report['lm']['steps']} steps" if lm_share else "")
+            + f", {workers} at once; probe s/step {sec}")
+        # 3) train until done or the deadline
+        status = {}
+        pending = {f for _, _, f in jobs}
+        while pending and time.time() < deadline:
+            done, pending = wait(pending, timeout=max(0.1, deadline - time.time()), return_when=FIRST_COMPLETED)
+        for kind, name, fut in jobs:
+            if not fut.done():
+                status[name] = "cut at the deadline"
+            elif fut.exception() is not None:
+                status[name] = f"error: {type(fut.exception()).__name__}: {fut.exception()}"
+            else:
+                status[name] = fut.result()[1]
+        for kind in ("parity", "lm"):
+            mine = {name: status[name] for k, name, _ in jobs if k == kind}
+            if mine:
+                report[kind]["status"] = mine
+                report[kind]["runs_finished"] = sum(1 for s in mine.values()
+                                                    if s in ("complete", "early_stop"))
+        save()
+    except Exception as exc:  # record, then still aggregate whatever finished
+        report["error"] = f"{type(exc).__name__}: {exc}"
+        save()
+    finally:
+        _stop_pool(pool, graceful=all(f.done() for f in submitted))
+    # 4) aggregate with the project's own tools (the same files the CPU studies write)
+    if (parity_root / "runs").is_dir():
+        try:
+            from ..parity.summarize import summarize_root
+            summarize_root(parity_root)
+            report["parity"]["summary"] = "parity/summary.csv"
+        except Exception as exc:
+            report["parity"]["summary_error"] = f"{type(exc).__name__}: {exc}"
+    if report["lm"].get("steps"):
+        try:
+            rows = write_outputs(preset, lm_runs, run_root, lm_root, lm_info.get("predicted_window", {}))
+            report["lm"]["final"] = [{k: r[k] for k in ("run", "kind", "t0", "t1", "full_range_test_loss",
+                                                        "full_range_test_loss_se")} for r in rows]
+            report["lm"]["unfinished"] = [s.name for s in lm_runs if not is_finished(run_root / s.name,
+                                                                                     preset.steps)]
+        except Exception as exc:
+            report["lm"]["summary_error"] = f"{type(exc).__name__}: {exc}"
+    report["parity"]["final"] = _parity_finals(parity_root)
+    save()
+
+
+def _spec_model(spec) -> dict:
+    return {"n": spec.n, "k": spec.k, "train_size": spec.train_size, "n_layer": spec.n_layer,
+            "n_head": spec.n_head, "n_embd": spec.n_embd, "batch_size": spec.batch_size,
+            "lr": spec.lr, "weight_decay": spec.weight_decay}
+
+
+def _interleave(a: list, b: list) -> list:
+    """a0 b0 a1 b1 ...: both grids make progress from the start."""
+    out = []
+    for i in range(max(len(a), len(b))):
+        out += a[i:i + 1] + b[i:i + 1]
+    return out
+
+
+def _parity_finals(root: Path) -> list[dict]:
+    from mdtheory.runfiles import read_metrics
+
+    finals = []
+    runs = root / "runs"
+    if not runs.is_dir():
+        return finals
+    for run in sorted(p for p in runs.iterdir() if p.is_dir()):
+        try:
+            recs = read_metrics(run)
+        except Exception:
+            continue
+        if recs:
+            last = recs[-1]
+            finals.append({"run": run.name, "step": last.get("step"), "train_acc": last.get("train_acc"),
+                           "val_acc": last.get("val_acc")})
+    return finals
+
+
+def _stop_pool(pool: ProcessPoolExecutor, graceful: bool) -> None:
+    """End the workers: a normal shutdown when every run is done, else cancel
+    the queued runs and kill the workers this phase started (by pid)."""
+    if graceful:
+        pool.shutdown(wait=True)
+        return
+    procs = list(getattr(pool, "_processes", {}).values())  # no public handle on the workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    for proc in procs:
+        proc.join(timeout=5)
+
+
+PHASES = {"info": phase_info, "timing": phase_timing, "grids": phase_grids}
+
+
+def run_phase(name: str, state_path: str) -> int:
+    state = load_state(state_path)
+    PHASES[name](state)
+    return 0

@@ -1,0 +1,79 @@
+"""The parity sweep runner: divergence by exception type, one progress bar
+per sweep, and one-line errors for broken run markers."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from experiments.parity import run as runner
+from experiments.parity.presets import RunSpec
+from mdtheory.cli import run_cli
+from mdtheory.errors import UserError
+from mdtheory.train.engine import TrainingDiverged
+
+SPEC = RunSpec(objective="md", n=6, k=2, train_size=16, val_size=16, steps=20, t0=0.0, t1=0.5,
+               n_embd=16, n_layer=1, n_head=2, eval_every=10, group="test")
+
+
+def test_divergence_is_recognised_by_its_type_not_its_message(tmp_path, monkeypatch):
+    def diverge(spec, out, steps):
+        raise TrainingDiverged("the loss blew up")  # no "non-finite" in the text
+
+    monkeypatch.setattr(runner, "_train_segment", diverge)
+    name, status = runner.execute(SPEC, str(tmp_path))
+    assert status == "diverged"
+    assert json.loads((tmp_path / "runs" / name / "run.json").read_text())["status"] == "diverged"
+
+
+def test_other_user_errors_are_not_taken_for_divergence(tmp_path, monkeypatch):
+    def bad(spec, out, steps):
+        raise UserError("checkpoint is non-finite garbage")  # the old text match took this for divergence
+
+    monkeypatch.setattr(runner, "_train_segment", bad)
+    with pytest.raises(UserError, match="garbage"):
+        runner.execute(SPEC, str(tmp_path))
+    assert not (tmp_path / "runs" / SPEC.name / "run.json").exists()
+
+
+def test_corrupt_run_marker_is_one_line_exit_2(tmp_path):
+    run_dir = tmp_path / "runs" / SPEC.name
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text("{torn")
+    with pytest.raises(UserError, match="run.json"):
+        runner.run_status(run_dir, SPEC)
+
+
+def test_one_progress_bar_per_sweep_counts_finished_runs(tmp_path, monkeypatch, capsys):
+    """The bar shows runs done / total with an ETA; finished runs count as done."""
+    specs = [replace(SPEC, seed=seed) for seed in range(3)]
+    monkeypatch.setattr(runner, "runs_of", lambda preset, only=None: specs)
+    done = tmp_path / "runs" / specs[0].name
+    done.mkdir(parents=True)
+    (done / "run.json").write_text(json.dumps({"status": "complete", "budget": SPEC.steps}))
+    trained = []
+    monkeypatch.setattr(runner, "execute", lambda spec, root, patience: (trained.append(spec.name),
+                                                                          (spec.name, "complete"))[1])
+    bars = []
+    real_tqdm = runner.tqdm
+
+    def recording_tqdm(*args, **kwargs):
+        kwargs["disable"] = False  # a test has no terminal
+        bars.append(real_tqdm(*args, **kwargs))
+        return bars[-1]
+
+    monkeypatch.setattr(runner, "tqdm", recording_tqdm)
+    assert run_cli(runner.main, ["--preset", "tiny", "--root", str(tmp_path)]) == 0
+    assert len(bars) == 1 and bars[0].total == 3 and bars[0].n == 3
+    assert trained == [s.name for s in specs[1:]]
+    err = capsys.readouterr().err
+    assert "1/3" in err and "3/3" in err and "<" in err  # tqdm's "elapsed<remaining"
+
+
+def test_root_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(runner.main, ["--preset", "tiny", "--root", str(tmp_path / "afile")])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1 and "afile" in err
