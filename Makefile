@@ -40,6 +40,7 @@ experiments: $(STAMP)/setup
 	$(PY) -m experiments.parity.run --preset quick
 	$(PY) -m experiments.parity.summarize
 	$(PY) -m experiments.lm.sweep --preset quick
+	$(PY) -m experiments.lm.summarize
 
 # --- figures from result files (no training) -----------------------------
 # One line per result file (path, size, modification time), rewritten only when

@@ -32,11 +32,11 @@ import torch
 
 from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
 from mdtheory.errors import UserError
-from mdtheory.masking import parse_sampler
+from mdtheory.masking import corrupt, parse_sampler
 from mdtheory.models import Transformer, TransformerConfig
 from mdtheory.provenance import provenance
 from mdtheory.train.engine import setup_runtime
-from mdtheory.train.objectives import draw_masks, masked_diffusion_loss
+from mdtheory.train.objectives import masked_diffusion_loss
 from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
 from mdtheory.train.task import step_generator
 
@@ -71,12 +71,14 @@ class RandomTokenLM:
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.seed, step, shard)
         tokens = torch.randint(self.mask_id, (batch_size, self.cfg.block_size), generator=gen)
-        t, mask = draw_masks(tokens, self.sampler, gen)
-        return {"tokens": tokens.to(device), "t": t.to(device), "mask": mask.to(device)}
+        t = self.sampler.sample(batch_size, generator=gen)
+        noisy, mask = corrupt(tokens, t, self.mask_id, gen)
+        return {"tokens": tokens.to(device), "noisy": noisy.to(device), "t": t.to(device),
+                "mask": mask.to(device)}
 
     def loss(self, model, batch):
-        loss, *_ = masked_diffusion_loss(model, batch["tokens"], batch["t"], batch["mask"],
-                                         self.mask_id, self.sampler)
+        loss = masked_diffusion_loss(model, batch["tokens"], batch["noisy"], batch["mask"],
+                                     self.sampler.weight(batch["t"])).loss
         return loss, {}
 
     def evaluate(self, model, step):

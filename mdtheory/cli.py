@@ -8,16 +8,23 @@ half-written output behind (writers use :func:`atomic_write_text`).
 Writers leave a file untouched when its content would not change (and, for
 result files, when only the provenance record would), so regenerating the
 same numbers gives no diff and no new modification time.
+
+Settings are dataclass fields declared with :func:`setting` (default, help,
+choices); :func:`add_config_arguments` turns every field into a flag and
+:func:`config_from_args` builds the dataclass back, so a new field is a new
+flag with no other edit.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import hashlib
 import json
 import os
 import sys
 import tempfile
+import typing
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
@@ -59,6 +66,61 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(EXIT_USAGE)
+
+
+def setting(default, help: str = "", **metadata):
+    """A dataclass field that is also a command-line flag: ``--name-with-dashes``
+    typed by the annotation, with ``help`` and optionally ``choices``,
+    ``metavar`` or ``flag`` (another flag name) in its metadata."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
+def setting_of(cls, name: str, default, **metadata):
+    """The setting ``name`` of dataclass ``cls`` with another default (and
+    optionally other metadata): a subclass that shares a field, not its default."""
+    return setting(default, **{**cls.__dataclass_fields__[name].metadata, **metadata})
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, title: str,
+                         defaults: dict | None = None) -> argparse._ArgumentGroup:
+    """One flag per field of the dataclass ``cls``; ``defaults`` replaces the
+    dataclass's defaults (per subcommand). A flag the parser already has
+    (e.g. --seed of two configs) is shared. Flags not given stay out of the
+    namespace, so :func:`config_from_args` tells a default from a choice.
+    A bool field is a switch: ``--name`` if it defaults to False, else
+    ``--no-name``. Returns the argument group, for flags of its own."""
+    defaults = defaults or {}
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        default, kind, meta = defaults.get(f.name, f.default), hints[f.name], f.metadata
+        name = meta.get("flag", f.name.replace("_", "-"))
+        kw = {"dest": f.name, "default": argparse.SUPPRESS}
+        if kind is bool:
+            name = f"no-{name}" if default else name
+            kw["action"] = "store_false" if default else "store_true"
+        else:
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            if typing.get_origin(kind) is tuple:
+                kw.update(nargs=len(args), type=args[0])
+            else:
+                kw["type"] = args[0] if args else kind
+            kw.update({k: meta[k] for k in ("choices", "metavar") if k in meta})
+        if f"--{name}" in parser._option_string_actions:
+            continue
+        text = meta.get("help", "")
+        if default not in (None, dataclasses.MISSING) and not isinstance(default, bool):
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            text = f"{text} (default: {shown})".strip()
+        group.add_argument(f"--{name}", help=text.replace("%", "%%"), **kw)
+    return group
+
+
+def config_from_args(cls, args: argparse.Namespace, **defaults):
+    """``cls`` from the flags given (see :func:`add_config_arguments`), then
+    ``defaults``, then the dataclass's own defaults."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**defaults, **given})
 
 
 def fail(message: str) -> NoReturn:

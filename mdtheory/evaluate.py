@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .masking import corrupt
 
 SCHEMES = ("midpoint", "gauss-legendre")
 
@@ -132,13 +133,11 @@ def full_range_loss(model: Callable[[torch.Tensor], torch.Tensor], sequences: to
         it = tqdm(it, desc="full-range eval", leave=False)
     for k in it:
         t = float(nodes[k])
-        u = torch.rand((n, length), generator=_node_generator(seed, k))
-        masks = u < t
+        noisy, masks = corrupt(sequences.cpu(), t, mask_id, _node_generator(seed, k))
         for lo in range(0, n, batch_size):
             x = sequences[lo:lo + batch_size].to(device)
             m = masks[lo:lo + batch_size].to(device)
-            noisy = torch.where(m, torch.full_like(x, mask_id), x)
-            logits = model(noisy)
+            logits = model(noisy[lo:lo + batch_size].to(device))
             ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x.reshape(-1),
                                  reduction="none").view_as(x)
             g = (ce * m).sum(dim=1) / (t * length)

@@ -1,4 +1,4 @@
-"""Mask-rate samplers, masking and the masked-diffusion (MD) loss.
+"""Mask-rate samplers, the one corruption step (``corrupt``) and the MD loss.
 
 A *mask-rate sampler* draws one rate t per sequence and knows the loss weight
 that goes with it. Every position of a sequence is then masked independently
@@ -403,16 +403,25 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
 # masking and the loss
 # ---------------------------------------------------------------------------
 
-def mask_positions(shape: tuple[int, int], t: torch.Tensor,
-                   generator: torch.Generator | None = None,
-                   maskable: torch.Tensor | None = None) -> torch.Tensor:
-    """Bernoulli(t) mask per position; t has one entry per sequence.
-    ``maskable`` (bool, same shape) keeps e.g. padding or prompts visible."""
-    u = torch.rand(shape, generator=generator, device=t.device)
-    mask = u < t[:, None]
+def corrupt(x: torch.Tensor, t: torch.Tensor | float, mask_id: int,
+            generator: torch.Generator | None = None,
+            maskable: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask each position of x (B, L) independently with probability t.
+
+    ``t`` holds one rate per sequence (B,) or one rate for all. The uniforms
+    are drawn on t's device (the CPU for a float), one per position in
+    row-major order, so a generator gives the same masks whatever consumes
+    them. ``maskable`` (bool, like x) keeps e.g. padding or prompts visible.
+    Returns (noisy, mask): x with MASK where mask is True, and the mask.
+    """
+    t = t if torch.is_tensor(t) else torch.tensor(float(t))
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    mask = torch.rand(tuple(x.shape), generator=generator, device=t.device) < t[:, None]
+    mask = mask.to(x.device)
     if maskable is not None:
         mask &= maskable
-    return mask
+    return torch.where(mask, torch.full_like(x, mask_id), x), mask
 
 
 def forward_process(input_ids: torch.Tensor, mask_id: int, eps: float = DEFAULT_EPS,
@@ -436,10 +445,8 @@ def forward_process(input_ids: torch.Tensor, mask_id: int, eps: float = DEFAULT_
         if isinstance(sampler, str):
             sampler = parse_sampler(sampler, eps=eps)
         t = sampler.sample(b, generator=generator, device=input_ids.device)
-    mask = mask_positions((b, l), t, generator=generator)
-    noisy = torch.where(mask, torch.full_like(input_ids, mask_id), input_ids)
-    p_mask = t[:, None].expand(b, l)
-    return noisy, mask, p_mask
+    noisy, mask = corrupt(input_ids, t, mask_id, generator)
+    return noisy, mask, t[:, None].expand(b, l)
 
 
 NORMALIZATIONS = ("tokens", "masked")

@@ -1,11 +1,30 @@
-"""Reading the files a training run writes (one reader for every consumer:
-the engine on resume, the experiment runners and summarizers, the plots)."""
+"""What a training run writes, read and written in one place.
+
+A run folder holds ``config.json`` (task config, engine config, world size,
+provenance, resumes), ``metrics.jsonl`` (one record per evaluation) and, for
+runs launched by an experiment runner, ``run.json`` (status and budget).
+``read_run`` turns a folder into a ``RunRecord``; older layouts are
+normalised here and nowhere else, so consumers never guess.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import atomic_write_json
 from .errors import UserError
+
+CONFIG_NAME, METRICS_NAME, MARKER_NAME = "config.json", "metrics.jsonl", "run.json"
+
+# An AR run's exact next-token NLL was logged under the MD ELBO's keys (only
+# ``eval_kind`` tells them apart); the record gives it its own names.
+AR_EVAL_KIND = "ar_exact_nll"
+AR_METRIC_NAMES = {"full_range_test_loss": "nll_test", "full_range_test_loss_se": "nll_test_se",
+                   "full_range_val_loss": "nll_val", "full_range_val_loss_se": "nll_val_se",
+                   "full_range_bits_per_token": "nll_bits_per_token",
+                   "full_range_perplexity_bound": "perplexity"}
+LOSS_BY_T_PREFIX = "full_range_bin/"
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -18,7 +37,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "metrics.jsonl"
+        path = path / METRICS_NAME
     if not path.exists():
         return []
     try:
@@ -43,3 +62,148 @@ def read_metrics(path: str | Path) -> list[dict]:
             raise UserError(f"{path} line {lineno} is not a metrics record; fix or remove it "
                             f"(only a torn last line is dropped)")
     return records
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from ``path``, or one UserError line naming it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} does not hold a JSON object")
+    return value
+
+
+def _named_metrics(record: dict) -> dict:
+    if record.get("eval_kind") != AR_EVAL_KIND:
+        return record
+    return {AR_METRIC_NAMES.get(key, key): value for key, value in record.items()}
+
+
+def _window(task: dict) -> tuple[float, float] | None:
+    """(t0, t1) of a window-shaped mask-rate law; older configs name only the spec."""
+    law = task.get("sampler_law") or {}
+    if "t0" in law and "t1" in law:
+        return float(law["t0"]), float(law["t1"])
+    spec = str(task.get("sampler", ""))
+    if spec.startswith(("window:", "stratified:")):
+        t0, t1 = spec.split(":", 1)[1].split(",")
+        return float(t0), float(t1)
+    return (0.0, 1.0) if spec == "uniform" else None
+
+
+@dataclass
+class RunRecord:
+    """One run folder: its settings, its metrics and, if any, its run.json."""
+    path: Path
+    task: dict
+    train: dict
+    provenance: dict = field(repr=False)
+    metrics: list[dict] = field(repr=False)
+    marker: dict = field(default_factory=dict)  # run.json of an experiment runner, {} if none
+    world_size: int = 1
+    resumes: list = field(default_factory=list, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def objective(self) -> str:
+        return self.task.get("objective", "md")
+
+    @property
+    def seed(self):
+        return self.task.get("seed", self.train.get("seed"))
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        """The masked-diffusion training window; None for OS/AR runs and
+        for laws that are not windows."""
+        return _window(self.task) if self.objective == "md" else None
+
+    @property
+    def steps(self) -> int:
+        return int(self.metrics[-1]["step"]) if self.metrics else 0
+
+    @property
+    def budget(self) -> int | None:
+        return self.marker.get("budget", self.train.get("steps"))
+
+    @property
+    def status(self) -> str:
+        if "status" in self.marker:
+            return self.marker["status"]
+        return "complete" if self.budget is not None and self.steps >= self.budget else "running"
+
+    @property
+    def final(self) -> dict:
+        return self.metrics[-1] if self.metrics else {}
+
+    def loss_by_t(self, record: dict | None = None) -> dict[float, float]:
+        """Full-range loss per evaluation t-stratum (centre -> loss) of one
+        record (default: the last)."""
+        record = self.final if record is None else record
+        return dict(sorted((float(k[len(LOSS_BY_T_PREFIX):]), float(v)) for k, v in record.items()
+                           if k.startswith(LOSS_BY_T_PREFIX) and v is not None))
+
+
+def is_run(path: Path) -> bool:
+    return (Path(path) / CONFIG_NAME).is_file() and (Path(path) / METRICS_NAME).is_file()
+
+
+def read_run(path: str | Path) -> RunRecord:
+    """The run in folder ``path``; one UserError line if it is not one."""
+    path = Path(path)
+    if not is_run(path):
+        raise UserError(f"{path} holds no run ({CONFIG_NAME} and {METRICS_NAME} needed)")
+    config = read_json_object(path / CONFIG_NAME)
+    task, train = config.get("task"), config.get("train")
+    if not (isinstance(task, dict) and isinstance(train, dict)):
+        raise UserError(f"{path / CONFIG_NAME} is not the config of a run of this trainer "
+                        f"(no task and train settings)")
+    marker = read_json_object(path / MARKER_NAME) if (path / MARKER_NAME).exists() else {}
+    return RunRecord(path=path, task=task, train=train, provenance=config.get("provenance", {}),
+                     metrics=[_named_metrics(r) for r in read_metrics(path / METRICS_NAME)],
+                     marker=marker, world_size=int(config.get("world_size", 1)),
+                     resumes=config.get("resumes", []))
+
+
+def read_runs(runs_dir: str | Path) -> list[RunRecord]:
+    """Every run directly under ``runs_dir`` that has evaluated at least once, by name."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [read_run(d) for d in sorted(runs_dir.iterdir()) if is_run(d)]
+    return [r for r in runs if r.metrics]
+
+
+def write_config(path: Path, task: dict, train: dict, world_size: int, provenance: dict,
+                 resume: dict | None = None, changed_from: dict | None = None) -> None:
+    """config.json of a fresh run (``resume`` None), or the stored one with
+    ``resume`` (from_step, provenance, world_size) appended: "train" then
+    holds the settings that ran last, and ``changed_from`` the old values of
+    the settings this resume changed."""
+    path = Path(path) / CONFIG_NAME
+    fresh = {"task": task, "train": dict(train), "world_size": world_size, "provenance": provenance}
+    if resume is None:
+        atomic_write_json(path, fresh)
+        return
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    else:  # config.json was deleted; the checkpoint vouched for the settings
+        stored = {**fresh, "config_json_rewritten_at_step": resume["from_step"]}
+    entry = {"from_step": resume["from_step"], "provenance": resume["provenance"]}
+    if changed_from:
+        entry["changed_from"] = changed_from
+        stored["train"].update({k: train[k] for k in changed_from})
+    entry["world_size"] = resume["world_size"]
+    stored.setdefault("resumes", []).append(entry)
+    atomic_write_json(path, stored)
+
+
+def write_marker(path: Path, status: str, budget: int, steps_done: int, **details) -> None:
+    """run.json: how an experiment runner left the run (its status and budget)."""
+    atomic_write_json(Path(path) / MARKER_NAME,
+                      {"status": status, "budget": budget, "steps_done": steps_done, **details})

@@ -10,7 +10,7 @@ import pytest
 
 from mdtheory.cli import run_cli
 from mdtheory.derive.__main__ import main
-from mdtheory.derive.latex import spell_k, spell_rate
+from mdtheory.latex import spell_k, spell_rate
 
 BASE_KEYS = {"k", "P_S_full_range", "signal_optimal_t", "P_S_at_signal_optimal_t",
              "signal_optimal_t1_given_t0_0", "sample_complexity_optimal_t1"}

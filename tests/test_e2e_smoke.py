@@ -51,6 +51,8 @@ def test_derive_runs_figures_paper(tmp_path):
         _run([py, "-m", "mdtheory.train", "parity", "--objective", objective, *TINY_RUN, *window,
               "--out", str(results / "parity" / "runs" / f"{objective}_s0")])
 
+    _run([py, "-m", "experiments.parity.summarize", "--root", str(results / "parity")])  # as make experiments
+
     # 3. figures from those results only
     drawn = _run([py, "-m", "mdtheory.plots", "--results", str(results), "--out", str(figures)])
     for name in ("theory_regime_diagram", "theory_signal_curves", "parity_accuracy", "parity_os_long"):

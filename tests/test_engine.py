@@ -318,3 +318,18 @@ def test_rng_state_is_plain_data_and_round_trips():
     expected = (random.random(), np.random.rand(), torch.rand(()).item())
     set_rng_state(torch.load(buffer, weights_only=True))
     assert (random.random(), np.random.rand(), torch.rand(()).item()) == expected
+
+
+def test_task_checks_its_micro_batch_before_anything_is_written(tmp_path):
+    """A task that can refuse a micro-batch (the LM task's memory estimate)
+    is asked with batch_size / grad_accum before the run folder is touched."""
+    task, seen = tiny_task(), []
+
+    def refuse(micro_batch):
+        seen.append(micro_batch)
+        raise UserError("too big")
+
+    task.check_micro_batch = refuse
+    with pytest.raises(UserError, match="too big"):
+        train(task, tiny_config(tmp_path / "run", batch_size=16, grad_accum=4))
+    assert seen == [4] and not (tmp_path / "run").exists()

@@ -11,7 +11,7 @@ import pytest
 from mdtheory.errors import UserError
 from mdtheory.plots import lm
 from mdtheory.plots.style import MissingData
-from test_plots import results  # noqa: F401 - the synthetic results fixture
+from test_plots import results, summarize_lm  # noqa: F401 - the synthetic results fixture
 
 
 def _plots(results_dir, out, *only):
@@ -25,6 +25,7 @@ def test_window_sweep_marks_the_window_chosen_on_val(results):  # noqa: F811
     sweep["full_range_val_loss"] = 5.0
     sweep.loc[(sweep.t0 == 0.7) & (sweep.t1 == 0.8), "full_range_val_loss"] = 4.0  # not best on test
     sweep.to_csv(path, index=False)
+    summarize_lm(results)
     fig = lm.window_sweep(results)
     ax = fig.axes[0]
     marker = [line for line in ax.get_lines() if line.get_label().startswith("best window on val")]
@@ -34,9 +35,9 @@ def test_window_sweep_marks_the_window_chosen_on_val(results):  # noqa: F811
     assert marker[0].get_ydata()[0] == pytest.approx(test_mean)
 
 
-@pytest.mark.parametrize("content", ["", "t0,t1,seed,full_range_test_loss\n"])
-def test_empty_sweep_csv_is_skipped(results, tmp_path, content):  # noqa: F811
-    (results / "lm" / "window_sweep.csv").write_text(content)
+@pytest.mark.parametrize("content", ["", "kind,objective,t0,t1,loss_mean,err\n"])
+def test_empty_sweep_summary_is_skipped(results, tmp_path, content):  # noqa: F811
+    (results / "lm" / "window_sweep_by_window.csv").write_text(content)
     with pytest.raises(MissingData):
         lm.window_sweep(results)
     proc = _plots(results, tmp_path / "f", "lm_window_sweep")
@@ -54,7 +55,7 @@ def test_corrupt_predicted_t_is_one_line_exit_2(results, tmp_path, content):  # 
 
 
 def test_corrupt_run_config_is_one_line_exit_2(results, tmp_path):  # noqa: F811
-    run = next((results / "lm" / "runs").rglob("config.json"))
+    run = next((results / "lm" / "runs" / "quick").glob("*/config.json"))
     run.write_text("{not json")
     with pytest.raises(UserError, match="config.json"):
         lm.load_lm_runs(results)

@@ -166,3 +166,39 @@ def test_results_must_be_a_writable_folder(where, tmp_path, capsys):
     err = capsys.readouterr().err
     assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and "--results" in err
     assert target.read_text() == "mine"
+
+
+def test_presets_build_the_settings_of_the_committed_runs():
+    """Preset.configs gives exactly the task and engine settings stored by the
+    committed quick runs (one of each kind), so the sweep still resumes and skips them."""
+    from mdtheory.train.engine import _settings_changes
+    from mdtheory.train.lm_task import LMTask
+
+    results = Path(__file__).resolve().parents[1] / "results" / "lm"
+    preset = PRESETS["quick"]
+    runs, _ = sweep.plan(preset, results)
+    runs = list({r.kind: r for r in runs if r.seed == 0}.values())
+    for spec in runs:
+        stored = json.loads((results / "runs" / "quick" / spec.name / "config.json").read_text())
+        task, cfg = preset.configs(spec.seed, **spec.rate())
+        task_json = json.loads(json.dumps(LMTask(task).config()))
+        assert _settings_changes(stored["task"], stored["train"], task_json, cfg) == [], spec.name
+    assert {r.kind for r in runs} == {"window", "uniform", "predicted", "ar"}
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "lm"
+
+
+@pytest.mark.skipif(not (COMMITTED / "runs" / "quick").is_dir(), reason="committed LM sweep absent")
+def test_collect_keeps_ar_nll_apart_from_md_elbos():
+    preset = PRESETS["quick"]
+    runs, _ = sweep.plan(preset, COMMITTED)
+    rows, curves = sweep.collect(preset, runs, COMMITTED / "runs" / "quick")
+    ar = [r for r in rows if r["objective"] == "ar"]
+    md = [r for r in rows if r["objective"] == "md"]
+    assert ar and md and len(rows) == len(runs)
+    assert all(r["full_range_test_loss"] is None and r["nll_test"] > 0 for r in ar)
+    assert all(r["nll_test"] is None and r["full_range_test_loss"] > 0 for r in md)
+    assert all(c["full_range_test_loss"] is None for c in curves if c["objective"] == "ar")
+    summary = S.summarize(__import__("pandas").DataFrame(rows))
+    assert "loss_mean" not in summary["ar_baseline"] and summary["ar_baseline"]["nll_test_mean"] > 0

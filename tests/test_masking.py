@@ -7,7 +7,7 @@ import torch
 
 from mdtheory.errors import UserError
 from mdtheory.masking import (BetaSampler, MixtureSampler, PointSampler, StratifiedSampler,
-                              UniformSampler, WindowSampler, forward_process, mask_positions,
+                              UniformSampler, WindowSampler, forward_process, corrupt,
                               md_loss, parse_sampler, signal_optimal)
 from mdtheory.train.diagnostics import identifiable_positions, secret_mask, signal_regime
 
@@ -91,9 +91,26 @@ def test_signal_optimal_and_parse():
 def test_mask_rate_matches_t(rate):
     gen = torch.Generator().manual_seed(1)
     t = torch.full((2000,), rate)
-    mask = mask_positions((2000, 50), t, generator=gen)
+    x = torch.zeros(2000, 50, dtype=torch.long)
+    noisy, mask = corrupt(x, t, mask_id=7, generator=gen)
     p = mask.double().mean().item()
     assert abs(p - rate) < 4 * math.sqrt(rate * (1 - rate) / mask.numel())
+    assert torch.equal(noisy == 7, mask)
+
+
+def test_corrupt_draws_one_uniform_per_position_in_order():
+    # the committed runs depend on this stream: rand(B, L) < t, row-major
+    x = torch.arange(24).view(4, 6)
+    t = torch.tensor([0.1, 0.4, 0.6, 0.9])
+    noisy, mask = corrupt(x, t, mask_id=-1, generator=torch.Generator().manual_seed(3))
+    u = torch.rand(4, 6, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(mask, u < t[:, None])
+    assert torch.equal(noisy, torch.where(mask, -1, x))
+    # one rate for all rows, and positions that must stay visible
+    keep = torch.ones(4, 6, dtype=torch.bool)
+    keep[:, 0] = False
+    _, mask = corrupt(x, 0.5, mask_id=-1, generator=torch.Generator().manual_seed(3), maskable=keep)
+    assert torch.equal(mask, (u < 0.5) & keep)
 
 
 def test_forward_process_and_md_loss_normalisation():
@@ -135,7 +152,7 @@ def test_regime_frequency_matches_theory_p_signal(k, t0, t1):
     gen = torch.Generator().manual_seed(k)
     B = 100_000
     t = sampler.sample(B, generator=gen)
-    mask = mask_positions((B, n + 1), t, generator=gen)
+    _, mask = corrupt(torch.zeros(B, n + 1, dtype=torch.long), t, mask_id=2, generator=gen)
     ext = list(range(k)) + [n]
     freq = signal_regime(mask, secret_mask(ext, n + 1)).double().mean().item()
     expected = theory_p_signal(k, t0, t1) if theory_p_signal else sampler.p_signal(k)

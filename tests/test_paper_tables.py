@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mdtheory.plots import paper_tables
-from test_plots import results as plot_results  # noqa: F401 - the synthetic results fixture
+from test_plots import parity_task, results as plot_results, summarize_lm, _parity_records, _write_run  # noqa: F401
 
 
 @pytest.fixture
@@ -25,6 +25,7 @@ def results(plot_results):  # noqa: F811
     uniform = sweep[(sweep.t0 == 0) & (sweep.t1 == 1.0)].assign(seed=1, full_range_test_loss=3.91,
                                                                  full_range_val_loss=3.96)
     pd.concat([sweep, uniform]).to_csv(path, index=False)
+    summarize_lm(plot_results)
     return plot_results
 
 
@@ -44,8 +45,7 @@ def test_macros_follow_results(results, tmp_path):  # noqa: F811
     assert "lower than" in macros["lmOutcome"] and "on validation" in macros["lmOutcome"]
     # paired by seed: U[0,1] minus best = 3.90 - 3.61, 3.91 - 3.62
     assert float(macros["lmGain"]) == pytest.approx(0.29, abs=1e-3) and macros["lmGainSeeds"] == "2"
-    # the fixture's summary has no OS rows: the comparison must say so, not invent
-    assert macros["parityOSSteps"] == paper_tables.NOT_RUN
+    assert macros["parityOSSteps"] == "900" and macros["parityARSteps"] == "not reached in 1{,}000"
     comparison = (tmp_path / "comparison.tex").read_text()
     assert "0.246" in comparison and "0.184" in comparison  # theory column from numeric
     assert comparison.count(paper_tables.NOT_RUN) >= len(paper_tables.PAPER_NOT_RUN_ROWS)
@@ -58,6 +58,7 @@ def test_changed_result_changes_the_paper(results, tmp_path):  # noqa: F811
     sweep = pd.read_csv(results / "lm" / "window_sweep.csv")
     sweep.loc[(sweep.t0 == 0) & (sweep.t1 == 1.0), "full_range_test_loss"] = 3.0
     sweep.to_csv(results / "lm" / "window_sweep.csv", index=False)
+    summarize_lm(results)
     macros = paper_tables.write_all(results, tmp_path)
     assert macros["lmBaselineLoss"] == "3.000"
     assert "higher than" in macros["lmOutcome"]
@@ -70,16 +71,17 @@ def test_best_window_is_chosen_on_val_not_test(results, tmp_path):  # noqa: F811
     sweep = pd.read_csv(path)
     sweep.loc[(sweep.t0 == 0.2) & (sweep.t1 == 0.3), "full_range_val_loss"] = 1.0  # best on val only
     sweep.to_csv(path, index=False)
+    summarize_lm(results)
     macros = paper_tables.write_all(results, tmp_path)
     assert macros["lmBestWindow"] == "$[0.2,0.3]$"
     test_mean = sweep[(sweep.t0 == 0.2) & (sweep.t1 == 0.3)]["full_range_test_loss"].mean()
     assert float(macros["lmBestLoss"]) == pytest.approx(test_mean, abs=1e-3)
     table = (tmp_path / "lm_table.tex").read_text()
     assert "[0.2,0.3]^\\dagger$ & 0.25 & 2 & " in table  # seeds print as a count, not 2.0
-    # a sweep without val losses cannot pick a window: refused, not chosen on test
-    sweep.drop(columns="full_range_val_loss").to_csv(path, index=False)
+    # a sweep without val losses cannot pick a window: the aggregator refuses, it never chooses on test
+    from experiments.lm.summarize import summarize
     with pytest.raises(paper_tables.UserError, match="full_range_val_loss"):
-        paper_tables.write_all(results, tmp_path)
+        summarize(sweep.drop(columns="full_range_val_loss"))
 
 
 def test_empty_results_write_not_run(tmp_path):
@@ -99,26 +101,28 @@ def test_cli_bad_results_dir(tmp_path):
 
 
 def test_macro_names_are_latex_safe():
+    from mdtheory import latex
     with pytest.raises(ValueError):
-        paper_tables.macro_line("bad_name", "1")
+        latex.result_macro("bad_name", "1")
+    with pytest.raises(ValueError):
+        latex.newcommand("bad1", "1")
+    assert latex.result_macro("ok1", "2") == "\\expandafter\\def\\csname res@ok1\\endcsname{2}\n"
 
 
 def test_parity_outcome_prefers_the_window_that_reached_most_often(tmp_path):
     """A window that reached 0.99 in one seed out of five must not be called
     the fastest over one that reached it in four; the sentence gives counts."""
-    import pandas as pd
+    from experiments.parity.summarize import summarize_root
 
-    rows = []
-    base = {"model": "transformer", "n": 12, "k": 3, "train_size": 64, "weight_decay": 0.1, "steps": 4000}
+    rng = __import__("numpy").random.default_rng(0)
+    runs, train = tmp_path / "parity" / "runs", {"weight_decay": 0.1, "lr": 1e-3}
     for seed in range(5):
-        rows.append({**base, "objective": "os", "t0": None, "t1": None, "seed": seed,
-                     "steps_to_val_99": 100 if seed == 0 else None})
-        rows.append({**base, "objective": "md", "t0": 0.0, "t1": 0.3, "seed": seed,
-                     "steps_to_val_99": 500 if seed == 0 else None})
-        rows.append({**base, "objective": "md", "t0": 0.0, "t1": 0.2, "seed": seed,
-                     "steps_to_val_99": 700 + 100 * seed if seed < 4 else None})
-    (tmp_path / "parity").mkdir()
-    pd.DataFrame(rows).to_csv(tmp_path / "parity" / "summary.csv", index=False)
+        _write_run(runs, f"os_s{seed}", parity_task("os", seed), _parity_records(100 if seed == 0 else None, rng), train)
+        _write_run(runs, f"md3_s{seed}", parity_task("md", seed, (0.0, 0.3)),
+                   _parity_records(500 if seed == 0 else None, rng), train)
+        _write_run(runs, f"md2_s{seed}", parity_task("md", seed, (0.0, 0.2)),
+                   _parity_records(700 + 100 * seed if seed < 4 else None, rng), train)
+    summarize_root(tmp_path / "parity")
     macros, _ = paper_tables.parity_numbers(tmp_path)
     assert "0.2]" in macros["parityBestMDWindow"]
     assert "4 of 5 seeds" in macros["parityOutcome"]

@@ -86,8 +86,15 @@ def test_by_condition_medians_and_spread(synthetic_root):
     md1 = cond[(cond["objective"] == "md") & (cond["t1"] == 1.0)].iloc[0]
     assert md1["val_99_reached"] == 0 and pd.isna(md1["val_99_median"]) and math.isinf(md1["val_99_median_all"])
     assert list(cond["objective"]) == ["os", "md", "md"]  # OS first, then windows by t1
+    assert cond["main_setting"].all()  # one transformer setting: it is the main one
     text = summarize.markdown_table(cond)
     assert "output supervision" in text and "MD U[0,0.3]" in text and "never" in text
+
+
+def test_main_setting_is_the_one_with_most_conditions(synthetic_root):
+    _write_run(synthetic_root, "other_md_s0", "md", [(0, .5, .5), (100, 1., 1.)], k=3)
+    cond = summarize.by_condition(summarize.summarize_runs(synthetic_root / "runs"))
+    assert set(cond.loc[cond["main_setting"], "k"]) == {4} and (~cond.loc[cond["k"] == 3, "main_setting"]).all()
 
 
 def test_theory_vs_speed(synthetic_root):
@@ -134,7 +141,7 @@ def test_presets_are_well_formed():
     best = round(best_t1_given_t0_zero(main[0].k), 3)
     assert (0.0, best) in md_windows(main[0].k)
     spec = RunSpec(objective="md", n=12, k=3, train_size=10, steps=5, t0=0.0, t1=0.3)
-    assert "--window" in spec.cli_args() and spec.name.startswith("md0-0.3_")
+    assert spec.configs()[0].sampler == "window:0.0,0.3" and spec.name.startswith("md0-0.3_")
 
 
 def test_converged_rule():
@@ -148,7 +155,7 @@ def test_runner_skips_finished_runs_and_extends_budgets(tmp_path):
     from dataclasses import replace
 
     from experiments.parity.run import execute
-    from mdtheory.runfiles import read_metrics as read_records
+    from mdtheory.runfiles import read_metrics as read_records, read_run
 
     spec = RunSpec(objective="md", n=6, k=2, train_size=16, val_size=16, steps=20, t0=0.0, t1=0.5,
                    n_embd=16, n_layer=1, n_head=2, eval_every=10, group="test")
@@ -162,7 +169,7 @@ def test_runner_skips_finished_runs_and_extends_budgets(tmp_path):
     records = read_records(run_dir)
     assert [r["step"] for r in records] == [0, 10, 20, 30, 40]
     assert records[:3] == first  # continued from the checkpoint, history untouched
-    row = summarize.summarize_run(run_dir)
+    row = summarize.summarize_run(read_run(run_dir))
     assert row["steps"] == 40 and row["budget"] == 40 and row["group"] == "test"
 
 

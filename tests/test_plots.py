@@ -16,23 +16,25 @@ from mdtheory.errors import UserError
 from mdtheory.plots import lm, parity, theory
 from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
 from mdtheory.plots.style import MissingData, apply_style, save_figure
+from mdtheory.runfiles import write_config
 
 STEPS = list(range(0, 1001, 100))
 
 
-def _write_run(root: Path, name: str, config: dict, records: list[dict]) -> None:
+def _write_run(root: Path, name: str, task: dict, records: list[dict], train: dict | None = None) -> None:
+    """A run folder as the engine writes it (config through the run record's writer)."""
     run = root / name
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(config))
+    write_config(run, task, {"steps": records[-1]["step"], **(train or {})}, 1, {})
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 
-def _parity_records(rise_at: int, rng, energy=False) -> list[dict]:
+def _parity_records(reach_at: int | None, rng, energy=False) -> list[dict]:
+    """Accuracy curves that reach 0.99 at ``reach_at`` (None: never)."""
     out = []
     for s in STEPS:
-        acc = 0.5 + 0.5 / (1 + np.exp(-(s - rise_at) / 50))
-        rec = {"step": s, "loss": 1.0 / (1 + s), "train_acc": min(1.0, acc + 0.02),
-               "val_acc": float(acc + rng.normal(0, 0.01)),
+        acc = 1.0 if reach_at is not None and s >= reach_at else 0.5 + 0.4 * s / 1000
+        rec = {"step": s, "loss": 1.0 / (1 + s), "train_acc": acc, "val_acc": acc,
                "train/signal_loss": 0.2 / (1 + s / 200), "train/noise_loss": 0.5,
                "train/ce_signal": 0.7 / (1 + s / 200), "train/ce_noise": 0.69 + 0.001 * rng.normal(),
                "train/p_signal": 0.3, "train/signal_frac": 0.2}
@@ -42,46 +44,62 @@ def _parity_records(rise_at: int, rng, energy=False) -> list[dict]:
     return out
 
 
+def parity_task(objective: str, seed: int, window=None, **extra) -> dict:
+    task = {"objective": objective, "model": "transformer", "n": 10, "k": 3, "train_size": 500, "seed": seed,
+            "n_embd": 64, "loss_weighting": "inverse_t", "normalization": "tokens", **extra}
+    if window is not None:
+        task["sampler"] = f"window:{window[0]},{window[1]}"
+    return task
+
+
+def summarize_lm(results: Path) -> None:
+    from experiments.lm.summarize import main
+    assert main(["--results", str(results / "lm")]) == 0
+
+
+def lm_records(loss: float, **extra) -> list[dict]:
+    return [{"step": s, "full_range_test_loss": loss + 2 / (1 + s), "full_range_test_loss_se": 0.01, **extra,
+             **{f"full_range_bin/{b + 0.05:.4f}": loss + b for b in np.arange(0, 1, 0.1)}}
+            for s in range(0, 51, 10)]
+
+
 @pytest.fixture
 def results(tmp_path):
+    from experiments.parity.summarize import summarize_root
+
     rng = np.random.default_rng(0)
     runs = tmp_path / "parity" / "runs"
-    rows = []
     for seed in (0, 1):
         for wd in (0.1, 0.0):
-            base = {"n": 10, "k": 3, "train_size": 500, "weight_decay": wd, "seed": seed, "model": "transformer"}
-            _write_run(runs, f"os_wd{wd}_s{seed}", {**base, "objective": "os", "window": [0, 1]},
-                       _parity_records(900, rng))
-            _write_run(runs, f"ar_wd{wd}_s{seed}", {**base, "objective": "ar"}, _parity_records(700, rng))
-            for t1, rise in ((0.1, 600), (0.2, 300), (0.4, 500)):
-                _write_run(runs, f"md{t1}_wd{wd}_s{seed}", {**base, "objective": "md", "window": [0.0, t1]},
-                           _parity_records(rise, rng))
-                rows.append({"objective": "md", "model": "transformer", "n": 10, "k": 3, "train_size": 500,
-                             "weight_decay": wd, "t0": 0.0, "t1": t1, "P_S": 0.1 + t1, "seed": seed,
-                             "steps": 1000, "steps_to_train_99": rise, "steps_to_val_99": rise if t1 < 0.4 else None})
-    _write_run(runs, "mlp_s0", {"args": {"objective": "md", "model": "mlp", "n": 10, "k": 3, "train_size": 500,
-                                         "t0": 0.0, "t1": 0.2, "seed": 0}}, _parity_records(200, rng, energy=True))
-    pd.DataFrame(rows).to_csv(tmp_path / "parity" / "summary.csv", index=False)
+            train = {"weight_decay": wd, "lr": 1e-3}
+            _write_run(runs, f"os_wd{wd}_s{seed}", parity_task("os", seed), _parity_records(900, rng), train)
+            _write_run(runs, f"ar_wd{wd}_s{seed}", parity_task("ar", seed), _parity_records(None, rng), train)
+            for t1, reach in ((0.1, 600), (0.2, 300), (0.4, None)):
+                _write_run(runs, f"md{t1}_wd{wd}_s{seed}", parity_task("md", seed, (0.0, t1)),
+                           _parity_records(reach, rng), train)
+    _write_run(runs, "mlp_s0", parity_task("md", 0, (0.0, 0.2), model="mlp"), _parity_records(200, rng, energy=True),
+               {"weight_decay": 0.1, "lr": 1e-3})
+    summarize_root(tmp_path / "parity")
     # rho values a plot could not compute itself from these rows: the figure must read them
-    pd.DataFrame([{"model": "transformer", "n": 10, "k": 3, "train_size": 500, "weight_decay": wd,
-                   "spearman_rho_PS_speed": rho} for wd, rho in ((0.0, 0.123), (0.1, -0.456))]
-                 ).to_csv(tmp_path / "parity" / "theory_vs_speed.csv", index=False)
+    tvs = pd.read_csv(tmp_path / "parity" / "theory_vs_speed.csv")
+    tvs["spearman_rho_PS_speed"] = tvs["weight_decay"].map({0.0: 0.123, 0.1: -0.456})
+    tvs.to_csv(tmp_path / "parity" / "theory_vs_speed.csv", index=False)
 
     lm_dir = tmp_path / "lm"
     sweep = []
     for a in np.round(np.arange(0, 1, 0.1), 1):
         for seed in (0, 1):
             loss = 3.6 + 4 * (a + 0.05 - 0.5) ** 2 + 0.01 * seed
-            sweep.append({"t0": a, "t1": round(a + 0.1, 1), "seed": seed, "steps": 50,
-                          "full_range_test_loss": loss, "full_range_test_loss_se": 0.01})
-            recs = [{"step": s, "full_range_test_loss": loss + 2 / (1 + s),
-                     "full_range_test_loss_se": 0.01,
-                     "loss_by_t": {f"{b:.1f}-{b + 0.1:.1f}": loss + b for b in np.arange(0, 1, 0.1)}}
-                    for s in range(0, 51, 10)]
-            _write_run(lm_dir / "runs", f"w{a}_s{seed}", {"window": [float(a), float(a + 0.1)], "seed": seed}, recs)
-    sweep.append({"t0": 0.0, "t1": 1.0, "seed": 0, "steps": 50, "full_range_test_loss": 3.9,
-                  "full_range_test_loss_se": 0.01})
+            t1 = round(a + 0.1, 1)
+            sweep.append({"kind": "window", "objective": "md", "t0": a, "t1": t1, "seed": seed, "steps": 50,
+                          "full_range_test_loss": loss, "full_range_test_loss_se": 0.01,
+                          "full_range_val_loss": loss + 0.05})
+            _write_run(lm_dir / "runs" / "quick", f"w{a}_s{seed}",
+                       {"objective": "md", "sampler": f"window:{a},{t1}", "seed": seed}, lm_records(loss))
+    sweep.append({"kind": "uniform", "objective": "md", "t0": 0.0, "t1": 1.0, "seed": 0, "steps": 50,
+                  "full_range_test_loss": 3.9, "full_range_test_loss_se": 0.01, "full_range_val_loss": 3.95})
     pd.DataFrame(sweep).to_csv(lm_dir / "window_sweep.csv", index=False)
+    summarize_lm(tmp_path)
     (lm_dir / "predicted_t.json").write_text(json.dumps({"weights": {"2": 0.7, "3": 0.3}, "t_star": 0.44}))
     return tmp_path
 
@@ -143,29 +161,28 @@ def test_missing_results_are_skipped_not_drawn(tmp_path):
 
 
 def test_seed_band_spans_seeds(results):
-    runs = [r for r in parity.load_runs(results) if r.objective == "md" and r.t1 == 0.2 and r.weight_decay == 0.1]
+    runs = [r for r in parity.load_runs(results)
+            if r.objective == "md" and r.model == "transformer" and r.t1 == 0.2 and r.weight_decay == 0.1]
     assert len(runs) == 2
     band = parity.seed_band(runs, "val_acc")
     assert (band["lo"] <= band["mean"]).all() and (band["mean"] <= band["hi"]).all()
     assert band["seeds"].max() == 2
 
 
-def test_nested_config_is_read(results):
+def test_runs_come_from_the_run_record(results):
     mlp = [r for r in parity.load_runs(results) if r.model == "mlp"]
     assert len(mlp) == 1 and mlp[0].t1 == 0.2 and mlp[0].objective == "md"
+    assert parity.main_setting(results) == (10, 3, 500)  # marked by the aggregator, not guessed here
 
 
-def test_window_table_and_t_bins(results):
+def test_window_table_is_the_aggregators_and_loss_by_t_the_records(results):
     table = lm.window_table(results)
     assert len(table) == 11
     best = table.loc[table["loss"].idxmin()]
-    assert best["t0"] == pytest.approx(0.4)
+    assert best["t0"] == pytest.approx(0.4) and best["best_on_val"]
     assert table[(table["t0"] == 0) & (table["t1"] == 1.0)]["seeds"].item() == 1
-    bins = lm._t_bins(pd.Series({"loss_t0.05": 1.0, "loss_t0.15": 2.0, "loss_t0.15_se": 0.1, "step": 3}))
-    assert bins == {0.05: 1.0, 0.15: 2.0}
-    bins = lm._t_bins(pd.Series({"full_range_bin/0.0312": 4.5, "full_range_bin/0.0938": 4.2,
-                                 "full_range_test_loss": 4.3, "step": 3}))
-    assert bins == {0.0312: 4.5, 0.0938: 4.2}
+    run = lm.load_lm_runs(results)[0]
+    assert len(run["loss_by_t"]) == 10 and min(run["loss_by_t"]) == pytest.approx(0.05)
 
 
 def test_cli_contract(results, tmp_path):
@@ -189,18 +206,12 @@ def test_regime_column_prefers_per_token_ce(results):
 
 
 def test_parity_summary_is_read_not_recomputed(results, tmp_path):
-    from experiments.parity import summarize
-
     path = results / "parity" / "summary.csv"
     written = pd.read_csv(path)
     pd.testing.assert_frame_equal(parity.summary_table(results), written)
-    # run folders never summarised: summarize's own rows, computed in memory
-    path.unlink()
-    table = parity.summary_table(results)
-    pd.testing.assert_frame_equal(table, summarize.summarize_runs(results / "parity" / "runs"))
-    assert not path.exists()
+    path.unlink()  # run folders never summarised: the figure says so, it does not summarise them
     with pytest.raises(MissingData, match="experiments.parity.summarize"):
-        parity.summary_table(tmp_path / "nothing")
+        parity.summary_table(results)
 
 
 def _legend_rhos(fig) -> dict[str, float]:
@@ -248,13 +259,13 @@ def test_corrupt_parity_config_is_one_line_exit_2(results, tmp_path):
 def test_lm_ar_runs_stay_apart_from_uniform(results):
     """An AR run's config still names the default 'uniform' sampler: it must
     not be averaged into the U[0,1] masked-diffusion curve."""
-    runs_dir = results / "lm" / "runs"
-    recs = lambda loss: [{"step": s, "full_range_test_loss": loss, "full_range_test_loss_se": 0.01}
-                         for s in range(0, 51, 10)]
-    _write_run(runs_dir, "uniform_s0", {"task": {"objective": "md", "sampler_law": {"t0": 0.0, "t1": 1.0},
-                                                 "t0": 0.0, "t1": 1.0, "seed": 0}}, recs(3.0))
-    _write_run(runs_dir, "ar_s0", {"task": {"objective": "ar", "sampler_law": {"t0": 0.0, "t1": 1.0},
-                                            "t0": 0.0, "t1": 1.0, "seed": 0}}, recs(2.0))
+    runs_dir = results / "lm" / "runs" / "quick"
+    recs = lambda loss, **kind: [{"step": s, "full_range_test_loss": loss, "full_range_test_loss_se": 0.01, **kind}
+                                 for s in range(0, 51, 10)]
+    law = {"sampler": "uniform", "sampler_law": {"t0": 0.0, "t1": 1.0}, "seed": 0}
+    _write_run(runs_dir, "uniform_s0", {"objective": "md", **law}, recs(3.0))
+    # the AR run logged its exact NLL under the ELBO's keys: the record renames it
+    _write_run(runs_dir, "ar_s0", {"objective": "ar", **law}, recs(2.0, eval_kind="ar_exact_nll"))
     apply_style()
     fig = lm.loss_vs_step(results)
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}

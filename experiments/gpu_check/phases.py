@@ -7,8 +7,6 @@ at its deadline still leaves what it had measured.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import platform
@@ -300,12 +298,11 @@ def _elapsed_per_step(records: list[dict]) -> float:
 def probe_parity(spec, steps: int, out: str) -> float:
     """Seconds per step of one parity run while the other probes run too."""
     from mdtheory.runfiles import read_metrics
-    from mdtheory.train.__main__ import build_parser, parity_task_from_args
-    from mdtheory.train.engine import config_from_args, train
+    from mdtheory.train import train
+    from mdtheory.train.parity_task import ParityTask
 
-    args = build_parser().parse_args(["parity", *spec.cli_args(), "--steps", str(steps), "--eval-every",
-                                      str(max(1, steps // 2)), "--out", out, "--no-progress"])
-    train(parity_task_from_args(args), config_from_args(args))
+    task, cfg = replace(spec, steps=steps, eval_every=max(1, steps // 2)).configs()
+    train(ParityTask(task), replace(cfg, out_dir=out, progress=False))
     return _elapsed_per_step(read_metrics(Path(out)))
 
 
@@ -317,14 +314,12 @@ def probe_lm(preset, spec, out: str) -> float:
 
 
 def _train_lm(preset, spec, out: str) -> None:
-    """One run of the window sweep through the trainer's own command line,
-    exactly as experiments.lm.sweep trains it."""
-    from mdtheory.train.__main__ import main as train_main
+    """One run of the window sweep, exactly as experiments.lm.sweep trains it."""
+    from ..lm.sweep import train_one
 
-    argv = ["lm", *preset.train_args(), *spec.args(), "--seed", str(spec.seed), "--out", out,
-            "--no-progress"]
-    with contextlib.redirect_stdout(io.StringIO()):  # the trainer's one-line summary, per run
-        train_main(argv)
+    error = train_one(preset, spec, out, threads=None)
+    if error:
+        raise UserError(error)
 
 
 def run_parity(spec, root: str) -> tuple[str, str]:

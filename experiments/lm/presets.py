@@ -49,22 +49,21 @@ class Preset:
     predicted: bool = True
     ar_baseline: bool = False
     text_file: str | None = None      # any UTF-8 corpus instead of ``corpus``
-    extra_engine: dict = field(default_factory=dict)
+    extra_engine: dict = field(default_factory=dict)  # further TrainConfig settings
 
-    def train_args(self) -> list[str]:
-        """CLI flags shared by every run of the preset."""
-        args = ["--corpus", self.corpus, "--tokenizer", self.tokenizer,
-                "--vocab-size", str(self.vocab_size), "--block-size", str(self.block_size),
-                "--n-layer", str(self.n_layer), "--n-head", str(self.n_head),
-                "--n-embd", str(self.n_embd), "--batch-size", str(self.batch_size),
-                "--steps", str(self.steps), "--eval-every", str(self.eval_every),
-                "--ckpt-every", str(self.eval_every), "--eval-blocks", str(self.eval_blocks),
-                "--eval-nt", str(self.eval_nt), "--lr", str(self.lr), "--warmup", str(self.warmup)]
-        if self.text_file:
-            args += ["--text-file", self.text_file]
-        for key, value in self.extra_engine.items():
-            args += [f"--{key.replace('_', '-')}", str(value)]
-        return args
+    def configs(self, seed: int, **rate):
+        """(task, engine) settings of one run: the preset's corpus, model,
+        evaluation and training, the seed, and ``rate`` (``sampler=...`` or
+        ``objective="ar"``); the LM task's engine defaults fill the rest."""
+        from mdtheory.train.lm_task import LMTaskConfig
+
+        task = LMTaskConfig(corpus=self.corpus, text_file=self.text_file or None, tokenizer=self.tokenizer,
+                            vocab_size=self.vocab_size, block_size=self.block_size, n_layer=self.n_layer,
+                            n_head=self.n_head, n_embd=self.n_embd, eval_blocks=self.eval_blocks,
+                            eval_nt=self.eval_nt, seed=seed, **rate)
+        return task, task.train_config(**{
+            "steps": self.steps, "eval_every": self.eval_every, "ckpt_every": self.eval_every,
+            "lr": self.lr, "warmup": self.warmup, "batch_size": self.batch_size, **self.extra_engine})
 
 
 PRESETS = {

@@ -1,17 +1,24 @@
-"""Summarise results/lm/window_sweep.csv: the U-curve, the best window, the
-gap to U[0, 1] and whether the corpus-predicted t* lands in the best window.
+"""Summarise the LM window sweep: ``python -m experiments.lm.summarize``.
 
     python -m experiments.lm.summarize [--results results/lm]
 
-Writes RESULTS/window_sweep_summary.json and RESULTS/window_sweep_summary.md
-and prints the markdown table. Spread: for each window the mean over seeds
-of the full-range val and test losses, the test loss's standard deviation
-over seeds, and the mean within-run standard error (test blocks and masks).
-The best window is the one with the lowest mean *val* loss
-(mdtheory.window_selection) and is reported by its test loss; its gap to
-U[0, 1] is the paired per-seed test difference (same seed = same
-initialisation, batches and evaluation masks) with a 95% Student-t interval
-over seeds.
+The sweep's one aggregator: every number the figures and the paper show
+about the sweep is computed here.
+
+Reads RESULTS/window_sweep.csv (one row per run, written by the sweep) and
+writes RESULTS/window_sweep_by_window.csv (one row per training law),
+RESULTS/window_sweep_summary.json and RESULTS/window_sweep_summary.md (and
+prints the markdown table). Per law, over the seeds at the sweep's full
+budget: the mean full-range val and test losses, the test loss's standard
+deviation over seeds, the mean within-run standard error and the error bar
+``err`` (the larger of the standard error across seeds and the mean
+within-run one). The AR baseline's exact NLL is kept under its own names
+(``nll_*``): it is not a masked-diffusion ELBO. The best window is the one
+with the lowest mean *val* loss (the test split plays no part in the
+choice; a sweep without val losses is refused) and is reported by its test
+loss; its gap to U[0, 1] is the paired per-seed test difference best -
+uniform (same seed = same initialisation, batches and evaluation masks) with
+a two-sided 95% Student-t interval over seeds, mean +- t_{0.975, n-1} sd/sqrt(n).
 """
 from __future__ import annotations
 
@@ -25,7 +32,14 @@ import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
-from mdtheory.window_selection import select_best_window
+
+TEST, VAL = "full_range_test_loss", "full_range_val_loss"
+CONFIDENCE = 0.95
+BY_WINDOW = "window_sweep_by_window.csv"
+MD_NAMES = ("val_loss_mean", "loss_mean", "loss_sd_seeds", "se_mean")
+AR_NAMES = ("nll_val_mean", "nll_test_mean", "nll_test_sd_seeds", "nll_test_se_mean")
+BY_WINDOW_COLUMNS = ["kind", "objective", "t0", "t1", "midpoint", "width", "seeds", "steps", *MD_NAMES, *AR_NAMES,
+                     "err", "best_on_val"]
 
 
 def _finite(obj):
@@ -44,29 +58,76 @@ def _sd(x) -> float:
     return float(x.std(ddof=1)) if len(x) > 1 else float("nan")
 
 
+def _law(g: pd.DataFrame, val: str, test: str, names: tuple[str, str, str, str]) -> dict:
+    """Means over seeds of one law's ``val`` and ``test`` columns, under ``names``."""
+    across = _sd(g[test]) / math.sqrt(len(g)) if len(g) > 1 else 0.0
+    within = float(g[f"{test}_se"].mean())
+    return dict(zip(names, (float(g[val].mean()), float(g[test].mean()), _sd(g[test]), within)),
+                err=float(np.nanmax([across, within])))
+
+
+def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t confidence interval of the mean (NaN with fewer than 2 values)."""
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - half), float(x.mean() + half)
+
+
+def paired_difference(df: pd.DataFrame, best: dict) -> dict | None:
+    """Per-seed test loss of the best window minus U[0, 1], with its interval."""
+    def per_seed(rows):
+        return rows.groupby("seed")[TEST].mean()
+
+    u = per_seed(df[df["kind"] == "uniform"])
+    if u.empty:
+        return None
+    b = per_seed(df[(df["kind"] == "window") & (df["t0"] == best["t0"]) & (df["t1"] == best["t1"])])
+    seeds = sorted(set(u.index) & set(b.index))
+    diffs = [float(b[s] - u[s]) for s in seeds]
+    lo, hi = t_interval(diffs)
+    return {"seeds": [int(s) for s in seeds], "per_seed": diffs,
+            "mean": float(np.mean(diffs)) if diffs else float("nan"),
+            "sd_seeds": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan"),
+            "ci_low": lo, "ci_high": hi, "confidence": CONFIDENCE,
+            "interval": "two-sided Student t over seeds of the paired test difference",
+            "beats_uniform_all_seeds": bool(diffs) and all(d < 0 for d in diffs)}
+
+
 def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
     if df.empty:
         raise UserError("window_sweep.csv has no finished runs")
-    selection = select_best_window(df)  # chosen on val, reported on test
+    df = df[df["steps"] == df["steps"].max()]  # equal budgets only
+    md_rows = df[df["objective"] == "md"]
+    if VAL not in md_rows or md_rows[VAL].isna().any():
+        raise UserError(f"window_sweep.csv has runs without {VAL}: re-run the sweep "
+                        "(windows are chosen on validation, never on test)")
     groups = []
     for (kind, t0, t1), g in df.groupby(["kind", "t0", "t1"], dropna=False, sort=False):
-        groups.append({"kind": kind, "t0": t0, "t1": t1, "midpoint": (t0 + t1) / 2,
-                       "objective": g["objective"].iloc[0], "seeds": int(len(g)),
-                       "val_loss_mean": float(g["full_range_val_loss"].mean()),
-                       "loss_mean": float(g["full_range_test_loss"].mean()),
-                       "loss_sd_seeds": _sd(g["full_range_test_loss"]),
-                       "se_mean": float(g["full_range_test_loss_se"].mean())})
+        objective = g["objective"].iloc[0]
+        row = {"kind": kind, "t0": t0, "t1": t1, "midpoint": (t0 + t1) / 2, "width": t1 - t0,
+               "objective": objective, "seeds": int(len(g)), "steps": int(g["steps"].max())}
+        if objective == "ar":
+            row.update(_law(g, "nll_val", "nll_test", AR_NAMES))
+        else:
+            row.update(_law(g, VAL, TEST, MD_NAMES))
+        groups.append(row)
     md = [g for g in groups if g["objective"] == "md"]
-    windows = sorted((g for g in md if g["kind"] == "window"), key=lambda g: g["t0"])
+    windows = sorted((g for g in md if g["kind"] == "window"), key=lambda g: (g["t0"], g["t1"]))
+    best = min(windows, key=lambda g: g["val_loss_mean"], default=None)  # chosen on val, reported on test
+    for g in groups:
+        g["best_on_val"] = g is best
     out: dict = {"groups": groups}
-    if selection is not None:
-        sel = selection["best"]
-        best = next(g for g in windows if (g["t0"], g["t1"]) == (sel["t0"], sel["t1"]))
+    if best:
         out["best_window"] = {**best, "selected_on": "val"}
     uniform = next((g for g in md if g["kind"] == "uniform"), None)
-    if selection is not None and selection["best_minus_uniform"] is not None and uniform:
+    diff = paired_difference(df, best) if best else None
+    if diff is not None and uniform:
         out["uniform"] = uniform
-        out["best_minus_uniform"] = selection["best_minus_uniform"]
+        out["best_minus_uniform"] = diff
         out["windows_beating_uniform"] = [[g["t0"], g["t1"]] for g in windows
                                           if g["loss_mean"] < uniform["loss_mean"]]
     pred = next((g for g in md if g["kind"] == "predicted"), None)
@@ -78,7 +139,7 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
             out["predicted"]["rank_among_windows"] = rank
             out["predicted"]["rank_among_windows_val"] = \
                 1 + sum(g["val_loss_mean"] < pred["val_loss_mean"] for g in windows)
-    if t_star is not None and windows:
+    if t_star is not None and best:
         out["t_star"] = t_star
         out["t_star_in_best_window"] = bool(best["t0"] <= t_star <= best["t1"])
     ar = next((g for g in groups if g["objective"] == "ar"), None)
@@ -87,24 +148,28 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
     return out
 
 
+def _text(sd: float) -> str:
+    return "-" if math.isnan(sd) else f"{sd:.4f}"
+
+
 def table(summary: dict) -> str:
     lines = ["| training law | midpoint | seeds | full-range val loss (mean) | full-range test loss (mean) "
              "| test sd over seeds | test mean se |",
              "|---|---|---|---|---|---|---|"]
     for g in summary["groups"]:
         if g["objective"] == "ar":
-            name, mid = "AR baseline (exact NLL, not an ELBO)", "-"
-        elif g["kind"] == "uniform":
+            lines.append(f"| AR baseline (exact NLL, not an ELBO) | - | {g['seeds']} | {g['nll_val_mean']:.4f} "
+                         f"| {g['nll_test_mean']:.4f} | {_text(g['nll_test_sd_seeds'])} | {g['nll_test_se_mean']:.4f} |")
+            continue
+        if g["kind"] == "uniform":
             name, mid = "U[0, 1]", "0.50"
         else:
             name = f"U[{g['t0']:g}, {g['t1']:g}]" + (" (predicted)" if g["kind"] == "predicted" else "")
             mid = f"{g['midpoint']:.3f}"
-        sd = "-" if math.isnan(g["loss_sd_seeds"]) else f"{g['loss_sd_seeds']:.4f}"
-        if summary.get("best_window", {}).get("t0") == g["t0"] and g["kind"] == "window" \
-                and summary["best_window"]["t1"] == g["t1"]:
+        if g["best_on_val"]:
             name = f"**{name}** (best on val)"
         lines.append(f"| {name} | {mid} | {g['seeds']} | {g['val_loss_mean']:.4f} | {g['loss_mean']:.4f} "
-                     f"| {sd} | {g['se_mean']:.4f} |")
+                     f"| {_text(g['loss_sd_seeds'])} | {g['se_mean']:.4f} |")
     diff = summary.get("best_minus_uniform")
     if diff:
         ci = "" if math.isnan(diff["ci_low"]) else \
@@ -134,6 +199,8 @@ def _main(argv) -> int:
     summary = summarize(df, t_star)
     text = table(summary)
     atomic_write_json(results / "window_sweep_summary.json", _finite(summary))
+    by_window = pd.DataFrame(summary["groups"]).reindex(columns=BY_WINDOW_COLUMNS)
+    atomic_write_text(results / BY_WINDOW, by_window.to_csv(index=False))
     atomic_write_text(results / "window_sweep_summary.md", text)
     print(text, end="")
     return 0

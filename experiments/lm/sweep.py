@@ -2,16 +2,15 @@
 
     python -m experiments.lm.sweep --preset {quick,paper,tiny} [--jobs 2]
 
-Trains every run of the preset (see experiments/lm/presets.py) with
-``python -m mdtheory.train lm`` (called in-process), then writes
+Trains every run of the preset (see experiments/lm/presets.py) with the
+shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
 
     RESULTS/window_sweep.csv          one row per run: preset, run, kind,
                                       objective, t0, t1, midpoint, seed,
-                                      steps, tokens, full_range_val_loss,
-                                      full_range_val_loss_se, full_range_test_loss,
-                                      full_range_test_loss_se, bits_per_token,
-                                      train_loss, eval_kind, run_dir
-                                      (choose windows on val, report test)
+                                      steps, tokens, full_range_{val,test}_loss(_se)
+                                      (MD ELBOs), nll_{val,test}(_se) (AR
+                                      exact NLL), bits_per_token, train_loss,
+                                      eval_kind, run_dir
     RESULTS/window_sweep_curves.csv   loss-vs-step curves of every run
     RESULTS/window_sweep.json         preset, predicted window, provenance
     RESULTS/runs/<preset>/<run>/      config.json, metrics.jsonl, ckpt.pt
@@ -32,7 +31,7 @@ import json
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fnmatch import fnmatch
 from multiprocessing import get_context
 from pathlib import Path
@@ -42,15 +41,15 @@ from tqdm.auto import tqdm
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli, write_provenance_json
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
-from mdtheory.runfiles import read_metrics
+from mdtheory.runfiles import read_metrics, read_run
 
 from .presets import PRESETS, Preset
 
-CSV_FIELDS = ("preset", "run", "kind", "objective", "t0", "t1", "midpoint", "seed", "steps", "tokens",
-              "full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss",
-              "full_range_test_loss_se", "bits_per_token", "train_loss", "eval_kind", "run_dir")
-CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", "full_range_val_loss",
-                "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "train_loss")
+METRICS = ("full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se",
+           "nll_val", "nll_val_se", "nll_test", "nll_test_se")  # MD ELBOs, then the AR exact NLL
+CSV_FIELDS = ("preset", "run", "kind", "objective", "t0", "t1", "midpoint", "seed", "steps", "tokens", *METRICS,
+              "bits_per_token", "train_loss", "eval_kind", "run_dir")
+CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", *METRICS, "train_loss")
 
 
 @dataclass
@@ -65,10 +64,11 @@ class RunSpec:
     def objective(self) -> str:
         return "ar" if self.kind == "ar" else "md"
 
-    def args(self) -> list[str]:
+    def rate(self) -> dict:
+        """What this run sets in the task: its mask-rate window, or the ar objective."""
         if self.kind == "ar":
-            return ["--objective", "ar"]
-        return ["--window", repr(self.t0), repr(self.t1)]
+            return {"objective": "ar"}
+        return {"sampler": f"window:{float(self.t0)!r},{float(self.t1)!r}"}
 
 
 def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[float, float, float]:
@@ -106,78 +106,50 @@ def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
     return runs, info
 
 
-def read_records(run_dir: Path) -> list[dict]:
-    return read_metrics(run_dir)
-
-
 def is_finished(run_dir: Path, steps: int) -> bool:
-    recs = read_records(run_dir)
+    recs = read_metrics(run_dir)
     return bool(recs) and recs[-1].get("step") == steps and "full_range_test_loss" in recs[-1]
 
 
-def train_one(preset_name: str, spec: dict, run_dir: str, threads: int | None) -> str | None:
+def train_one(preset: Preset, spec: RunSpec, run_dir: str, threads: int | None) -> str | None:
     """Train (or resume) one run; returns an error line or None."""
     import torch
-    from mdtheory.train.__main__ import main as train_main
+    from mdtheory.train import train
+    from mdtheory.train.lm_task import LMTask
 
     if threads:
         torch.set_num_threads(threads)
-    preset, spec, run_dir = PRESETS[preset_name], RunSpec(**spec), Path(run_dir)
-    argv = ["lm", *preset.train_args(), *spec.args(), "--seed", str(spec.seed),
-            "--out", str(run_dir), "--no-progress"]
-    if (run_dir / "ckpt.pt").exists():
-        argv.append("--resume")
-    elif run_dir.exists():
+    run_dir = Path(run_dir)
+    resume = (run_dir / "ckpt.pt").exists()
+    if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: start over
     try:
-        with _quiet():
-            train_main(argv)
+        task, cfg = preset.configs(spec.seed, **spec.rate())
+        train(LMTask(task), replace(cfg, out_dir=str(run_dir), resume=resume, progress=False))
     except UserError as exc:
         return f"{spec.name}: {exc}"
-    except SystemExit as exc:  # argparse error inside the trainer
-        return f"{spec.name}: trainer exited with status {exc.code}"
     return None
 
 
-class _quiet:
-    """Silence the trainer's one-line summary (the sweep has its own bar)."""
-
-    def __enter__(self):
-        self._stdout, sys.stdout = sys.stdout, io.StringIO()
-
-    def __exit__(self, *exc):
-        sys.stdout = self._stdout
-        return False
-
-
 def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict]]:
+    """One row per finished run and one per evaluation, from the run records."""
     rows, curves = [], []
     for spec in runs:
         run_dir = run_root / spec.name
-        recs = read_records(run_dir)
         if not is_finished(run_dir, preset.steps):
             continue
-        final = recs[-1]
-        mid = (spec.t0 + spec.t1) / 2
+        run = read_run(run_dir)
+        final, mid = run.final, (spec.t0 + spec.t1) / 2
+        described = {"run": spec.name, "kind": spec.kind, "objective": spec.objective, "t0": spec.t0,
+                     "t1": spec.t1, "seed": spec.seed}
         rows.append({
-            "preset": preset.name, "run": spec.name, "kind": spec.kind, "objective": spec.objective,
-            "t0": spec.t0, "t1": spec.t1, "midpoint": round(mid, 4), "seed": spec.seed,
+            **described, "preset": preset.name, "midpoint": round(mid, 4),
             "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
-            # runs from before val was logged have none; the summary refuses them
-            "full_range_val_loss": final.get("full_range_val_loss"),
-            "full_range_val_loss_se": final.get("full_range_val_loss_se"),
-            "full_range_test_loss": final["full_range_test_loss"],
-            "full_range_test_loss_se": final["full_range_test_loss_se"],
-            "bits_per_token": final.get("full_range_bits_per_token"), "train_loss": final.get("loss"),
-            "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
-        for r in recs:
-            curves.append({"run": spec.name, "kind": spec.kind, "objective": spec.objective,
-                           "t0": spec.t0, "t1": spec.t1, "seed": spec.seed, "step": r["step"],
-                           "full_range_val_loss": r.get("full_range_val_loss"),
-                           "full_range_val_loss_se": r.get("full_range_val_loss_se"),
-                           "full_range_test_loss": r.get("full_range_test_loss"),
-                           "full_range_test_loss_se": r.get("full_range_test_loss_se"),
-                           "train_loss": r.get("loss")})
+            **{key: final.get(key) for key in METRICS},
+            "bits_per_token": final.get("full_range_bits_per_token", final.get("nll_bits_per_token")),
+            "train_loss": final.get("loss"), "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
+        curves += [{**described, "step": r["step"], **{key: r.get(key) for key in METRICS},
+                    "train_loss": r.get("loss")} for r in run.metrics]
     return rows, curves
 
 
@@ -237,7 +209,6 @@ def _main(argv) -> int:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     preset = PRESETS[args.preset]
     if args.seeds:
-        from dataclasses import replace
         preset = replace(preset, seeds=tuple(args.seeds))
     results = writable_folder(Path(args.results or ("results/lm/tiny" if preset.name == "tiny" else "results/lm")))
     run_root = results / "runs" / preset.name
@@ -253,13 +224,13 @@ def _main(argv) -> int:
                file=sys.stderr, dynamic_ncols=True)
     if args.jobs == 1:
         for spec in todo:
-            err = train_one(preset.name, asdict(spec), str(run_root / spec.name), threads)
+            err = train_one(preset, spec, str(run_root / spec.name), threads)
             errors += [err] if err else []
             write_outputs(preset, runs, run_root, results, info)
             bar.update(1)
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(train_one, preset.name, asdict(s), str(run_root / s.name), threads)
+            futures = [pool.submit(train_one, preset, s, str(run_root / s.name), threads)
                        for s in todo]
             for fut in futures:
                 err = fut.result()

@@ -1,9 +1,10 @@
 """Run lists of the parity study, one function per preset.
 
-A run is a ``RunSpec``: everything ``python -m mdtheory.train parity`` needs,
-plus the study group it belongs to and the step budget. Its directory name
-is derived from the spec, so re-running a preset finds its own runs again
-(finished ones are skipped, unfinished ones resumed).
+A run is a ``RunSpec``: the settings of one parity run (``RunSpec.configs``
+gives the task and engine configs), the study group it belongs to and the
+step budget. Its directory name is derived from the spec, so re-running a
+preset finds its own runs again (finished ones are skipped, unfinished ones
+resumed).
 
 Presets and where they write (``ROOTS``):
 
@@ -24,7 +25,7 @@ touches the committed full results; the figures read results/parity/runs.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 from mdtheory.theory.numeric import best_t1_given_t0_zero
 
@@ -63,7 +64,6 @@ class RunSpec:
     normalization: str = "tokens"
     eval_every: int = 100
     group: str = "main"                 # main, ksweep, models, calibration, ablation, ...
-    extra: tuple = field(default=())    # further CLI flags, e.g. ("--warmup", "100")
     tag: str = ""                       # distinguishes otherwise equal runs (e.g. "long")
 
     @property
@@ -83,25 +83,24 @@ class RunSpec:
             parts.append(f"w-{self.loss_weighting}")
         if self.objective == "md" and self.normalization != "tokens":
             parts.append(f"norm-{self.normalization}")
-        if self.extra:
-            parts.append("x" + "".join(str(e).strip("-").replace(".", "p") for e in self.extra))
         if self.tag:
             parts.append(self.tag)
         parts.append(f"s{self.seed}")
         return "_".join(parts)
 
-    def cli_args(self) -> list[str]:
-        """Flags for ``python -m mdtheory.train parity`` (without --steps/--out)."""
-        args = ["--objective", self.objective, "--n", str(self.n), "--k", str(self.k),
-                "--train-size", str(self.train_size), "--val-size", str(self.val_size),
-                "--seed", str(self.seed), "--weight-decay", repr(self.weight_decay), "--lr", repr(self.lr),
-                "--batch-size", str(self.batch_size), "--model", self.model,
-                "--n-layer", str(self.n_layer), "--n-head", str(self.n_head), "--n-embd", str(self.n_embd),
-                "--eval-every", str(self.eval_every)]
-        if self.objective == "md":
-            args += ["--window", repr(self.t0), repr(self.t1), "--loss-weighting", self.loss_weighting,
-                     "--normalization", self.normalization]
-        return args + [str(e) for e in self.extra]
+    def configs(self):
+        """(task, engine) settings of this run; the parity task's engine
+        defaults fill the rest."""
+        from mdtheory.train.parity_task import ParityTaskConfig
+
+        md = {} if self.objective != "md" else dict(
+            sampler=f"window:{float(self.t0)!r},{float(self.t1)!r}",
+            loss_weighting=self.loss_weighting, normalization=self.normalization)
+        task = ParityTaskConfig(n=self.n, k=self.k, train_size=self.train_size, val_size=self.val_size,
+                                seed=self.seed, objective=self.objective, model=self.model,
+                                n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, **md)
+        return task, task.train_config(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
+                                       batch_size=self.batch_size, eval_every=self.eval_every)
 
     def describe(self) -> dict:
         return {"name": self.name, **asdict(self)}

@@ -30,17 +30,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per run: the machine i
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
+from mdtheory.cli import OneLineParser, run_cli
 from mdtheory.errors import UserError
-from mdtheory.runfiles import read_metrics
+from mdtheory.runfiles import MARKER_NAME as RUN_MARKER, read_metrics, write_marker
 
 from .presets import PRESETS, ROOTS, RunSpec, runs_of
 
-RUN_MARKER = "run.json"
 ACC = 0.99
 
 
@@ -70,13 +70,12 @@ def run_status(run_dir: Path, spec: RunSpec) -> str | None:
 
 
 def _train_segment(spec: RunSpec, out: Path, steps: int) -> None:
-    from mdtheory.train.__main__ import build_parser, parity_task_from_args
-    from mdtheory.train.engine import config_from_args, train
+    from mdtheory.train import train
+    from mdtheory.train.parity_task import ParityTask
 
-    argv = ["parity", *spec.cli_args(), "--steps", str(steps), "--out", str(out), "--resume",
-            "--ckpt-every", str(segment_length(spec)), "--no-progress"]
-    args = build_parser().parse_args(argv)
-    train(parity_task_from_args(args), config_from_args(args))
+    task, cfg = spec.configs()
+    train(ParityTask(task), replace(cfg, steps=steps, out_dir=str(out), resume=True,
+                                    ckpt_every=segment_length(spec), progress=False))
 
 
 def segment_length(spec: RunSpec) -> int:
@@ -113,10 +112,9 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
         status = "diverged"
         records = read_metrics(out)
     last = records[-1] if records else {}
-    atomic_write_json(out / RUN_MARKER, {
-        "status": status, "budget": spec.steps, "steps_done": last.get("step", 0),
-        "early_stop_rule": f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations",
-        "spec": spec.describe()})
+    write_marker(out, status, spec.steps, last.get("step", 0),
+                 early_stop_rule=f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations",
+                 spec=spec.describe())
     return spec.name, status
 
 

@@ -22,7 +22,6 @@ lasts at least 3x the steps it took to fit the training set.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ import pandas as pd
 from mdtheory.cli import OneLineParser, atomic_write_text, run_cli, write_provenance_json
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
-from mdtheory.runfiles import read_metrics
+from mdtheory.runfiles import RunRecord, read_runs
 
 ACC, CHANCE_BAND, GROK_FACTOR = 0.99, 0.60, 3
 
@@ -43,18 +42,12 @@ RUN_COLUMNS = ["run", "group", "objective", "model", "n", "k", "train_size", "va
                "plateau_steps", "grokking_signature", "max_val_acc", "final_train_acc", "final_val_acc"]
 OUTPUTS = ("summary.csv", "summary_by_condition.csv", "summary_by_condition.md", "summary_by_seed.md",
            "theory_vs_speed.csv", "summary_provenance.json")
+MAIN_MODEL, SETTING = "transformer", ["n", "k", "train_size"]
 CONDITION_KEYS = ["group", "objective", "model", "n", "k", "train_size", "weight_decay", "lr", "n_embd",
                   "loss_weighting", "normalization", "t0", "t1"]
 
 
 # --- one run -----------------------------------------------------------------
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-
 
 def first_step(records: list[dict], key: str, threshold: float, above: bool = False):
     """First evaluated step with records[key] >= threshold (> if ``above``)."""
@@ -65,44 +58,20 @@ def first_step(records: list[dict], key: str, threshold: float, above: bool = Fa
     return None
 
 
-def window_of(task: dict) -> tuple[float | None, float | None]:
-    law = task.get("sampler_law") or {}
-    if "t0" in law and "t1" in law:
-        return float(law["t0"]), float(law["t1"])
-    spec = str(task.get("sampler", ""))
-    if spec.startswith(("window:", "stratified:")):
-        t0, t1 = spec.split(":", 1)[1].split(",")
-        return float(t0), float(t1)
-    if spec == "uniform":
-        return 0.0, 1.0
-    return None, None
-
-
-def p_signal(task: dict, k: int, t0, t1):
+def p_signal(task: dict, window) -> float | None:
     if task.get("p_signal") is not None:
         return float(task["p_signal"])
-    if t0 is None or t1 is None:
+    if window is None:
         return None
     from mdtheory.theory.numeric import p_signal as theory_p_signal
-    return float(theory_p_signal(k, t0, t1))
+    return float(theory_p_signal(task.get("k"), *window))
 
 
-def summarize_run(run_dir: Path) -> dict | None:
-    """One summary row, or None when the directory holds no evaluated run."""
-    run_dir = Path(run_dir)
-    cfg_path, metrics_path = run_dir / "config.json", run_dir / "metrics.jsonl"
-    if not (cfg_path.exists() and metrics_path.exists()):
-        return None
-    config = _read_json(cfg_path)
-    records = read_metrics(metrics_path)
-    if not records:
-        return None
-    task, train = config.get("task", {}), config.get("train", {})
-    marker = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-    spec = marker.get("spec", {})
-    objective = task.get("objective")
-    t0, t1 = window_of(task) if objective == "md" else (None, None)
-    steps = int(records[-1]["step"])
+def summarize_run(run: RunRecord) -> dict:
+    """One summary row."""
+    task, records, md = run.task, run.metrics, run.objective == "md"
+    t0, t1 = run.window or (None, None)
+    steps = run.steps
     to_train = first_step(records, "train_acc", ACC)
     to_val = first_step(records, "val_acc", ACC)
     above_chance = first_step(records, "val_acc", CHANCE_BAND, above=True)
@@ -112,17 +81,15 @@ def summarize_run(run_dir: Path) -> dict | None:
     grok = bool(to_train is not None and to_train > 0 and plateau >= GROK_FACTOR * to_train)
     val = [r["val_acc"] for r in records if r.get("val_acc") is not None]
     return {
-        "run": run_dir.name, "group": spec.get("group", ""), "objective": objective,
+        "run": run.name, "group": run.marker.get("spec", {}).get("group", ""), "objective": run.objective,
         "model": task.get("model"), "n": task.get("n"), "k": task.get("k"),
         "train_size": task.get("train_size"), "val_size": task.get("val_size"),
-        "weight_decay": train.get("weight_decay"), "lr": train.get("lr"), "batch_size": train.get("batch_size"),
-        "n_layer": task.get("n_layer"), "n_embd": task.get("n_embd"),
-        "loss_weighting": task.get("loss_weighting") if objective == "md" else "",
-        "normalization": task.get("normalization") if objective == "md" else "",
-        "t0": t0, "t1": t1, "P_S": p_signal(task, task.get("k"), t0, t1) if objective == "md" else None,
-        "seed": task.get("seed", train.get("seed")),
-        "budget": marker.get("budget", train.get("steps")), "steps": steps,
-        "status": marker.get("status", "complete" if steps >= train.get("steps", math.inf) else "running"),
+        "weight_decay": run.train.get("weight_decay"), "lr": run.train.get("lr"),
+        "batch_size": run.train.get("batch_size"), "n_layer": task.get("n_layer"), "n_embd": task.get("n_embd"),
+        "loss_weighting": task.get("loss_weighting") if md else "",
+        "normalization": task.get("normalization") if md else "",
+        "t0": t0, "t1": t1, "P_S": p_signal(task, run.window) if md else None,
+        "seed": run.seed, "budget": run.budget, "steps": steps, "status": run.status,
         "steps_to_train_99": to_train, "steps_to_val_99": to_val, "steps_to_val_60": above_chance,
         "plateau_steps": plateau, "grokking_signature": grok,
         "max_val_acc": max(val) if val else None,
@@ -131,7 +98,7 @@ def summarize_run(run_dir: Path) -> dict | None:
 
 
 def summarize_runs(runs_dir: Path) -> pd.DataFrame:
-    rows = [row for d in sorted(Path(runs_dir).iterdir()) if d.is_dir() and (row := summarize_run(d))]
+    rows = [summarize_run(run) for run in read_runs(runs_dir)]
     table = pd.DataFrame(rows, columns=RUN_COLUMNS)
     for col in ("steps_to_train_99", "steps_to_val_99", "steps_to_val_60", "plateau_steps"):
         table[col] = table[col].astype("Int64")  # integers with empty cells for "never"
@@ -176,8 +143,23 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
     order = out["objective"].map({"os": 0, "ar": 1, "md": 2}).fillna(3)
     out = out.assign(_o=order, _t1=pd.to_numeric(out["t1"], errors="coerce"),
                      _wd=-pd.to_numeric(out["weight_decay"], errors="coerce"))
-    return out.sort_values(["group", "n", "k", "train_size", "model", "_wd", "_o", "_t1"]) \
+    out = out.sort_values(["group", "n", "k", "train_size", "model", "_wd", "_o", "_t1"]) \
         .drop(columns=["_o", "_t1", "_wd"]).reset_index(drop=True)
+    return out.assign(main_setting=main_setting_mask(out))
+
+
+def main_setting_mask(cond: pd.DataFrame) -> pd.Series:
+    """The conditions of the main setting: the (n, k, N) whose transformer
+    runs have the most distinct (objective, weight decay, window) conditions
+    (the one figures and the paper's table show)."""
+    transformer = cond[cond["model"] == MAIN_MODEL]
+    if transformer.empty:
+        return pd.Series(False, index=cond.index)
+    counts = transformer.groupby(SETTING).apply(
+        lambda g: len(g[["objective", "weight_decay", "t0", "t1"]].astype(str).drop_duplicates()),
+        include_groups=False)
+    best = max(counts.index, key=lambda s: (counts[s], str(s)))
+    return (cond["model"] == MAIN_MODEL) & (cond[SETTING].apply(tuple, axis=1) == best)
 
 
 def _fmt_steps(x) -> str:

@@ -20,25 +20,24 @@ import math
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_text, check_output_dir, run_cli, write_provenance_json
 from mdtheory.errors import UserError
+from mdtheory.latex import NOT_RUN, empty_table, fmt, fmt_steps, fmt_window, result_macro, row, span
+from mdtheory.latex import table as latex_table
 from mdtheory.provenance import provenance
 
-from ..window_selection import select_best_window
 from . import lm as lm_plots
 from . import parity as parity_plots
 from .style import MissingData
-
-NOT_RUN = r"\textit{not run}"
 
 # The source paper's numbers: value as printed, and where it is stated.
 # [fig] values were read off the paper's vector figures (about +-0.01).
 PAPER_LM_LOSS_BY_MIDPOINT = {0.05: 4.756, 0.15: 3.984, 0.25: 3.792, 0.35: 3.678, 0.45: 3.615,
                              0.55: 3.617, 0.65: 3.793, 0.75: 4.005, 0.85: 4.065, 0.95: 4.812}  # [fig] Fig. 3
 PAPER_LM_BASELINE = 3.880  # [fig] Fig. 3, U[0,1]
+FIG3 = "Fig. 3 [fig]"
 PAPER_NUMBERS = {
     "t1_best_t0_zero_k6": ("0.246", "main text"),
     "signal_optimal_t_k6": (r"$1/(k{+}1)$", "main text"),
@@ -61,37 +60,7 @@ PAPER_NOT_RUN_ROWS = [  # 8B pre-training and SFT: beyond this toolkit's compute
 ]
 
 
-# --- formatting ---------------------------------------------------------------
-
-def fmt(x, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return NOT_RUN
-    if isinstance(x, (int, np.integer)):
-        return fmt_steps(x)
-    return f"{float(x):.{digits}f}"
-
-
-def fmt_steps(x) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return NOT_RUN
-    return f"{int(round(float(x))):,}".replace(",", "{,}")
-
-
-def fmt_window(t0, t1) -> str:
-    return f"$[{float(t0):g},{float(t1):g}]$"
-
-
-def macro_line(name: str, value: str) -> str:
-    if not name.isalnum():
-        raise ValueError(f"macro name must be alphanumeric: {name!r}")
-    return f"\\expandafter\\def\\csname res@{name}\\endcsname{{{value}}}\n"
-
-
 # --- parity -------------------------------------------------------------------
-
-def parity_summary(results: Path) -> pd.DataFrame:
-    return parity_plots.summary_table(results)
-
 
 def _condition_label(row) -> str:
     if row["objective"] == "md":
@@ -99,62 +68,37 @@ def _condition_label(row) -> str:
     return {"os": "output supervision", "ar": "autoregressive"}.get(row["objective"], str(row["objective"]))
 
 
-def parity_conditions(summary: pd.DataFrame) -> tuple[pd.DataFrame, tuple]:
-    """Median / min / max steps to 0.99 per condition of the main setting."""
-    table = summary.copy()
-    if "model" not in table:
-        table["model"] = parity_plots.MAIN_MODEL
-    table["model"] = table["model"].fillna(parity_plots.MAIN_MODEL)
-    for col in ("t0", "t1", "weight_decay"):
-        if col not in table:
-            table[col] = np.nan
-    main = table[table["model"] == parity_plots.MAIN_MODEL]
+def parity_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
+    """The conditions of the main setting, as summarize wrote them."""
+    conditions = parity_plots.summary_table(results, "summary_by_condition.csv")
+    main = conditions[conditions["main_setting"]] if "main_setting" in conditions else conditions.iloc[:0]
     if main.empty:
         raise MissingData("no transformer parity rows")
-    sizes = main.groupby(["n", "k", "train_size"], dropna=False).apply(
-        lambda g: g[["objective", "t0", "t1", "weight_decay"]].astype(str).drop_duplicates().shape[0],
-        include_groups=False)
-    setting = sizes.idxmax()
-    main = main[(main["n"] == setting[0]) & (main["k"] == setting[1]) & (main["train_size"] == setting[2])]
-    rows = []
-    keys = ["objective", "weight_decay", "t0", "t1"]
-    for key, group in main.groupby(keys, dropna=False):
-        first = group.iloc[0]
-        val = group["steps_to_val_99"].dropna()
-        train = group["steps_to_train_99"].dropna() if "steps_to_train_99" in group else pd.Series(dtype=float)
-        rows.append({"objective": first["objective"], "label": _condition_label(first),
-                     "weight_decay": first["weight_decay"], "t0": first["t0"], "t1": first["t1"],
-                     "P_S": first.get("P_S", np.nan), "seeds": len(group), "budget": int(group["steps"].max()),
-                     "val_reached": len(val), "val_median": val.median() if len(val) else None,
-                     "val_min": val.min() if len(val) else None, "val_max": val.max() if len(val) else None,
-                     "train_reached": len(train), "train_median": train.median() if len(train) else None})
-    out = pd.DataFrame(rows)
-    order = out["objective"].map({"os": 0, "ar": 1, "md": 2}).fillna(3)
-    out = out.assign(_o=order, _wd=-out["weight_decay"].fillna(0)).sort_values(["_wd", "_o", "t0", "t1"])
-    return out.drop(columns=["_o", "_wd"]).reset_index(drop=True), setting
+    setting = tuple(main.iloc[0][key] for key in ("n", "k", "train_size"))
+    return main.assign(label=main.apply(_condition_label, axis=1)).reset_index(drop=True), setting
 
 
 def parity_numbers(results: Path) -> tuple[dict, str]:
     """Macros and the per-condition table for the main parity setting."""
     try:
-        summary = parity_summary(results)
-        conditions, (n, k, size) = parity_conditions(summary)
+        conditions, (n, k, size) = parity_conditions(results)
+        runs = int(parity_plots.summary_table(results, "summary_by_condition.csv")["seeds"].sum())
     except MissingData:
-        return {}, _empty_table("parity results not run", 7)
+        return {}, empty_table("parity results not run", 7)
     wd = conditions["weight_decay"].max()
     at_wd = conditions[(conditions["weight_decay"] == wd) | conditions["weight_decay"].isna()]
     macros = {"parityN": str(int(n)), "parityK": str(int(k)), "parityTrainSize": fmt_steps(int(size)),
               "parityWeightDecay": "n/a" if pd.isna(wd) else f"{wd:g}",
               "paritySeedsMin": str(int(conditions["seeds"].min())),
-              "parityRuns": str(len(summary))}
+              "parityRuns": str(runs)}
     from mdtheory.theory import numeric
 
     macros["parityTheoryBestTOne"] = fmt(numeric.best_t1_given_t0_zero(int(k)))
-    md = at_wd[(at_wd["objective"] == "md") & at_wd["val_median"].notna()]
+    md = at_wd[(at_wd["objective"] == "md") & at_wd["val_99_median"].notna()]
     # "fastest" = reached 0.99 in the largest share of seeds, then the lowest
     # median over those seeds: a window that got there once is not the best
-    md = md.assign(_share=md["val_reached"] / md["seeds"]).sort_values(
-        ["_share", "val_median"], ascending=[False, True])
+    md = md.assign(_share=md["val_99_reached"] / md["seeds"]).sort_values(
+        ["_share", "val_99_median"], ascending=[False, True])
     best = md.iloc[0] if not md.empty else None
     os_row = at_wd[at_wd["objective"] == "os"]
     ar_row = at_wd[at_wd["objective"] == "ar"]
@@ -163,26 +107,26 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
         if rows.empty:
             return NOT_RUN
         row = rows.iloc[0]
-        if row["val_median"] is None or pd.isna(row["val_median"]):
+        if row["val_99_median"] is None or pd.isna(row["val_99_median"]):
             return f"not reached in {fmt_steps(row['budget'])}"
-        return fmt_steps(row["val_median"])
+        return fmt_steps(row["val_99_median"])
 
     macros["parityOSSteps"] = steps_or_never(os_row)
     # how many seeds the medians rest on (medians are over the seeds that got there)
     if not os_row.empty:
-        macros["parityOSReached"] = f"{int(os_row.iloc[0]['val_reached'])} of {int(os_row.iloc[0]['seeds'])} seeds"
+        macros["parityOSReached"] = f"{int(os_row.iloc[0]['val_99_reached'])} of {int(os_row.iloc[0]['seeds'])} seeds"
     if best is not None:
-        macros["parityBestMDReached"] = f"{int(best['val_reached'])} of {int(best['seeds'])} seeds"
+        macros["parityBestMDReached"] = f"{int(best['val_99_reached'])} of {int(best['seeds'])} seeds"
     macros["parityARSteps"] = steps_or_never(ar_row)
     macros["parityBestMDWindow"] = fmt_window(best["t0"], best["t1"]) if best is not None else "none reached 0.99"
-    macros["parityBestMDSteps"] = fmt_steps(best["val_median"]) if best is not None else NOT_RUN
+    macros["parityBestMDSteps"] = fmt_steps(best["val_99_median"]) if best is not None else NOT_RUN
     ratio = None
-    if best is not None and not os_row.empty and pd.notna(os_row.iloc[0]["val_median"]):
-        ratio = os_row.iloc[0]["val_median"] / best["val_median"]
+    if best is not None and not os_row.empty and pd.notna(os_row.iloc[0]["val_99_median"]):
+        ratio = os_row.iloc[0]["val_99_median"] / best["val_99_median"]
     macros["paritySpeedRatio"] = fmt(ratio, 1) if ratio is not None else "n/a"
     # A sentence whose direction follows the data, so the text cannot overclaim.
     def reached(row) -> str:
-        return f"{int(row['val_reached'])} of {int(row['seeds'])} seeds"
+        return f"{int(row['val_99_reached'])} of {int(row['seeds'])} seeds"
 
     if best is None:
         outcome = "no masked-diffusion window reached 0.99 held-out accuracy within its budget"
@@ -205,24 +149,17 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
 
 
 def parity_table_tex(conditions: pd.DataFrame) -> str:
-    lines = [r"\begin{tabular}{llrrrl}", r"\toprule",
-             r"condition & wd & $P_S$ & seeds & reached & steps to 0.99 held-out: median [min, max] \\",
-             r"\midrule"]
-    for _, row in conditions.iterrows():
-        ps = fmt(row["P_S"]) if pd.notna(row["P_S"]) else "--"
-        wd = "--" if pd.isna(row["weight_decay"]) else f"{row['weight_decay']:g}"
-        if row["val_reached"]:
-            steps = f"{fmt_steps(row['val_median'])} [{fmt_steps(row['val_min'])}, {fmt_steps(row['val_max'])}]"
+    rows = []
+    for _, r in conditions.iterrows():
+        ps = fmt(r["P_S"]) if pd.notna(r["P_S"]) else "--"
+        wd = "--" if pd.isna(r["weight_decay"]) else f"{r['weight_decay']:g}"
+        if r["val_99_reached"]:
+            steps = f"{fmt_steps(r['val_99_median'])} [{fmt_steps(r['val_99_min'])}, {fmt_steps(r['val_99_max'])}]"
         else:
-            steps = f"not reached (budget {fmt_steps(row['budget'])})"
-        lines.append(f"{row['label']} & {wd} & {ps} & {row['seeds']} & {row['val_reached']}/{row['seeds']} & {steps} \\\\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines) + "\n"
-
-
-def _empty_table(message: str, ncols: int) -> str:
-    return (f"\\begin{{tabular}}{{{'l' * ncols}}}\n\\toprule\n\\multicolumn{{{ncols}}}{{l}}{{\\textit{{{message}}}}}"
-            f" \\\\\n\\bottomrule\n\\end{{tabular}}\n")
+            steps = f"not reached (budget {fmt_steps(r['budget'])})"
+        rows.append(row(r["label"], wd, ps, r["seeds"], f"{r['val_99_reached']}/{r['seeds']}", steps))
+    return latex_table("llrrrl", row("condition", "wd", "$P_S$", "seeds", "reached",
+                               "steps to 0.99 held-out: median [min, max]"), rows)
 
 
 # --- language model -------------------------------------------------------------
@@ -230,32 +167,28 @@ def _empty_table(message: str, ncols: int) -> str:
 def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
     """LM macros and table. The best window is chosen on val and reported on
     test; its gain over U[0, 1] is the paired per-seed test difference with a
-    95% Student-t interval over seeds (mdtheory.window_selection)."""
+    95% Student-t interval over seeds (experiments.lm.summarize)."""
     try:
         table = lm_plots.window_table(results)
     except MissingData:
         t_star = lm_plots.predicted_t_star(results)  # the corpus estimate needs no sweep
         macros = {} if t_star is None else {"lmTStar": fmt(t_star)}
-        return macros, _empty_table("language-model sweep not run", 4), None
+        return macros, empty_table("language-model sweep not run", 4), None
     full = table[[lm_plots.is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
     windows = table.drop(index=full.index)
     macros = {"lmWindows": str(len(windows)), "lmSeedsMin": str(int(table["seeds"].min()))}
-    sweep = lm_plots.read_sweep(results)
-    if "steps" in sweep:
-        macros["lmSteps"] = fmt_steps(int(sweep["steps"].max()))
+    macros["lmSteps"] = fmt_steps(int(table["steps"].max()))
     if not full.empty:
         b = full.iloc[0]
         macros["lmBaselineLoss"] = fmt(b["loss"])
         macros["lmBaselineErr"] = fmt(b["err"])
-    selection = select_best_window(sweep)  # refuses a sweep without val losses
     best = None
-    if selection is not None:
-        sel = selection["best"]
-        best = windows[((windows["t0"] - sel["t0"]).abs() < 1e-9) & ((windows["t1"] - sel["t1"]).abs() < 1e-9)].iloc[0]
+    if table["best_on_val"].any():
+        best = table[table["best_on_val"]].iloc[0]
         macros["lmBestWindow"] = fmt_window(best["t0"], best["t1"])
         macros["lmBestLoss"] = fmt(best["loss"])
         macros["lmBestErr"] = fmt(best["err"])
-        diff = selection["best_minus_uniform"]
+        diff = lm_plots.sweep_summary(results).get("best_minus_uniform")
         if diff is not None and diff["per_seed"]:
             # gain = U[0,1] minus best, so the interval flips sign
             lo, hi = -diff["ci_high"], -diff["ci_low"]
@@ -279,16 +212,12 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
         if best is not None:
             inside = best["t0"] <= t_star <= best["t1"]
             macros["lmTStarInBest"] = "inside" if inside else "outside"
-    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
-             r"training window & midpoint & seeds & val loss & full-range test loss \\", r"\midrule"]
-    for _, row in table.iterrows():
-        chosen = best is not None and row["t0"] == best["t0"] and row["t1"] == best["t1"]
-        name = f"$[{float(row['t0']):g},{float(row['t1']):g}]" + ("^\\dagger$" if chosen else "$")
-        lines.append(f"{name} & {row['mid']:.2f} & {int(row['seeds'])} & {fmt(row['val_loss'])} & "
-                     f"{fmt(row['loss'])} $\\pm$ {fmt(row['err'])} \\\\")
-    lines += [r"\bottomrule", r"\multicolumn{5}{l}{\footnotesize $^\dagger$ lowest mean val loss: the window "
-              r"chosen; test loss reported} \\", r"\end{tabular}"]
-    return macros, "\n".join(lines) + "\n", table
+    rows = [row(f"$[{float(r['t0']):g},{float(r['t1']):g}]" + ("^\\dagger$" if r["best_on_val"] else "$"),
+                f"{r['mid']:.2f}", int(r["seeds"]), fmt(r["val_loss"]), f"{fmt(r['loss'])} $\\pm$ {fmt(r['err'])}")
+            for _, r in table.iterrows()]
+    footnote = span(5, r"\footnotesize $^\dagger$ lowest mean val loss: the window chosen; test loss reported")
+    return macros, latex_table("lrrrr", row("training window", "midpoint", "seeds", "val loss",
+                                            "full-range test loss"), rows, footer=(footnote,)), table
 
 
 # --- comparison with the paper ------------------------------------------------------
@@ -301,7 +230,7 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
     def ours(key):
         return par.get(key, NOT_RUN)
 
-    rows = [r"\multicolumn{4}{l}{\emph{Theory ($k=6$); ours from \texttt{mdtheory.theory.numeric}}} \\"]
+    rows = [span(4, r"\emph{Theory ($k=6$); ours from \texttt{mdtheory.theory.numeric}}")]
     theory_rows = [
         ("$t_1$ maximising $P_S(U[0,t_1])$", "t1_best_t0_zero_k6", fmt(numeric.best_t1_given_t0_zero(k))),
         ("signal-optimal point mass $t$", "signal_optimal_t_k6", fmt(numeric.signal_optimal_t(k))),
@@ -312,11 +241,11 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
     ]
     for label, key, value in theory_rows:
         paper, source = PAPER_NUMBERS[key]
-        rows.append(f"{label} & {paper} & {value} & {source} \\\\")
-    rows.append(f"$t^*$ from our corpus's weights & -- & {lm_macros.get('lmTStar', NOT_RUN)} & method of the appendix \\\\")
+        rows.append(row(label, paper, value, source))
+    rows.append(row("$t^*$ from our corpus's weights", "--", lm_macros.get("lmTStar", NOT_RUN), "method of the appendix"))
 
     rows.append(r"\midrule")
-    rows.append(r"\multicolumn{4}{l}{\emph{Parity; ours from \texttt{results/parity}}} \\")
+    rows.append(span(4, r"\emph{Parity; ours from \texttt{results/parity}}"))
     setting = (f"$({ours('parityN')},{ours('parityK')})$, wd {ours('parityWeightDecay')}"
                if "parityN" in par else NOT_RUN)
     for label, key, value in [
@@ -329,35 +258,35 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
         ("seeds per condition", "seeds", ours("paritySeedsMin")),
     ]:
         paper, source = PAPER_NUMBERS[key]
-        rows.append(f"{label} & {paper} & {value} & {source} \\\\")
-    rows.append(f"autoregressive: steps to 0.99 held-out & not run & {ours('parityARSteps')} & -- \\\\")
+        rows.append(row(label, paper, value, source))
+    rows.append(row("autoregressive: steps to 0.99 held-out", "not run", ours("parityARSteps"), "--"))
 
     rows.append(r"\midrule")
-    rows.append(r"\multicolumn{4}{l}{\emph{Language model: full-range test loss; ours from \texttt{results/lm} "
-                r"(different corpus and model size: compare shapes, not values)}} \\")
+    rows.append(span(4, r"\emph{Language model: full-range test loss; ours from \texttt{results/lm} "
+                        r"(different corpus and model size: compare shapes, not values)}"))
     ours_by_mid = {}
     if lm_table is not None:
-        for _, row in lm_table.iterrows():
-            if abs(row["width"] - 0.1) < 1e-6:
-                ours_by_mid[round(row["mid"], 2)] = fmt(row["loss"])
+        for _, r in lm_table.iterrows():
+            if abs(r["width"] - 0.1) < 1e-6:
+                ours_by_mid[round(r["mid"], 2)] = fmt(r["loss"])
     for mid, value in PAPER_LM_LOSS_BY_MIDPOINT.items():
-        rows.append(f"window midpoint {mid:.2f} & {value:.3f} & {ours_by_mid.get(round(mid, 2), NOT_RUN)} & Fig. 3 [fig] \\\\")
-    rows.append(f"$U[0,1]$ baseline & {PAPER_LM_BASELINE:.3f} & {lm_macros.get('lmBaselineLoss', NOT_RUN)} & Fig. 3 [fig] \\\\")
+        rows.append(row(f"window midpoint {mid:.2f}", f"{value:.3f}", ours_by_mid.get(round(mid, 2), NOT_RUN), FIG3))
+    rows.append(row("$U[0,1]$ baseline", f"{PAPER_LM_BASELINE:.3f}", lm_macros.get("lmBaselineLoss", NOT_RUN), FIG3))
     paper_best = min(PAPER_LM_LOSS_BY_MIDPOINT, key=PAPER_LM_LOSS_BY_MIDPOINT.get)
-    rows.append(f"best window & $[{paper_best - 0.05:.1f},{paper_best + 0.05:.1f}]$ & "
-                f"{lm_macros.get('lmBestWindow', NOT_RUN)} & Fig. 3 [fig] \\\\")
+    rows.append(row("best window", f"$[{paper_best - 0.05:.1f},{paper_best + 0.05:.1f}]$",
+                    lm_macros.get("lmBestWindow", NOT_RUN), FIG3))
     paper_gain = PAPER_LM_BASELINE - PAPER_LM_LOSS_BY_MIDPOINT[paper_best]
-    rows.append(f"baseline minus best & {paper_gain:.3f} & {lm_macros.get('lmGain', NOT_RUN)} & Fig. 3 [fig] \\\\")
+    rows.append(row("baseline minus best", f"{paper_gain:.3f}", lm_macros.get("lmGain", NOT_RUN), FIG3))
 
     rows.append(r"\midrule")
-    rows.append(r"\multicolumn{4}{l}{\emph{LLaDA-8B pre-training and fine-tuning (beyond this toolkit's compute)}} \\")
+    rows.append(span(4, r"\emph{LLaDA-8B pre-training and fine-tuning (beyond this toolkit's compute)}"))
     for label, paper, source in PAPER_NOT_RUN_ROWS:
-        rows.append(f"{label} & {paper} & {NOT_RUN} & {source} \\\\")
+        rows.append(row(label, paper, NOT_RUN, source))
 
     # a longtable: the comparison is longer than a page, so it breaks across pages (header repeated)
-    head = [r"\begin{longtable}{p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}}", r"\toprule",
-            r"quantity & paper & ours & paper source \\", r"\midrule", r"\endhead"]
-    return "\n".join(head + rows + [r"\bottomrule", r"\end{longtable}"]) + "\n"
+    return latex_table(r"p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}",
+                       row("quantity", "paper", "ours", "paper source"), rows, env="longtable",
+                       after_header=(r"\endhead",))
 
 
 # --- entry point ----------------------------------------------------------------------
@@ -369,7 +298,7 @@ def write_all(results: Path, out: Path) -> dict[str, str]:
     header = "% Generated by python -m mdtheory.plots.paper_tables -- do not edit by hand.\n"
     macros = {**par, **lm_macros}
     files = {
-        "results.tex": header + "".join(macro_line(k, v) for k, v in sorted(macros.items())),
+        "results.tex": header + "".join(result_macro(k, v) for k, v in sorted(macros.items())),
         "comparison.tex": header + comparison_tex(par, lm_macros, lm_table, results),
         "parity_table.tex": header + parity_tex,
         "lm_table.tex": header + lm_tex,

@@ -9,15 +9,14 @@
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
     parity_energy           E(W) over training (MLP runs that log it)
 
-Input: results/parity/runs/<run>/{config.json,metrics.jsonl}, and
-results/parity/{summary.csv,theory_vs_speed.csv} written by
-``python -m experiments.parity.summarize`` (steps to 0.99 and the rank
-correlations are computed there only, never here). Config keys are looked up by name, at any depth,
-so the reader survives small changes in the engine's config layout.
+Input: the run records under results/parity/runs/ (per-step curves) and
+results/parity/{summary.csv,summary_by_condition.csv,theory_vs_speed.csv},
+written by ``python -m experiments.parity.summarize``: steps to 0.99,
+medians, the main setting and the rank correlations are computed there
+only, never here.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..runfiles import read_metrics
+from ..runfiles import RunRecord, read_runs
 from .style import MissingData, colours, figure
 
 MAIN_MODEL = "transformer"
@@ -33,50 +32,18 @@ MAIN_MODEL = "transformer"
 
 # --- reading ---------------------------------------------------------------
 
-def _find(config: dict, *names, default=None):
-    """First value under any of ``names`` in a (possibly nested) dict."""
-    for name in names:
-        if name in config:
-            return config[name]
-    for value in config.values():
-        if isinstance(value, dict):
-            found = _find(value, *names, default=None)
-            if found is not None:
-                return found
-    return default
-
-
-def read_config(path: Path) -> dict:
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path} does not hold a JSON object")
-    return config
-
-
-def read_jsonl(path: Path) -> pd.DataFrame:
-    return pd.DataFrame(read_metrics(path))
-
-
 @dataclass
 class Run:
-    name: str
-    objective: str
-    model: str
-    n: int | None
-    k: int | None
-    train_size: int | None
-    weight_decay: float | None
-    t0: float | None
-    t1: float | None
-    seed: int | None
+    """A run record seen as one curve of a figure."""
+    record: RunRecord = field(repr=False)
     metrics: pd.DataFrame = field(repr=False)
 
-    @property
-    def setting(self):
-        return (self.n, self.k, self.train_size)
+    def __post_init__(self):
+        task, (self.t0, self.t1) = self.record.task, self.record.window or (None, None)
+        self.objective, self.seed = self.record.objective, self.record.seed
+        self.model = task.get("model", MAIN_MODEL)
+        self.setting = (task.get("n"), task.get("k"), task.get("train_size"))
+        self.weight_decay = self.record.train.get("weight_decay")
 
     @property
     def label(self) -> str:
@@ -93,42 +60,9 @@ def _fmt(x) -> str:
     return "?" if x is None else f"{float(x):g}"
 
 
-def _num(x, cast=float):
-    try:
-        return None if x is None else cast(x)
-    except (TypeError, ValueError):
-        return None
-
-
 def load_runs(results: Path) -> list[Run]:
-    runs_dir = Path(results) / "parity" / "runs"
-    runs = []
-    for cfg_path in sorted(runs_dir.rglob("config.json")):  # runs may be grouped in subfolders
-        metrics_path = cfg_path.parent / "metrics.jsonl"
-        if not metrics_path.exists():
-            continue
-        config = read_config(cfg_path)
-        metrics = read_jsonl(metrics_path)
-        if metrics.empty or "step" not in metrics:
-            continue
-        window = _find(config, "window")
-        t0, t1 = (window if isinstance(window, (list, tuple)) and len(window) == 2
-                  else (_find(config, "t0"), _find(config, "t1")))
-        objective = str(_find(config, "objective", default="md"))
-        runs.append(Run(
-            name=cfg_path.parent.name,
-            objective=objective,
-            model=str(_find(config, "model", "model_type", default=MAIN_MODEL)),
-            n=_num(_find(config, "n"), int),
-            k=_num(_find(config, "k"), int),
-            train_size=_num(_find(config, "train_size", "N"), int),
-            weight_decay=_num(_find(config, "weight_decay", "wd")),
-            t0=_num(t0) if objective == "md" else None,
-            t1=_num(t1) if objective == "md" else None,
-            seed=_num(_find(config, "seed"), int),
-            metrics=metrics.sort_values("step").reset_index(drop=True),
-        ))
-    return runs
+    return [Run(record, pd.DataFrame(record.metrics).sort_values("step").reset_index(drop=True))
+            for record in read_runs(Path(results) / "parity" / "runs")]
 
 
 def _require_runs(results: Path) -> list[Run]:
@@ -138,15 +72,13 @@ def _require_runs(results: Path) -> list[Run]:
     return runs
 
 
-def main_setting(runs: list[Run]):
-    """The (n, k, N) of the transformer runs with the most distinct conditions."""
-    scored = {}
-    for run in runs:
-        if run.model == MAIN_MODEL:
-            scored.setdefault(run.setting, set()).add(run.condition)
-    if not scored:
-        raise MissingData("no transformer parity runs")
-    return max(scored, key=lambda s: (len(scored[s]), str(s)))
+def main_setting(results: Path) -> tuple:
+    """The (n, k, N) that summarize marked as the main setting."""
+    cond = _read_csv(Path(results) / "parity" / "summary_by_condition.csv", SUMMARIZE)
+    main = cond[cond["main_setting"]] if "main_setting" in cond else cond.iloc[:0]
+    if main.empty:
+        raise MissingData("summary_by_condition.csv marks no main setting (no transformer runs)")
+    return tuple(int(main.iloc[0][key]) for key in ("n", "k", "train_size"))
 
 
 def seed_band(runs: list[Run], column: str) -> pd.DataFrame:
@@ -199,7 +131,7 @@ def accuracy(results: Path):
     the MD curves (the whole OS run is parity_os_long).
     """
     runs = _require_runs(results)
-    setting = main_setting(runs)
+    setting = main_setting(results)
     chosen = [r for r in runs if r.model == MAIN_MODEL and r.setting == setting]
     groups = _group(chosen)
     # the paper's setting (largest weight decay) on top
@@ -238,8 +170,10 @@ def os_long(results: Path):
     runs = [r for r in _require_runs(results) if r.objective == "os" and r.model == MAIN_MODEL]
     if not runs:
         raise MissingData("no output-supervision runs")
-    setting = main_setting(runs)
+    setting = main_setting(results)
     runs = [r for r in runs if r.setting == setting]
+    if not runs:
+        raise MissingData(f"no output-supervision runs in the main setting {setting}")
     groups = _group(runs)
     fig, axes = figure("column")
     ax = axes[0, 0]
@@ -286,37 +220,19 @@ def _read_csv(path: Path, produced_by: str) -> pd.DataFrame:
         raise UserError(f"{path} is not a file")
     try:
         return pd.read_csv(path)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except pd.errors.EmptyDataError:  # summarize found nothing to correlate, say
+        raise MissingData(f"{path} has no rows") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 SUMMARIZE = "python -m experiments.parity.summarize"
 
 
-def summary_table(results: Path) -> pd.DataFrame:
-    """results/parity/summary.csv, one row per run, written by summarize: the
-    one place where steps to 0.99 are computed. Run folders that were never
-    summarised go through the same code in memory (nothing is written)."""
-    path = Path(results) / "parity" / "summary.csv"
-    runs_dir = Path(results) / "parity" / "runs"
-    if not path.exists() and runs_dir.is_dir():
-        try:
-            from experiments.parity.summarize import summarize_runs
-        except ImportError:  # mdtheory installed without the repository's experiments
-            pass
-        else:
-            table = summarize_runs(runs_dir)
-            if not table.empty:
-                return table
-    return _read_csv(path, SUMMARIZE)
-
-
-def _summary(results: Path) -> pd.DataFrame:
-    table = summary_table(results)
-    needed = {"objective", "k", "P_S", "steps_to_val_99", "steps"}
-    if not needed <= set(table.columns):
-        raise MissingData(f"parity summary lacks columns {sorted(needed - set(table.columns))}")
-    return table
+def summary_table(results: Path, name: str = "summary.csv") -> pd.DataFrame:
+    """A table of results/parity/ written by summarize (summary.csv: one row
+    per run; summary_by_condition.csv: one per condition)."""
+    return _read_csv(Path(results) / "parity" / name, SUMMARIZE)
 
 
 # keys that tell the settings of theory_vs_speed.csv apart (summarize groups by them)
@@ -340,6 +256,18 @@ def _rho_label(row) -> str:
     return text + (f": $\\rho={rho:.2f}$" if pd.notna(rho) else ": $\\rho$ undefined")
 
 
+def _default_md(table: pd.DataFrame) -> pd.DataFrame:
+    """The MD transformer rows with the default loss: the runs summarize correlates."""
+    return table[(table["objective"] == "md") & table["P_S"].notna() & (table["model"] == MAIN_MODEL)
+                 & (table["loss_weighting"] == "inverse_t") & (table["normalization"] == "tokens")]
+
+
+def _in_setting(table: pd.DataFrame, setting: pd.Series) -> pd.DataFrame:
+    for key in SPEED_KEYS[1:]:
+        table = table[np.isclose(table[key].astype(float), float(setting[key]))]
+    return table
+
+
 def theory_vs_speed(results: Path):
     """P_S of the window (theory) against steps to 0.99 held-out accuracy,
     one series per (k, weight decay).
@@ -349,14 +277,7 @@ def theory_vs_speed(results: Path):
     is read from theory_vs_speed.csv (rho of P_S against speed, > 0 = more
     signal learns faster), so the figure and the table cannot disagree.
     """
-    table = _summary(results)
-    md = table[(table["objective"] == "md") & table["P_S"].notna()]
-    if "model" in md:
-        md = md[md["model"].fillna(MAIN_MODEL) == MAIN_MODEL]
-    # the same runs summarize correlates: the default MD loss only
-    for column, default in (("loss_weighting", "inverse_t"), ("normalization", "tokens")):
-        if column in md:
-            md = md[md[column].fillna(default) == default]
+    md, cond = (_default_md(summary_table(results, name)) for name in ("summary.csv", "summary_by_condition.csv"))
     if md.empty:
         raise MissingData("summary.csv has no MD transformer rows with P_S")
     tvs = speed_correlations(results)
@@ -365,15 +286,12 @@ def theory_vs_speed(results: Path):
     fig, axes = figure("column", aspect=0.85, layout="constrained")
     ax = axes[0, 0]
     for colour, (_, setting) in zip(colours(len(tvs)), tvs.iterrows()):
-        rows = md
-        for key in SPEED_KEYS[1:]:
-            if key in md and key in setting and pd.notna(setting[key]):
-                rows = rows[np.isclose(rows[key].astype(float), float(setting[key]))]
+        rows, medians = (_in_setting(frame, setting) for frame in (md, cond))
         reached = rows["steps_to_val_99"].notna()
         ax.plot(rows.loc[reached, "P_S"], rows.loc[reached, "steps_to_val_99"], "o", color=colour, alpha=0.8)
         ax.plot(rows.loc[~reached, "P_S"], rows.loc[~reached, "steps"], "^", mfc="none", color=colour, alpha=0.8)
-        medians = rows[reached].groupby("P_S")["steps_to_val_99"].median()
-        ax.plot(medians.index, medians.values, "-", color=colour, lw=0.8, label=_rho_label(setting))
+        medians = medians[medians["val_99_median"].notna()].sort_values("P_S")
+        ax.plot(medians["P_S"], medians["val_99_median"], "-", color=colour, lw=0.8, label=_rho_label(setting))
     ax.plot([], [], "^", mfc="none", color="grey", label="not reached (budget)")
     ax.set_yscale("log")
     ax.set_xlabel(r"$P_S$ of the training window (theory)")
@@ -399,7 +317,7 @@ def signal_noise(results: Path):
     """Measured loss on signal- vs noise-regime tokens for the MD windows
     (first seed of each window, main setting and the largest weight decay)."""
     runs = _require_runs(results)
-    setting = main_setting(runs)
+    setting = main_setting(results)
     md = [r for r in runs if r.objective == "md" and r.model == MAIN_MODEL and r.setting == setting
           and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "signal"))
           and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "noise"))]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..masking import MaskRateSampler
+from ..masking import MaskRateSampler, corrupt
 from .objectives import masked_diffusion_loss
 from .task import step_generator
 
@@ -87,12 +87,11 @@ def tbin_diagnostics(model, tokens: torch.Tensor, sampler: MaskRateSampler, mask
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
         lo, hi = max(lo, floor), max(hi, floor)
         gen = step_generator(seed, 0, shard=i, stream=2)
-        B, L = tokens.shape
-        t = lo + (hi - lo) * torch.rand(B, generator=gen)
-        mask = torch.rand(B, L, generator=gen) < t[:, None]
-        t, mask = t.to(tokens.device), mask.to(tokens.device)
+        t = lo + (hi - lo) * torch.rand(len(tokens), generator=gen)
+        noisy, mask = corrupt(tokens, t, mask_id, gen)
         with torch.enable_grad():
-            loss, *_ = masked_diffusion_loss(model, tokens, t, mask, mask_id, sampler, normalization)
+            loss = masked_diffusion_loss(model, tokens, noisy, mask, sampler.weight(t.to(tokens.device)),
+                                         normalization).loss
             grads = torch.autograd.grad(loss, params, allow_unused=True)
         norm = torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
         losses.append(float(loss.detach()))
@@ -146,9 +145,9 @@ def _mlp_energy_monte_carlo(model, tokens, sampler, extended_secret, mask_id, sa
     device = tokens.device
     rows = torch.randint(len(tokens), (samples,), generator=gen).to(device)
     x = tokens[rows]
-    t = sampler.sample(samples, generator=gen).to(device)
-    mask = (torch.rand(x.shape, generator=gen).to(device) < t[:, None])
-    noisy = torch.where(mask, torch.full_like(x, mask_id), x)
+    t = sampler.sample(samples, generator=gen)
+    noisy, mask = corrupt(x, t, mask_id, gen)
+    t = t.to(device)
     h = model.features(noisy).double()                        # (S, H)
     n_masked = mask.sum(dim=1).double()
     w = n_masked / (2 * t.double())                           # |M| / (2t)

@@ -1,45 +1,26 @@
-"""The one training loop, shared by k-parity and language modelling.
+"""The one training loop, shared by every task.
 
 ``train(task, cfg)`` runs any object that follows the Task interface
-(``mdtheory.train.task``): AdamW with linear warm-up and a constant or cosine
-learning rate, gradient clipping and accumulation, bf16 autocast on CUDA,
-optional torch.compile (CPU or CUDA), DDP when launched with torchrun
-(WORLD_SIZE > 1: gloo on CPU, NCCL on GPU; only rank 0 writes), a tqdm bar,
-and in ``out_dir``:
+(``mdtheory.train.task``) with the settings of ``TrainConfig``: AdamW with
+warm-up and a constant or cosine learning rate, clipping and accumulation,
+bf16 autocast on CUDA, optional torch.compile, DDP under torchrun (only rank
+0 writes). In ``out_dir`` it writes config.json (the run record, see
+``mdtheory.runfiles``), metrics.jsonl (one record per evaluation: step, mean
+training loss since the last record, lr, grad_norm, the task's metrics,
+"train/<key>" averages of its per-step diagnostics, tokens_per_s, elapsed_s)
+and ckpt.pt (model, optimizer, per-rank RNG states, step, settings; written
+atomically, read with ``weights_only=True``).
 
-    config.json     task config, training config, provenance (+ resumes)
-    metrics.jsonl   one JSON object per evaluation: step, loss (mean training
-                    loss since the previous record), lr, grad_norm, the task's
-                    evaluation metrics, "train/<key>" averages of the task's
-                    per-step diagnostics, tokens_per_s, elapsed_s
-    ckpt.pt         the latest checkpoint (model, optimizer, one RNG state per
-                    rank, step, task and training settings, the diagnostics
-                    accumulated since the last record), written to a temporary
-                    file and renamed, so a kill never leaves a half-written
-                    checkpoint. It holds tensors and plain data only and is
-                    read with ``weights_only=True``: a file that needs more
-                    (arbitrary pickled objects) is refused, never run.
-
-The run folder is locked (flock) for the whole training, so a second process
-on the same folder stops at once. A folder that is not empty and holds no run
-of ours (no config.json or ckpt.pt written here) is refused, so a user's files
-are never overwritten. A run stopped before its first checkpoint may be
-started again by the same command.
-
-Resume (``cfg.resume``) loads ckpt.pt, checks that the task and the training
-settings (in config.json and in the checkpoint) are unchanged, drops
-metrics.jsonl records past its step and continues. ``steps`` may grow on
-resume only if the learning rates already used stay those of the new plan
-(always under a constant schedule; under cosine, fix the curve with
-``lr_decay_steps``). Batches are a function of (seed, step), so on CPU with a
-fixed seed a run killed with SIGKILL and resumed ends with exactly the
-metrics of an uninterrupted run. A non-finite loss stops training with a
-UserError (one line, exit 2 from the CLI) before any checkpoint is written
-from the diverged state, so ckpt.pt stays the last good one.
+The run folder is locked for the whole run; a non-empty folder that holds no
+run of ours is refused. Resume checks that the task and settings are
+unchanged (``steps`` may grow if the learning rates already used stay the
+same), drops records past the checkpoint and continues: batches are a
+function of (seed, step), so a killed and resumed CPU run ends with exactly
+the metrics of an uninterrupted one. A non-finite loss stops training with a
+UserError before any checkpoint of the diverged state is written.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import fcntl
@@ -50,7 +31,7 @@ import pickle
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +39,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cli import atomic_write_json, atomic_write_text
+from ..cli import atomic_write_text
 from ..errors import UserError
 from ..provenance import provenance
+from .. import runfiles
 from ..runfiles import read_metrics
+from .config import TrainConfig
 
 CKPT_NAME, METRICS_NAME, CONFIG_NAME = "ckpt.pt", "metrics.jsonl", "config.json"
-LR_SCHEDULES = ("constant", "cosine")
-DEVICES = ("auto", "cpu", "cuda")
 # settings that may change between a run and its resumption (a change of the
 # learning-rate horizon is checked on its own: see _check_lr_curve)
 RESUMABLE_CHANGES = {"steps", "lr_decay_steps", "eval_every", "ckpt_every", "out_dir", "resume",
@@ -74,79 +55,6 @@ RESUMABLE_CHANGES = {"steps", "lr_decay_steps", "eval_every", "ckpt_every", "out
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 1000
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup: int = 0
-    lr_schedule: str = "constant"     # or "cosine" (decays to min_lr_frac * lr)
-    min_lr_frac: float = 0.1
-    lr_decay_steps: int | None = None  # cosine horizon; None: steps (then min_lr_frac * lr)
-    batch_size: int = 64              # sequences per optimizer step, all ranks together
-    grad_accum: int = 1               # micro-batches per step and rank
-    grad_clip: float = 1.0            # 0 disables clipping
-    eval_every: int = 100
-    ckpt_every: int = 500
-    out_dir: str | None = None        # None: write nothing (tests, benchmarks)
-    resume: bool = False
-    device: str = "auto"
-    compile: bool = False
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self):
-        self.betas = tuple(float(b) for b in self.betas)
-        positive = ("steps", "batch_size", "grad_accum", "eval_every", "ckpt_every")
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise UserError(f"{name} must be a positive integer, got {value!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"lr must be positive, got {self.lr}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise UserError(f"betas must be two numbers in [0, 1), got {self.betas}")
-        if self.warmup < 0 or not (math.isfinite(self.grad_clip) and self.grad_clip >= 0):
-            raise UserError(f"warmup and grad_clip must be finite and >= 0, got {self.warmup}, {self.grad_clip}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"unknown lr schedule {self.lr_schedule!r}; choose from {LR_SCHEDULES}")
-        if self.device not in DEVICES:
-            raise UserError(f"unknown device {self.device!r}; choose from {DEVICES}")
-        if not (math.isfinite(self.min_lr_frac) and 0 <= self.min_lr_frac <= 1):
-            raise UserError(f"min_lr_frac must be in [0, 1], got {self.min_lr_frac}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}")
-        if self.lr_decay_steps is not None and (not isinstance(self.lr_decay_steps, int)
-                                                or self.lr_decay_steps < 1):
-            raise UserError(f"lr_decay_steps must be a positive integer, got {self.lr_decay_steps!r}")
-
-    @property
-    def lr_horizon(self) -> int | None:
-        """Step at which the cosine reaches its floor (None: constant schedule)."""
-        if self.lr_schedule == "constant":
-            return None
-        return self.lr_decay_steps if self.lr_decay_steps is not None else self.steps
-
-    def record(self) -> dict:
-        """The settings as stored in config.json and ckpt.pt (plain JSON)."""
-        return json.loads(json.dumps({**asdict(self), "lr_horizon": self.lr_horizon}))
-
-    def lr_at(self, step: int) -> float:
-        """Learning rate of optimizer step ``step`` (0-based): a pure function
-        of the step and the settings (the cosine runs over ``lr_horizon``
-        steps, then stays at its floor), so resuming needs no scheduler state."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        if self.lr_schedule == "constant":
-            return self.lr
-        progress = (step - self.warmup) / max(1, self.lr_horizon - self.warmup)
-        floor = self.min_lr_frac * self.lr
-        return floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 @dataclass
@@ -580,6 +488,9 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
     if cfg.batch_size % shards:
         raise UserError(f"batch_size={cfg.batch_size} is not divisible by world_size x grad_accum = {shards}")
     micro_batch = cfg.batch_size // shards
+    check = getattr(task, "check_micro_batch", None)
+    if check is not None:  # e.g. a memory estimate that needs the batch size
+        check(micro_batch)
     device, cuda = rt.device, rt.device.type == "cuda"
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -746,83 +657,15 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
 
 def _write_config(out: Path, task_config: dict, cfg: TrainConfig, rt: Runtime,
                   resumed_from: int | None):
-    """config.json of a fresh run, or the stored one with this resume added:
-    "train" then holds the settings that ran last (steps, compile, device,
-    ...), and each resume lists the settings it changed with their old values."""
-    path = out / CONFIG_NAME
+    """config.json through the run record's writer; a resume lists the
+    settings it changed with their old values."""
     prov = provenance(device=str(rt.device))
     record = cfg.record()
-    stored = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
-    fresh = {"task": task_config, "train": dict(record), "world_size": rt.world_size,
-             "provenance": prov}
-    if resumed_from is None:
-        stored = fresh
-    elif stored is None:  # config.json was deleted; the checkpoint vouched for the settings
-        stored = {**fresh, "config_json_rewritten_at_step": resumed_from}
+    resume, changed = None, None
     if resumed_from is not None:
-        resume = {"from_step": resumed_from, "provenance": prov}
-        old = stored["train"]
+        resume = {"from_step": resumed_from, "provenance": prov, "world_size": rt.world_size}
+        stored = _read_stored_config(out / CONFIG_NAME)
+        old = stored["train"] if stored else record
         recorded = (RESUMABLE_CHANGES | {"lr_horizon"}) - {"resume", "progress"}
         changed = {k: old.get(k) for k in sorted(recorded) if old.get(k) != record.get(k)}
-        if changed:
-            resume["changed_from"] = changed
-        old.update({k: record[k] for k in changed})
-        resume["world_size"] = rt.world_size
-        stored.setdefault("resumes", []).append(resume)
-    atomic_write_json(path, stored)
-
-
-# ---------------------------------------------------------------------------
-# command-line flags shared by every training subcommand (parity, lm)
-# ---------------------------------------------------------------------------
-
-def add_engine_arguments(parser: argparse.ArgumentParser, **defaults) -> None:
-    """Add the engine's flags; ``defaults`` overrides per subcommand
-    (e.g. lr=3e-4, batch_size=256)."""
-    d = {f.name: f.default for f in fields(TrainConfig)}
-    d.update(defaults)
-    g = parser.add_argument_group("training engine")
-    g.add_argument("--steps", type=int, default=d["steps"], help="optimizer steps")
-    g.add_argument("--seed", type=int, default=d["seed"], help="seeds data, masks and init")
-    g.add_argument("--out", default=d.get("out"), help="run directory (config.json, metrics.jsonl, ckpt.pt)")
-    g.add_argument("--lr", type=float, default=d["lr"], help="peak learning rate")
-    g.add_argument("--weight-decay", type=float, default=d["weight_decay"],
-                   help="AdamW decay of matrices and embeddings")
-    g.add_argument("--betas", type=float, nargs=2, default=list(d["betas"]), metavar=("B1", "B2"),
-                   help="AdamW betas")
-    g.add_argument("--warmup", type=int, default=d["warmup"], help="linear warm-up steps")
-    g.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d["lr_schedule"])
-    g.add_argument("--min-lr-frac", type=float, default=d["min_lr_frac"],
-                   help="cosine floor as a fraction of --lr")
-    g.add_argument("--lr-decay-steps", type=int, default=d["lr_decay_steps"],
-                   help="step at which the cosine reaches its floor (default: --steps); fix it to "
-                        "train in segments or to extend a run with --resume --steps")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="sequences per step (all ranks)")
-    g.add_argument("--grad-accum", type=int, default=d["grad_accum"], help="micro-batches per step and rank")
-    g.add_argument("--grad-clip", type=float, default=d["grad_clip"], help="0 disables")
-    g.add_argument("--eval-every", type=int, default=d["eval_every"], help="steps between metrics records")
-    g.add_argument("--ckpt-every", type=int, default=d["ckpt_every"], help="steps between checkpoints")
-    g.add_argument("--resume", action="store_true", help="continue from DIR/ckpt.pt if present")
-    g.add_argument("--device", choices=DEVICES, default=d["device"], help="auto: CUDA if available")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (CPU or CUDA; tens of seconds to compile)")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    g.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch (0: as many as torch picks); 1 is fastest on a busy machine")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """TrainConfig from the shared flags (also applies --threads)."""
-    if not args.out:
-        raise UserError("--out DIR is required")
-    if args.threads < 0:
-        raise UserError(f"--threads must be >= 0, got {args.threads}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    return TrainConfig(
-        steps=args.steps, lr=args.lr, weight_decay=args.weight_decay, betas=tuple(args.betas),
-        warmup=args.warmup, lr_schedule=args.lr_schedule, min_lr_frac=args.min_lr_frac,
-        lr_decay_steps=args.lr_decay_steps, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, grad_clip=args.grad_clip, eval_every=args.eval_every,
-        ckpt_every=args.ckpt_every, out_dir=args.out, resume=args.resume, device=args.device,
-        compile=args.compile, seed=args.seed, progress=not args.no_progress)
+    runfiles.write_config(out, task_config, record, rt.world_size, prov, resume, changed)

@@ -42,57 +42,54 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cli import setting, setting_of
 from ..data.corpus import CORPORA, load_corpus
 from ..data.tokenize import DEFAULT_BPE_VOCAB, TOKENIZERS, build_tokenizer, encode_corpus
 from ..errors import UserError
 from ..evaluate import SCHEMES, eval_blocks, full_range_loss
-from ..masking import DEFAULT_EPS, NORMALIZATIONS, WEIGHTINGS, parse_sampler
+from ..masking import parse_sampler
 from ..models import Transformer, TransformerConfig
-from .objectives import draw_masks, masked_diffusion_loss, next_token_loss
+from .config import TaskConfig
+from .objectives import OBJECTIVES, make_objective
 from .task import step_generator
 
-LM_OBJECTIVES = ("md", "ar")
+# a language model has no label position to supervise alone
+LM_OBJECTIVES = tuple(name for name, cls in OBJECTIVES.items() if not cls.needs_label)
 MAX_EVAL_NT = 1024  # quadrature strata: far past the point where the SE over blocks dominates
-# engine defaults for the lm subcommand (nanoGPT shakespeare-char habits)
-ENGINE_DEFAULTS = dict(steps=2000, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), warmup=50,
-                       lr_schedule="cosine", batch_size=64, eval_every=250, ckpt_every=250)
 
 
 @dataclass
-class LMTaskConfig:
-    corpus: str = "shakespeare"
-    text_file: str | None = None
-    tokenizer: str = "char"
-    vocab_size: int = DEFAULT_BPE_VOCAB   # BPE only; char vocabularies are what the corpus has
-    block_size: int = 128
-    seed: int = 0
-    objective: str = "md"
-    sampler: str = "uniform"
-    eps: float = DEFAULT_EPS
-    loss_weighting: str = "inverse_t"
-    normalization: str = "tokens"
-    n_layer: int = 4
-    n_head: int = 4
-    n_embd: int = 128
-    dropout: float = 0.0
-    eval_blocks: int = 64
-    eval_nt: int = 16
-    eval_seed: int = 0
-    eval_scheme: str = "midpoint"
-    eval_batch: int = 64
+class LMTaskConfig(TaskConfig):
+    # nanoGPT shakespeare-char habits
+    engine_defaults: ClassVar[dict] = dict(steps=2000, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99),
+                                           warmup=50, lr_schedule="cosine", batch_size=64,
+                                           eval_every=250, ckpt_every=250)
+
+    corpus: str = setting("shakespeare", "training corpus", choices=CORPORA)
+    text_file: str | None = setting(None, "any UTF-8 corpus (overrides --corpus)")
+    tokenizer: str = setting("char", "tokenizer", choices=TOKENIZERS)
+    vocab_size: int = setting(DEFAULT_BPE_VOCAB, "BPE vocabulary size (char: what the corpus has)")
+    block_size: int = setting(128, "tokens per training sequence")
+    objective: str = setting_of(TaskConfig, "objective", "md", choices=LM_OBJECTIVES)
+    dropout: float = setting(0.0, "dropout probability")
+    eval_blocks: int = setting(64, "test (and val) blocks scored")
+    eval_nt: int = setting(16, "t strata of the full-range loss")
+    eval_seed: int = setting(0, "seeds the fixed test masks")
+    eval_scheme: str = setting("midpoint", "t quadrature of the full-range loss", choices=SCHEMES)
+    eval_batch: int = setting(64, "blocks per evaluation forward pass")
 
 
 class LMTask:
     name = "lm"
 
     def __init__(self, cfg: LMTaskConfig):
-        if cfg.objective not in LM_OBJECTIVES:
-            raise UserError(f"unknown lm objective {cfg.objective!r}; choose from {', '.join(LM_OBJECTIVES)}")
+        self.objective = make_objective(cfg.objective, allowed=lambda cls: not cls.needs_label)
         if cfg.block_size < 2:
             raise UserError(f"block_size must be >= 2, got {cfg.block_size}")
         if cfg.eval_blocks < 2 or cfg.eval_nt < 1:
@@ -110,8 +107,8 @@ class LMTask:
         # model and evaluation sizes are known now: refuse what cannot fit before allocating
         check_memory(cfg, self.tok.vocab_size, batch_size=1)
         ids = encode_corpus(self.tok, corpus, cfg.vocab_size)
-        # +1: the ar objective reads block_size inputs and block_size targets
-        self.span = cfg.block_size + (1 if cfg.objective == "ar" else 0)
+        # ar reads block_size inputs and block_size targets: one token more
+        self.span = cfg.block_size + self.objective.context_tokens
         if len(ids["train"]) <= self.span:
             raise UserError(f"training split has {len(ids['train'])} tokens, fewer than one block "
                             f"of {self.span}")
@@ -135,34 +132,36 @@ class LMTask:
         return Transformer(TransformerConfig(
             vocab_size=self.tok.vocab_size, block_size=c.block_size, n_layer=c.n_layer,
             n_head=c.n_head, n_embd=c.n_embd, dropout=c.dropout,
-            attention="bidirectional" if c.objective == "md" else "causal"))
+            attention=self.objective.attention))
 
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.cfg.seed, step, shard)
         starts = torch.randint(0, len(self.train_ids) - self.span + 1, (batch_size,), generator=gen)
         tokens = torch.stack([self.train_ids[s:s + self.span] for s in starts.tolist()])
-        batch = {"tokens": tokens}
-        if self.cfg.objective == "md":
-            batch["t"], batch["mask"] = draw_masks(tokens, self.sampler, gen)
+        batch = self.objective.make_batch(tokens, self, gen)
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def loss(self, model, batch):
-        tokens = batch["tokens"]
-        if self.cfg.objective == "ar":
-            loss, _ = next_token_loss(model, tokens[:, :-1], tokens[:, 1:])
-            return loss, {}
-        loss, weighted, ce, _ = masked_diffusion_loss(
-            model, tokens, batch["t"], batch["mask"], self.tok.mask_id, self.sampler,
-            self.cfg.normalization)
+        return self.objective.loss(model, batch, self)
+
+    @property
+    def mask_id(self) -> int:
+        return self.tok.mask_id
+
+    def next_token_pair(self, tokens):
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def masked_diagnostics(self, batch, out) -> dict:
         mask = batch["mask"]
-        masked = mask.sum().clamp(min=1)
-        return loss, {"t_mean": batch["t"].mean().detach(),
-                      "masked_ce": (ce * mask).sum() / masked}  # plain CE per masked token
+        return {"t_mean": batch["t"].mean().detach(),
+                "masked_ce": (out.ce * mask).sum() / mask.sum().clamp(min=1)}  # plain CE per masked token
 
     @torch.no_grad()
     def evaluate(self, model, step):
+        """A causal model's likelihood is exact; a bidirectional one is scored
+        by the full-range negative ELBO."""
         device = next(model.parameters()).device
-        if self.cfg.objective == "ar":
+        if self.objective.attention == "causal":
             test = self._evaluate_ar(model, self.test, device)
             val = self._evaluate_ar(model, self.val, device)
             return {"eval_kind": "ar_exact_nll", "full_range_test_loss": test[0],
@@ -181,10 +180,10 @@ class LMTask:
         """Exact next-token NLL per token of ``blocks`` and its standard error."""
         per_seq = []
         for lo in range(0, blocks.shape[0], self.cfg.eval_batch):
-            x = blocks[lo:lo + self.cfg.eval_batch].to(device)
-            logits = model(x[:, :-1])
-            ce = F.cross_entropy(logits.float().flatten(0, 1), x[:, 1:].flatten(),
-                                 reduction="none").view(x.size(0), -1)
+            inputs, targets = self.next_token_pair(blocks[lo:lo + self.cfg.eval_batch].to(device))
+            logits = model(inputs)
+            ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                 reduction="none").view(inputs.size(0), -1)
             per_seq.append(ce.mean(dim=1).double().cpu())
         per_seq = torch.cat(per_seq)
         nll = float(per_seq.mean())
@@ -193,6 +192,10 @@ class LMTask:
 
     def flops_per_token(self, model) -> float:
         return float(model.flops_per_token(self.cfg.block_size))
+
+    def check_micro_batch(self, micro_batch: int) -> None:
+        """Refuse, before training, a micro-batch that cannot fit (the engine calls this)."""
+        check_memory(self.cfg, self.tok.vocab_size, micro_batch)
 
 
 # ---------------------------------------------------------------------------
@@ -241,70 +244,3 @@ def check_memory(cfg: LMTaskConfig, vocab_size: int, batch_size: int) -> None:
             f"this run needs at least {_gib(need)} (model {est['parameters']:,.0f} parameters, training "
             f"{_gib(est['training'])}, evaluation {_gib(est['evaluation'])}) but the {what} is "
             f"{_gib(limit)}: lower --n-embd/--n-layer/--block-size/--batch-size/--eval-nt/--eval-blocks")
-
-
-# ---------------------------------------------------------------------------
-# the `lm` subcommand (mdtheory.train.__main__ adds the engine's flags)
-# ---------------------------------------------------------------------------
-
-def add_arguments(p) -> None:
-    d = LMTaskConfig()
-    g = p.add_argument_group("language-model task")
-    g.add_argument("--corpus", choices=CORPORA, default=d.corpus)
-    g.add_argument("--text-file", default=None, help="any UTF-8 corpus (overrides --corpus)")
-    g.add_argument("--tokenizer", choices=TOKENIZERS, default=d.tokenizer)
-    g.add_argument("--vocab-size", type=int, default=d.vocab_size, help="BPE vocabulary size")
-    g.add_argument("--objective", choices=LM_OBJECTIVES, default=d.objective)
-    g.add_argument("--window", type=float, nargs=2, metavar=("T0", "T1"), default=None,
-                   help="md mask rate t ~ U[T0, T1] (default: U[0, 1])")
-    g.add_argument("--sampler", default=None, help="md mask-rate law, e.g. beta:2,2 (overrides --window)")
-    g.add_argument("--eps", type=float, default=d.eps, help="floor on t for the 1/t weight")
-    g.add_argument("--loss-weighting", choices=WEIGHTINGS, default=d.loss_weighting)
-    g.add_argument("--normalization", choices=NORMALIZATIONS, default=d.normalization)
-    g.add_argument("--block-size", type=int, default=d.block_size)
-    g.add_argument("--n-layer", type=int, default=d.n_layer)
-    g.add_argument("--n-head", type=int, default=d.n_head)
-    g.add_argument("--n-embd", type=int, default=d.n_embd)
-    g.add_argument("--dropout", type=float, default=d.dropout)
-    g.add_argument("--eval-blocks", type=int, default=d.eval_blocks, help="test blocks scored")
-    g.add_argument("--eval-nt", type=int, default=d.eval_nt, help="t strata of the full-range loss")
-    g.add_argument("--eval-seed", type=int, default=d.eval_seed, help="seeds the fixed test masks")
-    g.add_argument("--eval-scheme", choices=SCHEMES, default=d.eval_scheme)
-
-
-def sampler_spec(window, sampler) -> str:
-    if sampler is not None:
-        return sampler
-    if window is not None:
-        return f"window:{window[0]!r},{window[1]!r}"
-    return LMTaskConfig.sampler
-
-
-def task_from_args(args) -> LMTask:
-    if args.objective == "ar" and (args.window is not None or args.sampler is not None):
-        flag = "--window" if args.window is not None else "--sampler"
-        raise UserError(f"{flag} sets the masked-diffusion mask rate; --objective ar has none (drop {flag})")
-    return LMTask(LMTaskConfig(
-        corpus=args.corpus, text_file=args.text_file, tokenizer=args.tokenizer,
-        vocab_size=args.vocab_size, block_size=args.block_size, seed=args.seed,
-        objective=args.objective, sampler=sampler_spec(args.window, args.sampler), eps=args.eps,
-        loss_weighting=args.loss_weighting, normalization=args.normalization,
-        n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, dropout=args.dropout,
-        eval_blocks=args.eval_blocks, eval_nt=args.eval_nt, eval_seed=args.eval_seed,
-        eval_scheme=args.eval_scheme))
-
-
-def run(args) -> int:
-    from .engine import config_from_args, train
-
-    cfg = config_from_args(args)
-    task = task_from_args(args)
-    micro_batch = max(1, cfg.batch_size // (cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1") or 1)))
-    check_memory(task.cfg, task.tok.vocab_size, micro_batch)
-    final = train(task, cfg).final
-    if final:
-        print(f"step {final['step']}: train loss {final['loss']:.4f}, full-range val loss "
-              f"{final['full_range_val_loss']:.4f}, test loss "
-              f"{final['full_range_test_loss']:.4f} +- {final['full_range_test_loss_se']:.4f} "
-              f"({final['full_range_bits_per_token']:.3f} bits/token) -> {cfg.out_dir}")
-    return 0

@@ -15,21 +15,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.parity import MASK, VOCAB_SIZE, ParityData, autoregressive_pair, with_label_masked
+from ..cli import setting, setting_of
+from ..data.parity import MASK, VOCAB_SIZE, ParityData, autoregressive_pair
 from ..errors import UserError
-from ..masking import DEFAULT_EPS, NORMALIZATIONS, parse_sampler
+from ..masking import NORMALIZATIONS, parse_sampler
 from ..models import MLPConfig, ReducedMLP, Transformer, TransformerConfig
 from . import diagnostics
-from .objectives import (OBJECTIVES, draw_masks, masked_diffusion_loss, next_token_loss,
-                         output_supervision_loss)
+from .config import TaskConfig
+from .objectives import OBJECTIVES, make_objective
 from .task import step_generator
 
 MODELS = ("transformer", "uniform-attention", "mlp")
+MODEL_WIDTH_DEFAULT = {"transformer": 128, "uniform-attention": 128, "mlp": 2560}
 # each t-bin costs a forward and backward pass at every evaluation
 MAX_TBINS = 64
 GIB = 2 ** 30
@@ -76,26 +79,30 @@ def estimate_memory(cfg: "ParityTaskConfig") -> dict[str, int]:
 
 
 @dataclass
-class ParityTaskConfig:
-    n: int = 20
-    k: int = 6
-    train_size: int = 5000
-    val_size: int = 1000
-    seed: int = 0
-    objective: str = "md"
-    sampler: str = "window:0,0.2"       # mask-rate law of md (see mdtheory.masking.parse_sampler)
-    eps: float = DEFAULT_EPS
-    loss_weighting: str = "inverse_t"
-    normalization: str = "tokens"
-    model: str = "transformer"
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 128                   # transformer width, or the MLP's hidden width
-    eval_train_max: int = 4096
-    eval_batch: int = 2048
-    tbins: int = 4                      # 0 disables the t-bin diagnostics
-    tbin_batch: int = 256
-    energy_samples: int = 8192
+class ParityTaskConfig(TaskConfig):
+    engine_defaults: ClassVar[dict] = dict(steps=2000, lr=1e-3, weight_decay=0.1, batch_size=128,
+                                           eval_every=100, ckpt_every=500)
+
+    n: int = setting(20, "number of input bits")
+    k: int = setting(6, "size of the secret set")
+    train_size: int = setting(5000, "training sequences N")
+    val_size: int = setting(1000, "held-out sequences")
+    objective: str = setting_of(TaskConfig, "objective", "md", choices=OBJECTIVES)
+    sampler: str = setting_of(TaskConfig, "sampler", "window:0,0.2")
+    model: str = setting("transformer", "backbone", choices=MODELS)
+    n_layer: int = setting_of(TaskConfig, "n_layer", 2)
+    n_embd: int | None = setting_of(TaskConfig, "n_embd", None,
+                                    help="transformer width, or the MLP's hidden width "
+                                         "(default: 128, MLP 2560)")
+    eval_train_max: int = setting(4096, "training sequences scored at each evaluation")
+    eval_batch: int = setting(2048, "sequences per evaluation forward pass")
+    tbins: int = setting(4, "t-bins of the md diagnostics (0: off)")
+    tbin_batch: int = setting(256, "sequences of the t-bin diagnostics")
+    energy_samples: int = setting(8192, "Monte Carlo samples of the MLP energy E(W)")
+
+    def __post_init__(self):
+        if self.n_embd is None:
+            self.n_embd = MODEL_WIDTH_DEFAULT.get(self.model, 128)
 
 
 class ParityTask:
@@ -103,12 +110,11 @@ class ParityTask:
 
     def __init__(self, cfg: ParityTaskConfig):
         self.cfg = cfg
-        if cfg.objective not in OBJECTIVES:
-            raise UserError(f"unknown objective {cfg.objective!r}; choose from {OBJECTIVES}")
+        self.objective = make_objective(cfg.objective)
         if cfg.model not in MODELS:
             raise UserError(f"unknown model {cfg.model!r}; choose from {MODELS}")
-        if cfg.objective == "ar" and cfg.model != "transformer":
-            raise UserError(f"objective 'ar' needs causal attention; model {cfg.model!r} has none")
+        if self.objective.attention == "causal" and cfg.model != "transformer":
+            raise UserError(f"objective {cfg.objective!r} needs causal attention; model {cfg.model!r} has none")
         if cfg.normalization not in NORMALIZATIONS:
             raise UserError(f"unknown normalization {cfg.normalization!r}; choose from {NORMALIZATIONS}")
         if not 0 <= cfg.tbins <= MAX_TBINS:
@@ -117,7 +123,8 @@ class ParityTask:
         self.check_memory(cfg)
         self.data = ParityData(cfg.n, cfg.k, cfg.train_size, cfg.val_size, cfg.seed)
         self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting) \
-            if cfg.objective == "md" else None
+            if self.objective.uses_sampler else None
+        self.mask_id = MASK
         self.tokens_per_sequence = self.data.seq_len
         self.in_secret = diagnostics.secret_mask(self.data.extended_secret, self.data.seq_len)
         self._energy_cache: dict = {}  # theory statistics for E(W), built once
@@ -150,36 +157,18 @@ class ParityTask:
         cfg, L = self.cfg, self.data.seq_len
         if cfg.model == "mlp":
             return ReducedMLP(MLPConfig(vocab_size=VOCAB_SIZE, seq_len=L, hidden=cfg.n_embd))
-        attention = {"transformer": "causal" if cfg.objective == "ar" else "bidirectional",
-                     "uniform-attention": "uniform"}[cfg.model]
+        attention = self.objective.attention if cfg.model == "transformer" else "uniform"
         return Transformer(TransformerConfig(vocab_size=VOCAB_SIZE, block_size=L, n_layer=cfg.n_layer,
                                              n_head=cfg.n_head, n_embd=cfg.n_embd, attention=attention))
 
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.cfg.seed, step, shard)
         tokens = self.data.train_tokens[self.batch_rows(step, batch_size, shard, gen)]
-        batch = {"tokens": tokens}
-        if self.cfg.objective == "md":
-            batch["t"], batch["mask"] = draw_masks(tokens, self.sampler, gen)
+        batch = self.objective.make_batch(tokens, self, gen)
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def loss(self, model, batch):
-        tokens, obj = batch["tokens"], self.cfg.objective
-        if obj == "md":
-            t, mask = batch["t"], batch["mask"]
-            loss, weighted, ce, denom = masked_diffusion_loss(
-                model, tokens, t, mask, MASK, self.sampler, self.cfg.normalization)
-            diag = diagnostics.regime_split(weighted, ce, mask, self.in_secret.to(tokens.device), denom)
-            diag["t_mean"] = t.mean()
-            return loss, diag
-        if obj == "os":
-            loss, _ = output_supervision_loss(model, with_label_masked(tokens), tokens,
-                                              self.data.label_position)
-            return loss, {}
-        inputs, targets = autoregressive_pair(tokens)
-        loss, logits = next_token_loss(model, inputs, targets)
-        label_ce = F.cross_entropy(logits[:, -1].float(), targets[:, -1])
-        return loss, {"label_ce": label_ce}
+        return self.objective.loss(model, batch, self)
 
     @torch.no_grad()
     def evaluate(self, model, step):
@@ -189,7 +178,7 @@ class ParityTask:
         for split, tokens in (("train", train), ("val", self.data.val_tokens)):
             acc, ce = self.label_accuracy(model, tokens, device)
             record[f"{split}_acc"], record[f"{split}_label_ce"] = acc, ce
-        if self.cfg.objective == "md":
+        if self.objective.uses_sampler:
             if self.cfg.tbins > 0:
                 lo, hi = self.sampler.support()
                 edges = np.linspace(lo, hi, self.cfg.tbins + 1).tolist()
@@ -201,6 +190,20 @@ class ParityTask:
                     model, self.data.train_tokens.to(device), self.sampler, self.data.secret,
                     MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed, cache=self._energy_cache)
         return record
+
+    # -- what the objectives ask of the task ----------------------------------------
+    def next_token_pair(self, tokens):
+        return autoregressive_pair(tokens)
+
+    def masked_diagnostics(self, batch, out) -> dict:
+        """Signal/noise split of a masked batch's loss, and its mean rate."""
+        diag = diagnostics.regime_split(out.weighted, out.ce, batch["mask"],
+                                        self.in_secret.to(out.ce.device), out.denom)
+        diag["t_mean"] = batch["t"].mean()
+        return diag
+
+    def next_token_diagnostics(self, logits, targets) -> dict:
+        return {"label_ce": F.cross_entropy(logits[:, -1].float(), targets[:, -1])}
 
     # -- helpers ---------------------------------------------------------------
     def batch_rows(self, step: int, batch_size: int, shard: int, gen: torch.Generator) -> torch.Tensor:
@@ -233,11 +236,7 @@ class ParityTask:
 
     def label_logits(self, model, tokens: torch.Tensor) -> torch.Tensor:
         """Logits over the two bit values at the label position (paper's eval)."""
-        if self.cfg.objective == "ar":
-            inputs, _ = autoregressive_pair(tokens)
-        else:
-            inputs = with_label_masked(tokens)
-        return model(inputs)[:, self.data.label_position, :2].float()
+        return model(self.objective.label_input(tokens, self))[:, self.data.label_position, :2].float()
 
     def label_accuracy(self, model, tokens, device) -> tuple[float, float]:
         correct, ce_sum = 0, 0.0
