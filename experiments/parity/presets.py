@@ -18,6 +18,11 @@ Presets and where they write (``ROOTS``):
     os_long      output supervision to 10k steps (does    results/parity/os_long
                  a memorising run grok later?)
     paper        the paper's (20,6) setup for a GPU        results/parity/paper
+    phase_calibration  the search for the phase-diagram  results/parity/phase_calibration
+                 model at n = 16 (reduced MLP, batch 256)
+    phase        the (k, N) phase diagram at n = 16: OS,  results/parity/phase
+                 MD at the sample-complexity-optimal
+                 window and MD U[0,1], 6 seeds per cell
 
 ``quick`` and ``tiny`` have their own roots so that ``make all`` never
 touches the committed full results; the figures read results/parity/runs.
@@ -27,7 +32,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import asdict, dataclass, replace
 
-from mdtheory.theory.numeric import best_t1_given_t0_zero
+from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_optimal_t1
 
 ROOTS = {
     "tiny": "results/parity/tiny",
@@ -36,6 +41,8 @@ ROOTS = {
     "full": "results/parity",
     "os_long": "results/parity/os_long",
     "paper": "results/parity/paper",
+    "phase_calibration": "results/parity/phase_calibration",
+    "phase": "results/parity/phase",
 }
 
 # windows U[0, t1] of the main comparison; the theory's best t1 for k is added
@@ -231,8 +238,55 @@ def preset_paper() -> list[RunSpec]:
     return runs
 
 
+# --- the (k, N) phase diagram at n = 16 (see experiments/parity/README.md) ---
+# The reduced MLP learns k = 4, 5 under MD once N is large enough; the small
+# transformer did not (calibration). One model and optimiser for every cell.
+PHASE = RunSpec(objective="md", n=16, k=4, train_size=2048, steps=10_000, model="mlp", n_embd=1024,
+                batch_size=256, eval_every=250, group="phase")
+PHASE_K = (3, 4, 5)
+PHASE_N = (128, 512, 2048, 8192)
+PHASE_SEEDS = tuple(range(6))
+PHASE_OS_STEPS = 4000   # OS reached 0.99 within 1,250 steps wherever it generalised in calibration
+
+
+def sample_complexity_window(k: int) -> tuple[float, float]:
+    """U[0, t1] with t1 minimising the theory's sample-complexity bound."""
+    return 0.0, round(sample_complexity_optimal_t1(k), 3)
+
+
+def preset_phase() -> list[RunSpec]:
+    """Seed-major order, so a half-finished grid has every cell at equal depth."""
+    runs = []
+    for seed in PHASE_SEEDS:
+        for k in PHASE_K:
+            for n_train in PHASE_N:
+                cell = replace(PHASE, k=k, train_size=n_train, seed=seed)
+                runs.append(replace(cell, objective="os", steps=PHASE_OS_STEPS))
+                for t0, t1 in (sample_complexity_window(k), (0.0, 1.0)):
+                    runs.append(replace(cell, t0=t0, t1=t1))
+    return runs
+
+
+def preset_phase_calibration() -> list[RunSpec]:
+    """What was tried before fixing PHASE (one seed unless stated; README table)."""
+    c = replace(PHASE, group="phase_calibration", steps=4000)
+    md = lambda k, n_train, **kw: replace(c, k=k, train_size=n_train, t0=0.0,
+                                          t1=sample_complexity_window(k)[1], **kw)
+    os_ = lambda k, n_train, **kw: replace(c, objective="os", k=k, train_size=n_train, **kw)
+    long = dict(steps=12_000)
+    return [
+        md(4, 512, **long), md(4, 2048, **long), md(4, 4096, **long), md(4, 8192, **long),
+        replace(c, k=4, train_size=8192, t0=0.0, t1=0.338, steps=12_000),  # the P_S-optimal t1
+        md(4, 2048, seed=1), md(4, 2048, seed=2), md(3, 2048, **long), md(5, 2048), md(5, 8192, **long),
+        os_(4, 256), os_(4, 256, weight_decay=0.0), os_(4, 512), os_(4, 512, weight_decay=0.0),
+        os_(4, 2048), os_(4, 2048, seed=1), os_(4, 2048, seed=2), os_(4, 8192),
+        os_(3, 512), os_(5, 512), os_(5, 2048), os_(5, 8192),
+    ]
+
+
 PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_calibration,
-           "full": preset_full, "os_long": preset_os_long, "paper": preset_paper}
+           "full": preset_full, "os_long": preset_os_long, "paper": preset_paper,
+           "phase_calibration": preset_phase_calibration, "phase": preset_phase}
 
 
 def runs_of(preset: str, only: str | None = None) -> list[RunSpec]:
