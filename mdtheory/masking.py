@@ -16,6 +16,8 @@ Samplers are small classes with analytic formulas (after md4's schedules):
     PointSampler(t)               a point mass (the limit t0 = t1)
     MixtureSampler([(w, s), ...]) pick a component per sequence
     signal_optimal(k, width)      a window centred on argmax_t (k+1) t (1-t)^k
+    AdaptiveSampler(rule=...)     a law over t-bins that learns from the
+                                  training losses (``observe``), see below
 
 The 1/t weight and t = 0.
     A window that reaches t = 0 makes E[1/t] infinite. Following MDLM/SMDM/
@@ -331,9 +333,202 @@ def signal_optimal(k: int, width: float = 0.0, eps: float = DEFAULT_EPS,
     return WindowSampler(t0, t0 + width, eps=eps, weighting=weighting)
 
 
+ADAPTIVE_RULES = ("signal", "loss_importance")
+
+
+class AdaptiveSampler(MaskRateSampler):
+    """A mask-rate law that learns from the losses of the training steps.
+
+    [eps, 1] is cut into ``bins`` equal bins; t is drawn by picking bin b with
+    probability p_b and then t ~ U(bin b). After each training batch the
+    caller hands back every sequence's rate t_i and its ELBO integrand
+    l_i = sum_j mask_ij CE_ij / (L t_i) (``observe``); the law then changes.
+    Time is counted in ``observe`` calls (one per batch). Two rules:
+
+    ``signal`` (ours): p_b follows the rate at which the full-range loss is
+        currently falling at rates in bin b, the part of the loss that the
+        model is learning right now. Per bin it keeps two exponential
+        averages, over that bin's observations, of the pair (time, mean l of
+        the bin's sequences in the batch): a fast one (rate ``fast``) and a
+        slow one (rate ``slow``). Their difference quotient
+            d_b = (slow_loss_b - fast_loss_b) / (fast_time_b - slow_time_b)
+        estimates the loss decrease per batch at those rates (a two-point
+        regression slope, correct whatever the bin's sampling frequency),
+        and p_b = floor / bins + (1 - floor) max(d_b, 0) / sum_c max(d_c, 0).
+        Until every bin has ``ceil(1/slow)`` observations (and whenever no
+        bin is falling) p is uniform. The loss weight stays 1/t, the weight
+        of the window objective: the model trains on the mixture of windows
+        that p describes, as a fixed window would.
+    ``loss_importance`` (Nichol & Dhariwal 2021, improved DDPM): keep the last
+        ``history`` values of l per bin; once every bin has them,
+        p_b = floor / bins + (1 - floor) sqrt(mean l_b^2) / sum_c sqrt(mean l_c^2),
+        uniform before. The weight is (1/t) / (bins p_b), so the loss stays
+        an unbiased estimate of the U[eps, 1] ELBO (their ``floor`` is 0.001).
+
+    State (``state_dict``, float64/int64 tensors, saved in checkpoints so a
+    resumed run continues exactly): ``calls``, per-bin ``observations``,
+    ``fast_loss``, ``fast_time``, ``slow_loss``, ``slow_time``, and the
+    ``history`` ring (bins x history) with its next slot ``history_next``
+    and its fill ``history_count``.
+    Under DDP every rank learns from its own batches.
+    """
+
+    def __init__(self, rule: str = "signal", bins: int = 20, floor: float | None = None,
+                 fast: float = 0.1, slow: float = 0.02, history: int = 10,
+                 eps: float = DEFAULT_EPS, weighting: str = "inverse_t"):
+        if rule not in ADAPTIVE_RULES:
+            raise UserError(f"unknown adaptive rule {rule!r}; choose from {', '.join(ADAPTIVE_RULES)}")
+        if int(bins) != bins or not 2 <= bins <= 1000 or int(history) != history or history < 1:
+            raise UserError(f"adaptive sampler needs 2 <= bins <= 1000 and history >= 1, got {bins}, {history}")
+        self.rule, self.bins, self.history = rule, int(bins), int(history)
+        self.floor = _check_rate("floor", floor if floor is not None else
+                                 (0.2 if rule == "signal" else 0.001))
+        self.fast, self.slow = _check_rate("fast", fast), _check_rate("slow", slow)
+        if not 0 < self.slow < self.fast:
+            raise UserError(f"adaptive sampler needs 0 < slow < fast, got slow={slow}, fast={fast}")
+        self.eps = _check_rate("eps", eps)
+        if self.eps == 0.0 or self.eps >= 1.0:
+            raise UserError("the adaptive sampler needs a floor 0 < eps < 1 on t")
+        self.weighting = _check_weighting(weighting)
+        self.edges = torch.linspace(self.eps, 1.0, self.bins + 1, dtype=torch.float64)
+        self.warmup = math.ceil(1.0 / self.slow)
+        self.load_state_dict({})
+
+    # -- state ---------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {k: v.clone() for k, v in self.state.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``; {} resets to the untrained law."""
+        n, f64 = self.bins, torch.float64
+        fresh = {"calls": torch.zeros((), dtype=torch.int64),
+                 "observations": torch.zeros(n, dtype=torch.int64),
+                 **{k: torch.zeros(n, dtype=f64) for k in
+                    ("fast_loss", "fast_time", "slow_loss", "slow_time")},
+                 "history": torch.zeros(n, self.history, dtype=f64),
+                 "history_next": torch.zeros(n, dtype=torch.int64),
+                 "history_count": torch.zeros(n, dtype=torch.int64)}
+        if state:
+            if set(state) != set(fresh) or any(state[k].shape != v.shape for k, v in fresh.items()):
+                raise UserError("saved adaptive-sampler state does not match this sampler's settings")
+            fresh = {k: state[k].to(v.dtype).clone() for k, v in fresh.items()}
+        self.state = fresh
+        self.probs = self._masses()
+
+    def observe(self, t: torch.Tensor, loss: torch.Tensor) -> None:
+        """Learn from one batch: rates t (B,) and ELBO integrands l (B,)."""
+        s, n = self.state, self.bins
+        t, loss = t.detach().double().cpu(), loss.detach().double().cpu()
+        b = self.bin_of(t)
+        s["calls"] += 1
+        counts = torch.bincount(b, minlength=n)
+        seen = counts > 0
+        x = torch.bincount(b, weights=loss, minlength=n) / counts.clamp(min=1)  # the bin's batch mean
+        now = s["calls"].double()
+        first = s["observations"] == 0
+        for name, rate in (("fast", self.fast), ("slow", self.slow)):
+            r = torch.where(first, 1.0, rate) * seen  # the first observation sets the average
+            s[f"{name}_loss"] += r * (x - s[f"{name}_loss"])
+            s[f"{name}_time"] += r * (now - s[f"{name}_time"])
+        s["observations"] += seen.long()
+        # ring buffer of each bin's last values, per sequence as in improved DDPM
+        rank = (torch.nn.functional.one_hot(b, n).cumsum(0) - 1).gather(1, b[:, None]).squeeze(1)
+        keep = rank >= counts[b] - self.history  # a bin's last `history` sequences of this batch
+        slot = (s["history_next"][b] + rank) % self.history
+        s["history"][b[keep], slot[keep]] = loss[keep]
+        s["history_next"] = (s["history_next"] + counts) % self.history
+        s["history_count"] = (s["history_count"] + counts).clamp(max=self.history)
+        self.probs = self._masses()
+
+    def signal(self) -> torch.Tensor:
+        """d_b: the estimated loss decrease per batch at rates in bin b (0 until warm)."""
+        s = self.state
+        lag = s["fast_time"] - s["slow_time"]
+        d = (s["slow_loss"] - s["fast_loss"]) / lag.clamp(min=1e-12)
+        return torch.where((lag > 0) & (s["observations"] >= self.warmup), d, torch.zeros_like(d))
+
+    def _masses(self) -> torch.Tensor:
+        s, uniform = self.state, torch.full((self.bins,), 1.0 / self.bins, dtype=torch.float64)
+        if self.rule == "signal":
+            if bool((s["observations"] < self.warmup).any()):
+                return uniform
+            score = self.signal().clamp(min=0)
+        else:
+            if bool((s["history_count"] < self.history).any()):
+                return uniform
+            score = s["history"].pow(2).mean(1).sqrt()
+        if not bool(score.sum() > 0) or not bool(torch.isfinite(score).all()):
+            return uniform
+        return self.floor * uniform + (1 - self.floor) * score / score.sum()
+
+    # -- the sampler API -------------------------------------------------------
+    def bin_of(self, t: torch.Tensor) -> torch.Tensor:
+        inner = self.edges[1:-1].to(device=t.device, dtype=t.dtype)
+        return torch.bucketize(t, inner, right=True).cpu()
+
+    def sample(self, n, generator=None, device=None):
+        b = torch.multinomial(self.probs, n, replacement=True, generator=generator)
+        u = torch.rand(n, generator=generator, device=device)
+        lo = self.edges[b].to(device=u.device, dtype=u.dtype)
+        hi = self.edges[b + 1].to(device=u.device, dtype=u.dtype)
+        return lo + (hi - lo) * u
+
+    def weight(self, t):
+        w = super().weight(t)
+        if self.rule == "loss_importance":  # 1/p keeps the U[eps, 1] objective unbiased
+            p = self.probs.to(device=t.device, dtype=t.dtype)
+            w = w / (self.bins * p[self.bin_of(t).to(t.device)])
+        return w
+
+    def support(self):
+        return self.eps, 1.0
+
+    def density(self, t):
+        t = np.asarray(t, dtype=float)
+        edges, probs = self.edges.numpy(), self.probs.numpy()
+        b = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, self.bins - 1)
+        inside = (t >= edges[0]) & (t <= edges[-1])
+        return np.where(inside, probs[b] / np.diff(edges)[b], 0.0)
+
+    def expect(self, fn, nodes: int = 20):
+        """Exact per bin (the density is piecewise constant)."""
+        x, w = np.polynomial.legendre.leggauss(nodes)
+        total = 0.0
+        for p, lo, hi in zip(self.probs.tolist(), self.edges[:-1].tolist(), self.edges[1:].tolist()):
+            t = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
+            total += p * 0.5 * float(np.sum(w * fn(t)))
+        return total
+
+    def describe(self):
+        return {"kind": "adaptive", "rule": self.rule, "bins": self.bins, "floor": self.floor,
+                "fast": self.fast, "slow": self.slow, "history": self.history, "eps": self.eps,
+                "weighting": self.weighting}
+
+    def spec(self):
+        return (f"adaptive:rule={self.rule},bins={self.bins},floor={self.floor:g},fast={self.fast:g},"
+                f"slow={self.slow:g},history={self.history}")
+
+
+def _parse_adaptive(spec: str, rest: str, eps: float, weighting: str) -> AdaptiveSampler:
+    """``adaptive[:rule=signal|loss_importance,bins=N,floor=F,fast=A,slow=B,history=H]``"""
+    options: dict = {}
+    kinds = {"rule": str, "bins": int, "floor": float, "fast": float, "slow": float, "history": int}
+    for item in filter(str.strip, rest.split(",")):
+        key, eq, value = (x.strip() for x in item.partition("="))
+        if not eq or key not in kinds:
+            raise UserError(f"bad adaptive option {item!r} in {spec!r}; use KEY=VALUE with KEY in "
+                            f"{', '.join(kinds)}")
+        try:
+            options[key] = kinds[key](value)
+        except ValueError:
+            raise UserError(f"adaptive option {key} needs a {kinds[key].__name__}, got {value!r}") from None
+    return AdaptiveSampler(**options, eps=eps, weighting=weighting)
+
+
 # MixtureSampler.spec() prints weights with 6 significant digits
 MIXTURE_WEIGHT_TOL = 1e-5
-SAMPLER_KINDS = ("window", "uniform", "stratified", "beta", "point", "signal-optimal", "mixture")
+SAMPLER_KINDS = ("window", "uniform", "stratified", "beta", "point", "signal-optimal", "mixture",
+                 "adaptive")
 
 
 def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse_t") -> MaskRateSampler:
@@ -341,7 +536,8 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
 
     ``window:T0,T1``  ``uniform``  ``stratified:T0,T1``  ``beta:A,B``
     ``point:T``  ``signal-optimal:K[,WIDTH]``  ``mixture:W*SPEC+W*SPEC``
-    (mixture weights must sum to 1)
+    (mixture weights must sum to 1)  ``adaptive[:rule=R,bins=N,floor=F,...]``
+    (a law that learns from training losses, see ``AdaptiveSampler``)
     """
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty sampler spec {spec!r}")
@@ -364,6 +560,8 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
         if not math.isclose(total, 1.0, abs_tol=MIXTURE_WEIGHT_TOL):
             raise UserError(f"mixture weights must sum to 1, got {total:g} in {spec!r}")
         return MixtureSampler(parts)
+    if kind == "adaptive":
+        return _parse_adaptive(spec, rest, eps, weighting)
     args = [a for a in rest.split(",") if a.strip()] if rest else []
 
     def nums(count: int | tuple[int, ...]) -> list[float]:
@@ -435,7 +633,14 @@ def forward_process(input_ids: torch.Tensor, mask_id: int, eps: float = DEFAULT_
     sampler (or spec string) to train on a different mask-rate law.
     Note: p_mask is the rate t itself, so ``ce / p_mask`` gives the 1/t
     weight; a sampler with ``weighting='none'`` should be paired with an
-    unweighted loss by the caller.
+    unweighted loss by the caller. An ``AdaptiveSampler`` must be passed as
+    an object and told each batch's losses after the step::
+
+        per_seq = (ce_full * mask).sum(1) / (mask.shape[1] * p_mask[:, 0])
+        sampler.observe(p_mask[:, 0], per_seq)      # ce_full: (B, L) CE
+
+    and its ``loss_importance`` rule needs its weight in the loss,
+    ``sampler.weight(t)`` instead of 1/t.
     """
     b, l = input_ids.shape
     if sampler is None:
@@ -444,6 +649,9 @@ def forward_process(input_ids: torch.Tensor, mask_id: int, eps: float = DEFAULT_
     else:
         if isinstance(sampler, str):
             sampler = parse_sampler(sampler, eps=eps)
+            if isinstance(sampler, AdaptiveSampler):
+                raise UserError("an adaptive sampler learns across batches: pass the object, "
+                                "not its spec string, to forward_process")
         t = sampler.sample(b, generator=generator, device=input_ids.device)
     noisy, mask = corrupt(input_ids, t, mask_id, generator)
     return noisy, mask, t[:, None].expand(b, l)

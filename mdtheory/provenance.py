@@ -44,7 +44,29 @@ def provenance(device: str | None = None) -> dict:
     }
     if device is not None:
         record["device"] = device
+        if device.startswith("cuda"):
+            record["accelerator"] = accelerator_name(device)
     return record
+
+
+def accelerator_name(device: str) -> str | None:
+    """The card behind a CUDA device string ("cuda", "cuda:1"), as the driver names it."""
+    import torch  # only here: most provenance records never touch torch
+
+    try:
+        return torch.cuda.get_device_name(torch.device(device))
+    except (RuntimeError, AssertionError, ValueError):  # no CUDA or a bad index: name unknown
+        return None
+
+
+def device_label(record: dict) -> str:
+    """What a result ran on, from its provenance: "cpu", the card's name, or
+    the bare device string ("cuda") when the record predates card names;
+    "" when the record does not say."""
+    device = str(record.get("device") or "")
+    if device.startswith("cuda"):
+        return record.get("accelerator") or device
+    return "cpu" if device == "cpu" else device
 
 
 def write_provenance_record(path, command: list[str], output: str) -> bool:

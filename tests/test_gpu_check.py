@@ -1,5 +1,6 @@
 """The one-command GPU check, rehearsed on the CPU (--tiny): its three output
-files, the summary's fields, the run folders the aggregators read, its
+files, the summary's fields, the run folders the aggregators read (through
+the ingest command, into the paper's paper-scale rows), its
 deadlines, its bad-input handling and the carried Shakespeare plays."""
 import json
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,12 +62,17 @@ def test_tiny_check_writes_three_files_the_aggregators_read(tmp_path, text_file)
         names = tar.getnames()
         assert not [n for n in names if n.endswith(".pt")]
         assert "lm/window_sweep.csv" in names and "parity/summary.csv" in names
-        tar.extractall(tmp_path / "results", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    from experiments.lm.summarize import main as lm_summarize
-    from experiments.parity.summarize import summarize_root
-    table = summarize_root(tmp_path / "results" / "parity")
-    assert len(table) == 7
-    assert lm_summarize(["--results", str(tmp_path / "results" / "lm")]) == 0
+    # ingested as GPU results would be, through the same aggregators, into the paper's paper-scale rows
+    from experiments.gpu_check.ingest import main as ingest
+    from mdtheory.plots import paper_tables
+    assert ingest(["--from", str(out), "--results", str(tmp_path / "results" / "gpu"), "--rehearsal"]) == 0
+    runs = pd.read_csv(tmp_path / "results" / "gpu" / "parity" / "summary.csv")
+    assert len(runs) == 7 and set(runs["device"]) == {"cpu"}  # a CPU rehearsal says so
+    by_window = pd.read_csv(tmp_path / "results" / "gpu" / "lm" / "window_sweep_by_window.csv")
+    assert set(by_window["device"]) == {"cpu"} and by_window["best_on_val"].sum() == 1
+    paper_tables.write_all(tmp_path / "results", tmp_path / "tables")
+    paper_scale = (tmp_path / "tables" / "comparison.tex").read_text().split("Paper scale")[1].split("midrule")[0]
+    assert "results/gpu} on cpu" in paper_scale and "$(8,2)$, wd 0.1" in paper_scale
     log = (out / "gpu_check.log").read_text()
     assert "phase grids: ok" in log and "== gpu_check (tiny)" in log
 

@@ -61,3 +61,16 @@ def test_corrupt_run_config_is_one_line_exit_2(results, tmp_path):  # noqa: F811
         lm.load_lm_runs(results)
     proc = _plots(results, tmp_path / "f", "lm_loss_vs_step")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_adaptive_sampler_is_drawn_as_a_level_not_a_window(results):  # noqa: F811
+    path = results / "lm" / "window_sweep.csv"
+    sweep = pd.read_csv(path)
+    uniform = sweep[sweep["kind"] == "uniform"].copy()
+    adaptive = uniform.assign(kind="adaptive", t0=float("nan"), t1=float("nan"), midpoint=float("nan"),
+                              sampler="adaptive", full_range_test_loss=uniform["full_range_test_loss"] - 0.1)
+    pd.concat([sweep.assign(sampler=""), adaptive]).to_csv(path, index=False)
+    summarize_lm(results)
+    ax = lm.window_sweep(results).axes[0]
+    level = [line for line in ax.get_lines() if line.get_label() == "adaptive"]
+    assert len(level) == 1 and level[0].get_ydata()[0] == pytest.approx(adaptive["full_range_test_loss"].mean())

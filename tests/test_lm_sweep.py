@@ -144,7 +144,7 @@ def test_predicted_window_reads_only_the_results_folder(tmp_path, monkeypatch):
     (cwd / "results" / "lm").mkdir(parents=True)
     (cwd / "results" / "lm" / "predicted_t.json").write_text(json.dumps({"t_star": 0.9}))
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(corpus, "load_corpus", lambda name: name)
+    monkeypatch.setattr(corpus, "load_corpus", lambda name, text_file=None: name)
     monkeypatch.setattr(ngram, "predict", lambda c: {"t_star": 0.3, "corpus": c})
     results = tmp_path / "elsewhere"
     results.mkdir()
@@ -202,3 +202,76 @@ def test_collect_keeps_ar_nll_apart_from_md_elbos():
     assert all(c["full_range_test_loss"] is None for c in curves if c["objective"] == "ar")
     summary = S.summarize(__import__("pandas").DataFrame(rows))
     assert "loss_mean" not in summary["ar_baseline"] and summary["ar_baseline"]["nll_test_mean"] > 0
+
+
+def test_sweep_of_a_text_file_end_to_end(monkeypatch, tmp_path, capsys):
+    """--text-file: t* from the file's training split, the ten windows, U[0, 1],
+    the predicted window and the adaptive samplers, a recommendation, all
+    under results/lm/<stem>."""
+    monkeypatch.setenv("MDTHEORY_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sweep.PRESETS, "corpus", replace(PRESETS["corpus"], eval_blocks=4, eval_nt=2))
+    words = "the quality of mercy is not strained it droppeth as gentle rain from heaven".split()
+    rng = np.random.default_rng(0)
+    text = tmp_path / "poems.txt"
+    text.write_text("".join(" ".join(words[(i + j) % len(words)] if rng.random() > 0.3 else
+                                     words[rng.integers(len(words))] for j in range(9)) + "\n"
+                            for i in range(400)))
+    small = ["--steps", "2", "--n-layer", "1", "--n-embd", "16", "--n-head", "2", "--block-size", "16",
+             "--batch-size", "8", "--seeds", "0", "--no-progress"]
+    assert sweep.main(["--text-file", str(text), *small]) == 0
+    out = tmp_path / "results" / "lm" / "poems"
+    rows = list(csv.DictReader((out / "window_sweep.csv").open()))
+    samplers = [r["sampler"] for r in rows]
+    assert len(rows) == 14 and samplers[3] == "window:0.3,0.4" and "uniform" in samplers
+    assert {"adaptive", "adaptive:rule=loss_importance"} <= set(samplers)
+    for col in ("t0", "t1", "seed", "steps", "full_range_val_loss", "full_range_val_loss_se",
+                "full_range_test_loss", "full_range_test_loss_se"):
+        assert all(r[col] != "" for r in rows if r["kind"] != "adaptive" or col not in ("t0", "t1"))
+    predicted = json.loads((out / "predicted_t.json").read_text())
+    # n-gram weights of the training split (90% of the file) only
+    assert predicted["corpus"]["name"] == "poems"
+    assert 0.85 < predicted["corpus"]["words"] / len(text.read_text().split()) < 0.95
+    pred = next(r for r in rows if r["kind"] == "predicted")
+    assert float(pred["t0"]) <= predicted["t_star"] <= float(pred["t1"])
+    printed = capsys.readouterr().out
+    assert "## Recommendation" in printed and "--sampler window:" in printed and "t* =" in printed
+    assert (out / "recommendation.md").read_text() in printed
+    by_law = list(csv.DictReader((out / "window_sweep_by_window.csv").open()))
+    assert sum(r["kind"] == "adaptive" for r in by_law) == 2  # the two rules stay apart
+    assert (out / "runs" / "corpus" / "adaptive_s0" / "config.json").exists()
+    # a second call finds everything finished and trains nothing
+    stamp = (out / "runs" / "corpus" / "uniform_s0" / "metrics.jsonl").read_text()
+    assert sweep.main(["--text-file", str(text), "--corpus", "poems", *small]) == 0
+    assert (out / "runs" / "corpus" / "uniform_s0" / "metrics.jsonl").read_text() == stamp
+
+
+def test_corpus_sweep_bad_input(tmp_path, capsys):
+    for argv in (["--text-file", str(tmp_path / "missing.txt")],
+                 ["--corpus", "no-such-corpus"],
+                 ["--preset", "quick", "--steps", "5"],            # would mix settings in the committed folder
+                 ["--text-file", __file__, "--corpus", "a b"],
+                 ["--text-file", __file__, "--adaptive", "uniform"]):
+        with pytest.raises(SystemExit) as info:
+            sweep.main(argv + ["--results", str(tmp_path / "r")] * (argv[1] == "a b"))
+        assert info.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_durability_runner_end_to_end(micro, monkeypatch, tmp_path, capsys):
+    from experiments.lm import durability as D
+
+    results = tmp_path / "lm"
+    results.mkdir()
+    (results / "window_sweep_summary.json").write_text(json.dumps({"best_window": {"t0": 0.3, "t1": 0.4}}))
+    (results / "predicted_t.json").write_text(json.dumps({"t_star": 0.46}))
+    monkeypatch.setitem(D.PRESETS, "quick", micro)
+    monkeypatch.setattr(D, "STAGES", {"x4": dict(steps=3, eval_every=3), "wide-x4": dict(steps=3, n_embd=64)})
+    assert D.main(["--results", str(results), "--seeds", "0", "1", "--no-progress"]) == 0
+    rows = list(csv.DictReader((results / "durability.csv").open()))
+    assert len(rows) == 2 * 2 * 4
+    assert {r["sampler"] for r in rows} == {"uniform", "window:0.3,0.4", "window:0.41,0.51", "adaptive"}
+    params = {r["stage"]: int(r["n_params"]) for r in rows}
+    assert params["wide-x4"] > 2 * params["x4"]
+    assert all(r["steps"] == "3" and r["full_range_test_loss"] != "" for r in rows)
+    assert "16/16 runs finished" in capsys.readouterr().out

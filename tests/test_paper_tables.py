@@ -129,3 +129,46 @@ def test_parity_outcome_prefers_the_window_that_reached_most_often(tmp_path):
     assert "1 of 5 seeds" in macros["parityOutcome"]  # output supervision
     assert macros["parityOSReached"] == "1 of 5 seeds"
     assert macros["parityBestMDReached"] == "4 of 5 seeds"
+
+
+def _gpu_rows(comparison: str) -> list[list[str]]:
+    """The cells of the paper-scale section's rows."""
+    section = comparison.split("Paper scale")[1].split(r"\midrule")[0]
+    return [[c.strip() for c in line.rstrip(" \\").split(" & ")] for line in section.splitlines()[1:] if " & " in line]
+
+
+def test_paper_scale_rows_come_from_results_gpu_and_name_the_card(tmp_path):
+    from test_gpu_ingest import CARD, fake_check, ingest
+
+    proc = ingest("--from", fake_check(tmp_path / "check"), "--results", tmp_path / "results" / "gpu")
+    assert proc.returncode == 0, proc.stderr
+    paper_tables.write_all(tmp_path / "results", tmp_path / "gen")
+    comparison = (tmp_path / "gen" / "comparison.tex").read_text()
+    assert f"results/gpu}} on {CARD}" in comparison
+    ours = {cells[0]: cells[2] for cells in _gpu_rows(comparison)}
+    assert ours["setting $(n,k)$"] == "$(20,6)$, wd 0.1"
+    assert ours["output supervision: steps to 0.99 held-out"] == "not reached in 1{,}000 (0 of 2 seeds)"
+    assert ours["masked diffusion: steps to 0.99 held-out (best window)"] == "350 (2 of 2 seeds)"
+    assert ours["fastest MD window(s)"] == "$[0,0.2]$"
+    assert ours["LM: model, corpus"] == "6x384, shakespeare, bpe 4096"
+    assert ours["best window"] == "$[0.4,0.5]$" and ours["$U[0,1]$ baseline"] == "3.905"
+    assert paper_tables.NOT_RUN not in "".join(ours.values())
+    # the CPU sections still read results/parity and results/lm only (absent here)
+    cpu_parity = comparison.split("Paper scale")[0].split("Parity;")[1]
+    assert r"setting $(n,k)$ & $(20,6)$, wd 0.1 & \textit{not run}" in cpu_parity
+
+
+def test_paper_scale_rows_say_not_run_without_gpu_results(results, tmp_path):  # noqa: F811
+    paper_tables.write_all(results, tmp_path)
+    comparison = (tmp_path / "comparison.tex").read_text()
+    assert "results/gpu} (no GPU results yet)" in comparison
+    rows = _gpu_rows(comparison)
+    assert len(rows) == 9 and all(cells[2] == paper_tables.NOT_RUN for cells in rows)
+    assert "50M" in rows[5][1]  # the paper's LM setup stands beside "not run"
+
+
+def test_a_one_seed_sweep_has_a_gain_but_no_interval(plot_results, tmp_path):  # noqa: F811
+    # U[0,1] ran one seed (as in the GPU check's sweep): the summary stores no interval
+    macros = paper_tables.write_all(plot_results, tmp_path)
+    assert macros["lmGainSeeds"] == "1" and "lmGainCI" not in macros
+    assert "one seed, no interval" in macros["lmOutcome"]

@@ -17,6 +17,7 @@ from mdtheory.plots import lm, parity, theory
 from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
 from mdtheory.plots.style import MissingData, apply_style, save_figure
 from mdtheory.runfiles import write_config
+from test_parity_phase import write_phase_root
 
 STEPS = list(range(0, 1001, 100))
 
@@ -80,6 +81,7 @@ def results(tmp_path):
     _write_run(runs, "mlp_s0", parity_task("md", 0, (0.0, 0.2), model="mlp"), _parity_records(200, rng, energy=True),
                {"weight_decay": 0.1, "lr": 1e-3})
     summarize_root(tmp_path / "parity")
+    write_phase_root(tmp_path / "parity" / "phase")  # the (k, N) grid's own root, summarised
     # rho values a plot could not compute itself from these rows: the figure must read them
     tvs = pd.read_csv(tmp_path / "parity" / "theory_vs_speed.csv")
     tvs["spearman_rho_PS_speed"] = tvs["weight_decay"].map({0.0: 0.123, 0.1: -0.456})
@@ -271,3 +273,42 @@ def test_lm_ar_runs_stay_apart_from_uniform(results):
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert np.allclose(lines["$U[0,1]$"].get_ydata(), 3.0)
     assert np.allclose(lines["AR (exact NLL)"].get_ydata(), 2.0)
+
+
+def test_phase_figures_read_the_aggregators_cells(results):
+    apply_style()
+    cells = parity.phase_cells(results)
+    # OS, MD at the sample-complexity-optimal window and MD U[0,1] at N = 512; the optimal window at 2048
+    assert sorted(cells["series"].unique()) == sorted([parity.PHASE_SERIES[("os", "")],
+                                                      parity.PHASE_SERIES[("md", "sample-complexity optimal")],
+                                                      parity.PHASE_SERIES[("md", "full range")]])
+    fig = parity.phase_diagram(results)
+    # the success rates drawn are cells.csv's, and the theory's bound of each MD window is a vertical line
+    ax = fig.axes[0]
+    drawn = sorted(y for line in ax.get_lines() for y in line.get_ydata() if line.get_marker() == "o")
+    assert drawn == sorted(cells["success_rate"])
+    verticals = sorted(line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--")
+    md = cells[cells["objective"] == "md"].drop_duplicates("t1")
+    assert verticals == pytest.approx(sorted(md["sample_complexity_bound"]))
+    # plateau: OS memorised in 2 of 4 seeds, MD U[0,1] in 1 of 4
+    plateau = sorted(y for line in parity.phase_plateau(results).axes[0].get_lines()
+                     for y in line.get_ydata() if line.get_marker() == "o")
+    assert plateau == [0.0, 0.0, 0.25, 0.5]
+
+
+def test_km_panel_is_where_md_and_os_differ_most(results):
+    cells = parity.phase_cells(results)
+    assert parity.km_cell_sizes(cells) == {4: 512}  # the only N with both MD and OS
+    apply_style()
+    fig = parity.phase_km(results)
+    ax = fig.axes[0]
+    assert "N=512" in ax.get_title() and "p=0.88" in ax.get_title()
+    steps = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert steps[parity.PHASE_SERIES[("md", "sample-complexity optimal")]] == [0, 400, 500, 600, 1000]
+    assert steps[parity.PHASE_SERIES[("os", "")]] == [0, 200, 300, 1000]
+
+
+def test_phase_bound_delta_is_the_aggregators():
+    from experiments.parity.summarize import BOUND_DELTA
+    assert parity.BOUND_DELTA == BOUND_DELTA
+

@@ -49,11 +49,17 @@ Writes exactly three files under --out (nothing else there is touched):
                               without checkpoints
 
 The tarball holds the same files the CPU studies write, so the same
-aggregators read it: ``tar -xzf gpu_check_runs.tar.gz -C results/gpu`` then
-``python -m experiments.parity.summarize --root results/gpu/parity`` and
-``python -m experiments.lm.summarize --results results/gpu/lm``. The card
-is named in gpu_check_summary.json and in phases/phase_info.json inside
-the tarball (a run's config.json records only "cuda").
+aggregators and figures read it. Back on this machine, with DIR the folder
+the three files came back in:
+
+    python -m experiments.gpu_check.ingest --from DIR   # unpack into results/gpu/{parity,lm}, aggregate
+    make all                                            # the paper's comparison fills its paper-scale rows
+    python -m mdtheory.plots --results results/gpu --out figures/gpu   # figures, the card named on them
+
+A run's config.json names the card (provenance "accelerator"), so the
+aggregators' ``device`` column (results/gpu/parity/summary.csv,
+results/gpu/lm/window_sweep_by_window.csv), the paper's rows and the
+figures name it; the summary and the log are kept in results/gpu as well.
 
 ``--tiny`` runs the same phases on the CPU at toy sizes (about a minute on
 2 busy cores; one parity seed; what tests/test_gpu_check.py runs). Without
@@ -76,7 +82,8 @@ own dependencies; then one call of the device tool's ``run``:
 (``--carry-dir`` defaults to .cache/gpu_check_carry when that folder
 exists.) Without the plays, ``--text-file PATH`` (a carried UTF-8 file) is
 used instead, and with neither the LM sweep is skipped with the reason in
-the summary.
+the summary. The files come back under the reply's files_at: ingest them
+from there as above.
 """
 from __future__ import annotations
 
@@ -356,8 +363,7 @@ def build_summary(args, mode, budget, start, work, phases, tests) -> dict:
         "grid_probe": grids.get("probe", {}),
         "grid_error": grids.get("error"),
         "files": {"log": OUTPUTS[0], "summary": OUTPUTS[1], "runs": OUTPUTS[2]},
-        "how_to_read": ("tar -xzf gpu_check_runs.tar.gz -C results/gpu; python -m experiments.parity.summarize "
-                        "--root results/gpu/parity; python -m experiments.lm.summarize --results results/gpu/lm"),
+        "how_to_read": "python -m experiments.gpu_check.ingest --from DIR (this folder), then make all",
         "provenance": provenance(device=versions.get("device")),
     }
 

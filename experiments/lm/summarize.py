@@ -32,6 +32,8 @@ import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
+from mdtheory.provenance import device_label
+from mdtheory.runfiles import is_run, read_run
 
 TEST, VAL = "full_range_test_loss", "full_range_val_loss"
 CONFIDENCE = 0.95
@@ -39,7 +41,7 @@ BY_WINDOW = "window_sweep_by_window.csv"
 MD_NAMES = ("val_loss_mean", "loss_mean", "loss_sd_seeds", "se_mean")
 AR_NAMES = ("nll_val_mean", "nll_test_mean", "nll_test_sd_seeds", "nll_test_se_mean")
 BY_WINDOW_COLUMNS = ["kind", "objective", "t0", "t1", "midpoint", "width", "seeds", "steps", *MD_NAMES, *AR_NAMES,
-                     "err", "best_on_val"]
+                     "err", "best_on_val", "device", "sampler"]
 
 
 def _finite(obj):
@@ -77,15 +79,22 @@ def t_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
     return float(x.mean() - half), float(x.mean() + half)
 
 
-def paired_difference(df: pd.DataFrame, best: dict) -> dict | None:
-    """Per-seed test loss of the best window minus U[0, 1], with its interval."""
+def paired_difference(df: pd.DataFrame, best: dict, against: pd.DataFrame | None = None) -> dict | None:
+    """Per-seed test loss of the best window minus U[0, 1] (or minus the runs
+    ``against``), with its interval."""
+    rows = df[(df["kind"] == "window") & (df["t0"] == best["t0"]) & (df["t1"] == best["t1"])]
+    return paired(rows, df[df["kind"] == "uniform"] if against is None else against)
+
+
+def paired(rows: pd.DataFrame, baseline: pd.DataFrame) -> dict | None:
+    """Per-seed test loss of ``rows`` minus ``baseline``, with its interval."""
     def per_seed(rows):
         return rows.groupby("seed")[TEST].mean()
 
-    u = per_seed(df[df["kind"] == "uniform"])
+    u = per_seed(baseline)
     if u.empty:
         return None
-    b = per_seed(df[(df["kind"] == "window") & (df["t0"] == best["t0"]) & (df["t1"] == best["t1"])])
+    b = per_seed(rows)
     seeds = sorted(set(u.index) & set(b.index))
     diffs = [float(b[s] - u[s]) for s in seeds]
     lo, hi = t_interval(diffs)
@@ -106,10 +115,17 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
         raise UserError(f"window_sweep.csv has runs without {VAL}: re-run the sweep "
                         "(windows are chosen on validation, never on test)")
     groups = []
-    for (kind, t0, t1), g in df.groupby(["kind", "t0", "t1"], dropna=False, sort=False):
+    # adaptive laws have no window: their --sampler spec tells them apart
+    keys = ["kind", "t0", "t1"] + (["sampler"] if "sampler" in df else [])
+    for key, g in df.groupby(keys, dropna=False, sort=False):
+        kind, t0, t1 = key[:3]
         objective = g["objective"].iloc[0]
         row = {"kind": kind, "t0": t0, "t1": t1, "midpoint": (t0 + t1) / 2, "width": t1 - t0,
                "objective": objective, "seeds": int(len(g)), "steps": int(g["steps"].max())}
+        if "sampler" in df:
+            row["sampler"] = g["sampler"].iloc[0]
+        if "device" in g:  # "cpu" or the card's name, from the run records
+            row["device"] = "; ".join(sorted(set(g["device"].dropna()) - {""}))
         if objective == "ar":
             row.update(_law(g, "nll_val", "nll_test", AR_NAMES))
         else:
@@ -145,7 +161,56 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
     ar = next((g for g in groups if g["objective"] == "ar"), None)
     if ar:
         out["ar_baseline"] = ar
+    adaptive = [g for g in md if g["kind"] == "adaptive"]
+    for g in adaptive:  # paired by seed against U[0, 1] and against the window chosen on val
+        runs = df[(df["kind"] == "adaptive") & (df["sampler"] == g["sampler"])]
+        g["minus_uniform"] = paired(runs, df[df["kind"] == "uniform"])
+        if best:
+            g["minus_best_window"] = paired(
+                runs, df[(df["kind"] == "window") & (df["t0"] == best["t0"]) & (df["t1"] == best["t1"])])
+    if adaptive:
+        out["adaptive"] = adaptive
     return out
+
+
+def _diff_text(diff: dict | None) -> str:
+    if not diff or not diff["per_seed"]:
+        return "no paired seeds"
+    low = diff.get("ci_low")  # None once the summary went through JSON
+    ci = "" if low is None or math.isnan(low) else \
+        f", {diff['confidence']:.0%} CI [{low:+.4f}, {diff['ci_high']:+.4f}]"
+    return (f"{diff['mean']:+.4f} nats{ci} over {len(diff['per_seed'])} seed(s)"
+            + ("; better in every seed" if diff["beats_uniform_all_seeds"] else ""))
+
+
+def recommendation(summary: dict) -> str:
+    """What a user of this corpus should train with, in a few lines (markdown)."""
+    lines = ["## Recommendation"]
+    best, uniform = summary.get("best_window"), summary.get("uniform")
+    if best:
+        lines.append(f"* Train with `--sampler window:{best['t0']:g},{best['t1']:g}` (chosen on val: "
+                     f"val {best['val_loss_mean']:.4f}, test {best['loss_mean']:.4f} nats/token).")
+    if best and uniform:
+        lines.append(f"* Against U[0, 1] (test {uniform['loss_mean']:.4f}), paired by seed: "
+                     f"{_diff_text(summary.get('best_minus_uniform'))}.")
+    t_star = summary.get("t_star")
+    if t_star is not None:
+        windows = [g for g in summary["groups"] if g["kind"] == "window"]
+        home = next((g for g in windows if g["t0"] <= t_star <= g["t1"]), None)
+        rank = 1 + sum(g["val_loss_mean"] < home["val_loss_mean"] for g in windows) if home else None
+        where = (f"in the window chosen on val" if summary.get("t_star_in_best_window") else
+                 f"in U[{home['t0']:g}, {home['t1']:g}], ranked {rank} of {len(windows)} on val" if home else
+                 "outside the windows swept")
+        lines.append(f"* The corpus-predicted t* = {t_star:.3f} (n-gram weights of the training split) fell {where}.")
+        pred = summary.get("predicted")
+        if pred:
+            lines.append(f"* The window centred on t*, U[{pred['t0']:g}, {pred['t1']:g}]: val "
+                         f"{pred['val_loss_mean']:.4f}, test {pred['loss_mean']:.4f}.")
+    for g in summary.get("adaptive", []):
+        lines.append(f"* `{g['sampler']}`: val {g['val_loss_mean']:.4f}, test {g['loss_mean']:.4f}; minus U[0, 1] "
+                     f"{_diff_text(g.get('minus_uniform'))}; minus the chosen window "
+                     f"{_diff_text(g.get('minus_best_window'))}.")
+    return "\n".join(lines) + "\n"
 
 
 def _text(sd: float) -> str:
@@ -163,6 +228,8 @@ def table(summary: dict) -> str:
             continue
         if g["kind"] == "uniform":
             name, mid = "U[0, 1]", "0.50"
+        elif g["kind"] == "adaptive":
+            name, mid = f"`{g['sampler']}`", "-"
         else:
             name = f"U[{g['t0']:g}, {g['t1']:g}]" + (" (predicted)" if g["kind"] == "predicted" else "")
             mid = f"{g['midpoint']:.3f}"
@@ -180,6 +247,13 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_device(results: Path, row) -> str:
+    """What a sweep run trained on, from its run record (RESULTS/runs/<preset>/<run>,
+    where the sweep writes it); "" when the record is not there."""
+    folder = results / "runs" / str(getattr(row, "preset", "")) / str(getattr(row, "run", ""))
+    return device_label(read_run(folder).provenance) if is_run(folder) else ""
+
+
 def _main(argv) -> int:
     p = OneLineParser(prog="python -m experiments.lm.summarize", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results/lm")
@@ -192,6 +266,7 @@ def _main(argv) -> int:
         df = pd.read_csv(csv_path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"{csv_path} is empty or not a CSV ({type(exc).__name__})") from None
+    df = df.assign(device=[run_device(results, r) for r in df.itertuples()])
     t_star = None
     meta = results / "window_sweep.json"
     if meta.exists():

@@ -1,12 +1,24 @@
 """The mask-rate window sweep (paper Fig. 3 and 7) on the shared LM trainer.
 
     python -m experiments.lm.sweep --preset {quick,paper,tiny} [--jobs 2]
+    python -m experiments.lm.sweep --text-file F [--corpus NAME] [--steps S] [--seeds 0 1 2]
+                                   [--n-layer L --n-embd D --block-size T --batch-size B]
+
+With ``--text-file`` (or ``--corpus`` naming a built-in corpus) the sweep
+runs on that corpus with the ``corpus`` preset's settings (the quick model
+and budget, the ten windows, U[0, 1], the window centred on the corpus's
+predicted t* from its training split, and the adaptive samplers), writes
+under results/lm/<corpus> (NAME, else the file's stem) and ends with a
+recommendation (``experiments.lm.summarize``): the window chosen on val, its
+test loss against U[0, 1] with a paired interval, where t* fell, and how the
+adaptive samplers did.
 
 Trains every run of the preset (see experiments/lm/presets.py) with the
 shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
 
     RESULTS/window_sweep.csv          one row per run: preset, run, kind,
-                                      objective, t0, t1, midpoint, seed,
+                                      objective, sampler (its --sampler spec),
+                                      t0, t1, midpoint, seed,
                                       steps, tokens, full_range_{val,test}_loss(_se)
                                       (MD ELBOs), nll_{val,test}(_se) (AR
                                       exact NLL), bits_per_token, train_loss,
@@ -28,6 +40,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -47,32 +60,49 @@ from .presets import PRESETS, Preset
 
 METRICS = ("full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se",
            "nll_val", "nll_val_se", "nll_test", "nll_test_se")  # MD ELBOs, then the AR exact NLL
-CSV_FIELDS = ("preset", "run", "kind", "objective", "t0", "t1", "midpoint", "seed", "steps", "tokens", *METRICS,
+CSV_FIELDS = ("preset", "run", "kind", "objective", "sampler", "t0", "t1", "midpoint", "seed", "steps", "tokens", *METRICS,
               "bits_per_token", "train_loss", "eval_kind", "run_dir")
-CURVE_FIELDS = ("run", "kind", "objective", "t0", "t1", "seed", "step", *METRICS, "train_loss")
+CURVE_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "step", *METRICS, "train_loss")
 
 
 @dataclass
 class RunSpec:
     name: str
-    kind: str          # window | uniform | predicted | ar
-    t0: float
+    kind: str          # window | uniform | predicted | adaptive | ar
+    t0: float          # the window (NaN for adaptive and ar)
     t1: float
     seed: int
+    law: str = ""      # the adaptive sampler's spec
 
     @property
     def objective(self) -> str:
         return "ar" if self.kind == "ar" else "md"
 
+    @property
+    def sampler(self) -> str:
+        """The run's law as a --sampler spec ("" for ar)."""
+        if self.kind in ("ar", "adaptive"):
+            return self.law
+        return "uniform" if self.kind == "uniform" else f"window:{self.t0:g},{self.t1:g}"
+
     def rate(self) -> dict:
-        """What this run sets in the task: its mask-rate window, or the ar objective."""
+        """What this run sets in the task: its mask-rate law, or the ar objective."""
         if self.kind == "ar":
             return {"objective": "ar"}
+        if self.kind == "adaptive":
+            return {"sampler": self.law}
         return {"sampler": f"window:{float(self.t0)!r},{float(self.t1)!r}"}
 
 
-def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[float, float, float]:
-    """(t*, t0, t1): a width-0.1 window centred on the corpus-predicted t*."""
+def run_label(spec: str) -> str:
+    """A folder-safe name for a sampler spec (adaptive:rule=x -> adaptive-rule-x)."""
+    return re.sub(r"[^A-Za-z0-9._]+", "-", spec).strip("-")
+
+
+def predicted_window(results: Path, corpus: str, width: float = 0.1,
+                     text_file: str | None = None) -> tuple[float, float, float]:
+    """(t*, t0, t1): a width-0.1 window centred on the corpus-predicted t*
+    (n-gram weights of the training split only)."""
     path = results / "predicted_t.json"  # only --results: never a file of another folder
     if path.exists():
         try:
@@ -82,7 +112,7 @@ def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[fl
     else:
         from mdtheory.data.corpus import load_corpus
         from mdtheory.derive.ngram import predict
-        result = predict(load_corpus(corpus))
+        result = predict(load_corpus(corpus, text_file=text_file))
         atomic_write_json(results / "predicted_t.json", result, keep_provenance_if_unchanged=True)
         t_star = result["t_star"]
     t0 = min(max(round(t_star - width / 2, 3), 0.0), 1.0 - width)
@@ -92,7 +122,7 @@ def predicted_window(results: Path, corpus: str, width: float = 0.1) -> tuple[fl
 def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
     runs, info = [], {}
     if preset.predicted:
-        t_star, p0, p1 = predicted_window(results, preset.corpus)
+        t_star, p0, p1 = predicted_window(results, preset.corpus, text_file=preset.text_file)
         info = {"t_star": t_star, "window": [p0, p1]}
     for seed in preset.seeds:
         for t0, t1 in preset.windows:
@@ -101,6 +131,8 @@ def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
             runs.append(RunSpec(f"uniform_s{seed}", "uniform", 0.0, 1.0, seed))
         if preset.predicted:
             runs.append(RunSpec(f"pred{p0:.3f}-{p1:.3f}_s{seed}", "predicted", p0, p1, seed))
+        for law in preset.adaptive:
+            runs.append(RunSpec(f"{run_label(law)}_s{seed}", "adaptive", float("nan"), float("nan"), seed, law))
         if preset.ar_baseline:
             runs.append(RunSpec(f"ar_s{seed}", "ar", float("nan"), float("nan"), seed))
     return runs, info
@@ -131,6 +163,25 @@ def train_one(preset: Preset, spec: RunSpec, run_dir: str, threads: int | None) 
     return None
 
 
+def train_all(todo: list[tuple[Preset, RunSpec, Path]], jobs: int, threads: int, after_each) -> list[str]:
+    """Train the (preset, run, folder) items, ``jobs`` at once in separate
+    processes; ``after_each()`` runs as each finishes. Returns the error lines."""
+    errors = []
+    if jobs == 1:
+        for preset, spec, run_dir in todo:
+            err = train_one(preset, spec, str(run_dir), threads)
+            errors += [err] if err else []
+            after_each()
+        return errors
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(train_one, preset, spec, str(run_dir), threads) for preset, spec, run_dir in todo]
+        for fut in futures:
+            err = fut.result()
+            errors += [err] if err else []
+            after_each()
+    return errors
+
+
 def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict]]:
     """One row per finished run and one per evaluation, from the run records."""
     rows, curves = [], []
@@ -140,8 +191,8 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
             continue
         run = read_run(run_dir)
         final, mid = run.final, (spec.t0 + spec.t1) / 2
-        described = {"run": spec.name, "kind": spec.kind, "objective": spec.objective, "t0": spec.t0,
-                     "t1": spec.t1, "seed": spec.seed}
+        described = {"run": spec.name, "kind": spec.kind, "objective": spec.objective,
+                     "sampler": spec.sampler, "t0": spec.t0, "t1": spec.t1, "seed": spec.seed}
         rows.append({
             **described, "preset": preset.name, "midpoint": round(mid, 4),
             "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
@@ -174,8 +225,18 @@ def write_outputs(preset: Preset, runs, run_root: Path, results: Path, info: dic
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="python -m experiments.lm.sweep", description="Mask-rate window sweep.")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="quick")
-    p.add_argument("--results", default=None, help="output folder (default results/lm, tiny: results/lm/tiny)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="default quick; corpus when --text-file or --corpus is given")
+    p.add_argument("--results", default=None, help="output folder (default results/lm, tiny: results/lm/tiny, "
+                                                   "a corpus of its own: results/lm/<corpus>)")
+    p.add_argument("--text-file", default=None, metavar="PATH", help="sweep this UTF-8 corpus (split 90/5/5)")
+    p.add_argument("--corpus", default=None, metavar="NAME",
+                   help="a built-in corpus to sweep, or the name of --text-file's corpus (default: its stem)")
+    sizes = p.add_argument_group("overrides of the preset's budget and model")
+    for flag in ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
+        sizes.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None)
+    p.add_argument("--adaptive", nargs="*", default=None, metavar="SPEC",
+                   help="adaptive samplers to train (default: the preset's; none: --adaptive)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     # One thread per run: these models are small, and two threads fighting
     # another busy process for 2 cores ran ~6x slower than one (measured).
@@ -201,48 +262,90 @@ def writable_folder(path: Path) -> Path:
     return path
 
 
+SIZE_FLAGS = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size")
+
+
+def corpus_name(text_file: str | None, corpus: str | None) -> str | None:
+    """The folder name of a corpus sweep: --corpus, else the text file's stem."""
+    if text_file is None and corpus is None:
+        return None
+    name = corpus if corpus is not None else Path(text_file).stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
+        raise UserError(f"corpus name {name!r} must be letters, digits, '.', '_' or '-' (it names a folder); "
+                        f"pass --corpus NAME")
+    return name
+
+
+def configure(args) -> tuple[Preset, Path, bool]:
+    """The preset with the command line's corpus and overrides, the results
+    folder, and whether this is a sweep of a corpus of one's own."""
+    from mdtheory.data.corpus import CORPORA
+
+    name = corpus_name(args.text_file, args.corpus)
+    preset = PRESETS[args.preset or ("corpus" if name else "quick")]
+    if args.text_file is not None:
+        if not Path(args.text_file).is_file():
+            raise UserError(f"--text-file {args.text_file} is not a file")
+        preset = replace(preset, text_file=str(Path(args.text_file).resolve()))
+    elif name is not None:
+        if name not in CORPORA:
+            raise UserError(f"unknown corpus {name!r}; choose from {', '.join(CORPORA)} or pass --text-file")
+        preset = replace(preset, corpus=name, text_file=None)
+    sizes = {k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None}
+    if sizes and name is None and args.results is None:
+        # a preset's runs are never mixed with runs of other settings in its folder
+        raise UserError(f"changing the {preset.name} preset's {', '.join(sorted(sizes))} needs --results DIR")
+    preset = replace(preset, **sizes)
+    if args.seeds:
+        preset = replace(preset, seeds=tuple(args.seeds))
+    if args.adaptive is not None:
+        preset = replace(preset, adaptive=tuple(args.adaptive))
+    for law in preset.adaptive:
+        from mdtheory.masking import AdaptiveSampler, parse_sampler
+        if not isinstance(parse_sampler(law), AdaptiveSampler):
+            raise UserError(f"--adaptive takes adaptive[:options] specs, got {law!r}")
+    default = (f"results/lm/{name}" if name else
+               "results/lm/tiny" if preset.name == "tiny" else "results/lm")
+    return preset, writable_folder(Path(args.results or default)), name is not None
+
+
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
-    preset = PRESETS[args.preset]
-    if args.seeds:
-        preset = replace(preset, seeds=tuple(args.seeds))
-    results = writable_folder(Path(args.results or ("results/lm/tiny" if preset.name == "tiny" else "results/lm")))
+    preset, results, own_corpus = configure(args)
     run_root = results / "runs" / preset.name
     runs, info = plan(preset, results)
     todo = todo_all = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
     if args.runs:
         todo = [s for s in todo if any(fnmatch(s.name, pat) for pat in args.runs)]
-    errors = []
-    threads = args.threads
     # one bar per sweep, also when stdout is a log file: runs done / total and ETA
     bar = tqdm(total=len(runs) - len(todo_all) + len(todo), initial=len(runs) - len(todo_all),
                desc=f"lm sweep ({preset.name})", unit="run", disable=args.no_progress,
                file=sys.stderr, dynamic_ncols=True)
-    if args.jobs == 1:
-        for spec in todo:
-            err = train_one(preset, spec, str(run_root / spec.name), threads)
-            errors += [err] if err else []
-            write_outputs(preset, runs, run_root, results, info)
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(train_one, preset, s, str(run_root / s.name), threads)
-                       for s in todo]
-            for fut in futures:
-                err = fut.result()
-                errors += [err] if err else []
-                write_outputs(preset, runs, run_root, results, info)
-                bar.update(1)
+    errors = train_all([(preset, s, run_root / s.name) for s in todo], args.jobs, args.threads,
+                       lambda: (write_outputs(preset, runs, run_root, results, info), bar.update(1)))
     bar.close()
     rows = write_outputs(preset, runs, run_root, results, info)
     if errors:
         raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
     print(f"{len(rows)}/{len(runs)} runs finished -> {results / 'window_sweep.csv'}")
+    if own_corpus and rows:
+        recommend(results)
     return 0
+
+
+def recommend(results: Path) -> None:
+    """Summarise the sweep (the aggregator's files) and print and write the recommendation."""
+    from . import summarize
+
+    summarize.main(["--results", str(results)])
+    summary = json.loads((results / "window_sweep_summary.json").read_text(encoding="utf-8"))
+    text = summarize.recommendation(summary)
+    atomic_write_text(results / "recommendation.md", text)
+    print(text, end="")
 
 
 def main(argv=None) -> int:

@@ -12,13 +12,28 @@ and writes, beside provenance (ROOT/summary_provenance.json):
     ROOT/summary_by_seed.md        steps to 0.99 of every run, a column per condition
     ROOT/theory_vs_speed.csv       per (setting, weight decay, model): Spearman
                                    rank correlation between P_S of the MD
-                                   window and speed (steps to 0.99 held-out)
+                                   window (and its sample-complexity bound)
+                                   and speed (steps to 0.99 held-out), with
+                                   bootstrap CIs over seeds
+    ROOT/cells.csv                 per condition ("cell": k, N, objective,
+                                   window, weight decay, ...): success rate
+                                   with its Wilson interval, Kaplan-Meier
+                                   median steps to 0.99 held-out with its CI,
+                                   log-rank p of MD vs OS, paired-seed counts,
+                                   share of runs with the memorisation plateau
+    ROOT/cells.md                  the same as a markdown table
+    ROOT/km_curves.csv             the Kaplan-Meier curve of every cell
 
 Speed columns are the first evaluated step at which the accuracy is >= 0.99
 (empty when never reached). The memorisation plateau of a run is the number
 of steps from train accuracy 0.99 to the first held-out accuracy above 0.60
 (or to the end of the run); it shows the grokking signature when the plateau
 lasts at least 3x the steps it took to fit the training set.
+
+Times to 0.99 held-out are censored data: a run that never reaches it within
+its budget (or stopped for another reason) is right-censored at its last
+evaluated step, never counted as "slow". Kaplan-Meier curves, their medians
+and log-rank tests treat it so (scipy.stats.ecdf, scipy.stats.logrank).
 """
 from __future__ import annotations
 
@@ -31,7 +46,7 @@ import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_text, run_cli, write_provenance_json
 from mdtheory.errors import UserError
-from mdtheory.provenance import provenance
+from mdtheory.provenance import device_label, provenance
 from mdtheory.runfiles import RunRecord, read_runs
 
 ACC, CHANCE_BAND, GROK_FACTOR = 0.99, 0.60, 3
@@ -39,9 +54,10 @@ ACC, CHANCE_BAND, GROK_FACTOR = 0.99, 0.60, 3
 RUN_COLUMNS = ["run", "group", "objective", "model", "n", "k", "train_size", "val_size", "weight_decay", "lr",
                "batch_size", "n_layer", "n_embd", "loss_weighting", "normalization", "t0", "t1", "P_S", "seed",
                "budget", "steps", "status", "steps_to_train_99", "steps_to_val_99", "steps_to_val_60",
-               "plateau_steps", "grokking_signature", "max_val_acc", "final_train_acc", "final_val_acc"]
+               "plateau_steps", "grokking_signature", "max_val_acc", "final_train_acc", "final_val_acc",
+               "device"]
 OUTPUTS = ("summary.csv", "summary_by_condition.csv", "summary_by_condition.md", "summary_by_seed.md",
-           "theory_vs_speed.csv", "summary_provenance.json")
+           "theory_vs_speed.csv", "cells.csv", "cells.md", "km_curves.csv", "summary_provenance.json")
 MAIN_MODEL, SETTING = "transformer", ["n", "k", "train_size"]
 CONDITION_KEYS = ["group", "objective", "model", "n", "k", "train_size", "weight_decay", "lr", "n_embd",
                   "loss_weighting", "normalization", "t0", "t1"]
@@ -94,6 +110,7 @@ def summarize_run(run: RunRecord) -> dict:
         "plateau_steps": plateau, "grokking_signature": grok,
         "max_val_acc": max(val) if val else None,
         "final_train_acc": records[-1].get("train_acc"), "final_val_acc": records[-1].get("val_acc"),
+        "device": device_label(run.provenance),  # "cpu" or the card's name
     }
 
 
@@ -112,6 +129,20 @@ def _median(series: pd.Series):
     return float(s.median()) if len(s) else None
 
 
+def _keyed(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with empty condition keys as "" (groupby drops NaN keys)."""
+    return table.assign(**{k: table[k].astype(object).where(table[k].notna(), "") for k in CONDITION_KEYS})
+
+
+def _sort_conditions(out: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: larger weight decay first, then OS, AR, MD windows by t1."""
+    order = out["objective"].map({"os": 0, "ar": 1, "md": 2}).fillna(3)
+    out = out.assign(_o=order, _t1=pd.to_numeric(out["t1"], errors="coerce"),
+                     _wd=-pd.to_numeric(out["weight_decay"], errors="coerce"))
+    return out.sort_values(["group", "n", "k", "train_size", "model", "_wd", "_o", "_t1"]) \
+        .drop(columns=["_o", "_t1", "_wd"]).reset_index(drop=True)
+
+
 def by_condition(table: pd.DataFrame) -> pd.DataFrame:
     """Median and min-max of the speed columns over seeds, per condition.
 
@@ -119,8 +150,7 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
     median over all seeds, infinite when fewer than half reached 0.99);
     ``val_99_median`` is the median over the seeds that reached it."""
     rows = []
-    keyed = table.assign(**{k: table[k].astype(object).where(table[k].notna(), "") for k in CONDITION_KEYS})
-    for key, g in keyed.groupby(CONDITION_KEYS, sort=False, dropna=False):
+    for key, g in _keyed(table).groupby(CONDITION_KEYS, sort=False, dropna=False):
         val = g["steps_to_val_99"].astype("Float64")
         all_val = val.fillna(np.inf).astype(float)
         row = dict(zip(CONDITION_KEYS, key))
@@ -140,11 +170,7 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    order = out["objective"].map({"os": 0, "ar": 1, "md": 2}).fillna(3)
-    out = out.assign(_o=order, _t1=pd.to_numeric(out["t1"], errors="coerce"),
-                     _wd=-pd.to_numeric(out["weight_decay"], errors="coerce"))
-    out = out.sort_values(["group", "n", "k", "train_size", "model", "_wd", "_o", "_t1"]) \
-        .drop(columns=["_o", "_t1", "_wd"]).reset_index(drop=True)
+    out = _sort_conditions(out)
     return out.assign(main_setting=main_setting_mask(out))
 
 
@@ -225,15 +251,239 @@ def by_seed_markdown(table: pd.DataFrame) -> str:
     return "\n".join(out) + "\n"
 
 
+# --- survival statistics per cell ----------------------------------------------
+
+CONFIDENCE = 0.95
+BOUND_DELTA = 0.05          # failure probability of the theory's sample-complexity bound
+# a cell is one condition; these columns come first in cells.csv
+CELL_COLUMNS = ["k", "train_size", "objective", "t0", "t1", "weight_decay", "n", "model", "group", "lr",
+                "n_embd", "loss_weighting", "normalization"]
+# what an MD cell shares with the OS cell it is compared with
+PAIR_KEYS = [k for k in CONDITION_KEYS if k not in ("objective", "t0", "t1", "loss_weighting", "normalization")]
+assert sorted(CELL_COLUMNS) == sorted(CONDITION_KEYS)
+CELL_STATS = ["theory_window", "P_S", "sample_complexity_bound", "budget", "runs", "reached", "success_rate", "wilson_low",
+              "wilson_high", "km_median_steps", "km_median_low", "km_median_high", "logrank_p_vs_os",
+              "paired_seeds", "reached_where_os_not", "os_reached_where_not", "train_99_reached",
+              "plateau_runs", "plateau_share", "plateau_low", "plateau_high"]
+
+
+def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
+    """95% Wilson score interval of a success rate (no continuity correction)."""
+    from scipy import stats
+    ci = stats.binomtest(int(successes), int(trials)).proportion_ci(CONFIDENCE, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def theory_window(k: int, t0, t1) -> str:
+    """Which of the theory's windows U[t0, t1] is (to the 3 decimals the
+    presets use): "sample-complexity optimal", "P_S optimal", "full range" or ""."""
+    from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_optimal_t1
+    if t0 == "" or t1 == "" or float(t0) != 0.0:
+        return ""
+    named = {"sample-complexity optimal": sample_complexity_optimal_t1(int(k)),
+             "P_S optimal": best_t1_given_t0_zero(int(k)), "full range": 1.0}
+    return next((name for name, t in named.items() if abs(float(t1) - t) < 5e-4), "")
+
+
+def censored_steps(runs: pd.DataFrame):
+    """Steps to 0.99 held-out as scipy CensoredData: a run that never reached
+    it is right-censored at its last evaluated step."""
+    from scipy import stats
+    reached = runs["steps_to_val_99"].notna()
+    return stats.CensoredData(uncensored=runs.loc[reached, "steps_to_val_99"].astype(float).to_numpy(),
+                              right=runs.loc[~reached, "steps"].astype(float).to_numpy())
+
+
+def kaplan_meier(runs: pd.DataFrame) -> pd.DataFrame:
+    """Kaplan-Meier estimate of P(not yet at 0.99 held-out after ``step``),
+    one row per distinct event or censoring step, with its 95% log-log band
+    and how many runs reached 0.99 (``events``) or ended without it
+    (``censored``) there. The band is undefined where the survival is 1
+    (taken as 1) or 0 (lower end 0, upper end carried over from the step
+    before: an all-reached cell does not bound its median from above)."""
+    import warnings
+
+    from scipy import stats
+    times = censored_steps(runs)
+    sf = stats.ecdf(times).sf
+    with warnings.catch_warnings():  # scipy warns where the log-log band is undefined; filled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = sf.confidence_interval(CONFIDENCE, method="log-log")
+    survival = sf.probabilities
+    low = np.where(np.isnan(band.low.probabilities), np.where(survival == 1, 1.0, 0.0), band.low.probabilities)
+    high = pd.Series(np.where(survival == 1, 1.0, band.high.probabilities)).ffill().fillna(1.0)
+    curve = pd.DataFrame({"step": sf.quantiles, "survival": survival, "survival_low": low,
+                          "survival_high": high.to_numpy()})
+    reached = runs["steps_to_val_99"].notna()
+    ends = np.where(reached, runs["steps_to_val_99"].astype("Float64").fillna(-1).astype(float),
+                    runs["steps"].astype(float))
+    curve["events"] = [int(np.sum(reached & (ends == t))) for t in curve["step"]]
+    curve["censored"] = [int(np.sum(~reached & (ends == t))) for t in curve["step"]]
+    return curve
+
+
+def km_median(curve: pd.DataFrame) -> tuple:
+    """Median steps to 0.99 (first step where the survival drops to <= 0.5)
+    and its 95% CI from the band (None where a curve never gets there: the
+    median, or its upper limit, lies beyond the last observation)."""
+    def first_step_at_half(column):
+        hits = curve.loc[curve[column] <= 0.5, "step"]
+        return float(hits.iloc[0]) if len(hits) else None
+    return first_step_at_half("survival"), first_step_at_half("survival_low"), first_step_at_half("survival_high")
+
+
+def logrank_p(runs: pd.DataFrame, other: pd.DataFrame) -> float | None:
+    """Two-sided log-rank p of steps to 0.99, None when neither group has an event."""
+    from scipy import stats
+    if not (runs["steps_to_val_99"].notna().any() or other["steps_to_val_99"].notna().any()):
+        return None
+    return float(stats.logrank(censored_steps(runs), censored_steps(other)).pvalue)
+
+
+def _paired(runs: pd.DataFrame, other: pd.DataFrame) -> dict:
+    """Seeds run in both cells, and where only one of them reached 0.99."""
+    mine, theirs = (r.groupby("seed")["steps_to_val_99"].apply(lambda s: bool(s.notna().any()))
+                    for r in (runs, other))
+    common = mine.index.intersection(theirs.index)
+    mine, theirs = mine[common], theirs[common]
+    return {"paired_seeds": len(common), "reached_where_os_not": int((mine & ~theirs).sum()),
+            "os_reached_where_not": int((~mine & theirs).sum())}
+
+
+def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Survival statistics per cell, and the cells' Kaplan-Meier curves.
+
+    An MD (or AR) cell is compared with the OS cell of the same setting (k,
+    N, weight decay, model, optimiser): log-rank test and, seed by seed (the
+    seed fixes the secret set and the training strings), where only one of
+    the two reached 0.99. The plateau columns count the runs with the
+    grokking signature of summarize_run."""
+    from mdtheory.theory.numeric import sample_complexity_bound
+
+    keyed = _keyed(table)
+    groups = {key: g for key, g in keyed.groupby(CONDITION_KEYS, sort=False, dropna=False)}
+    os_cells = {tuple(key[CONDITION_KEYS.index(k)] for k in PAIR_KEYS): g
+                for key, g in groups.items() if key[CONDITION_KEYS.index("objective")] == "os"}
+    rows, curves = [], {}
+    for key, g in groups.items():
+        cell = dict(zip(CONDITION_KEYS, key))
+        curve = kaplan_meier(g)
+        median, median_low, median_high = km_median(curve)
+        reached, plateau = int(g["steps_to_val_99"].notna().sum()), int(g["grokking_signature"].sum())
+        md = cell["objective"] == "md" and cell["t1"] != ""
+        row = {**cell, "theory_window": theory_window(cell["k"], cell["t0"], cell["t1"]) if md else "",
+               "P_S": g["P_S"].iloc[0],
+               "sample_complexity_bound": float(sample_complexity_bound(cell["n"], cell["k"], BOUND_DELTA,
+                                                                        cell["t0"], cell["t1"]))
+               if md and cell["n"] != "" else None,
+               "budget": int(g["budget"].max()), "runs": len(g), "reached": reached,
+               "success_rate": reached / len(g),
+               **dict(zip(("wilson_low", "wilson_high"), wilson_interval(reached, len(g)))),
+               "km_median_steps": median, "km_median_low": median_low, "km_median_high": median_high,
+               "train_99_reached": int(g["steps_to_train_99"].notna().sum()),
+               "plateau_runs": plateau, "plateau_share": plateau / len(g),
+               **dict(zip(("plateau_low", "plateau_high"), wilson_interval(plateau, len(g))))}
+        partner = os_cells.get(tuple(cell[k] for k in PAIR_KEYS))
+        if cell["objective"] != "os" and partner is not None:
+            row["logrank_p_vs_os"] = logrank_p(g, partner)
+            row.update(_paired(g, partner))
+        rows.append(row)
+        curves[key] = curve.assign(**{k: cell[k] for k in CELL_COLUMNS})
+    out = _sort_conditions(pd.DataFrame(rows).reindex(columns=CELL_COLUMNS + CELL_STATS))
+    km = pd.concat([curves[tuple(r[k] for k in CONDITION_KEYS)] for _, r in out.iterrows()], ignore_index=True)
+    for col in ("budget", "runs", "reached", "train_99_reached", "plateau_runs", "paired_seeds",
+                "reached_where_os_not", "os_reached_where_not", "km_median_steps", "km_median_low",
+                "km_median_high"):
+        out[col] = out[col].astype("Float64").round().astype("Int64")  # integers with empty cells
+    km = km[CELL_COLUMNS + ["step", "survival", "survival_low", "survival_high", "events", "censored"]]
+    return out, km
+
+
+def _fmt_p(p) -> str:
+    if pd.isna(p):
+        return ""
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.0e}"
+
+
+def cells_markdown(cell_table: pd.DataFrame) -> str:
+    head = ("| group | model | (n,k) | N | wd | condition | reached | success [95% Wilson] "
+            "| KM median steps [95% CI] | log-rank p vs OS | seeds: reached, OS not / OS reached, not "
+            "| plateau |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for _, r in cell_table.iterrows():
+        median = "not reached" if pd.isna(r["km_median_steps"]) else (
+            f"{_fmt_steps(r['km_median_steps'])} [{_fmt_steps(r['km_median_low'])}, "
+            + ("–" if pd.isna(r["km_median_high"]) else _fmt_steps(r["km_median_high"])) + "]")
+        paired = "" if pd.isna(r["paired_seeds"]) else \
+            f"{r['reached_where_os_not']} / {r['os_reached_where_not']} of {r['paired_seeds']}"
+        lines.append(
+            f"| {r['group']} | {r['model']} | ({r['n']},{r['k']}) | {r['train_size']} | {r['weight_decay']:g} "
+            f"| {condition_label(r)}{f' ({r.theory_window})' if r['theory_window'] else ''} "
+            f"| {r['reached']}/{r['runs']} "
+            f"| {r['success_rate']:.2f} [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {median} "
+            f"| {_fmt_p(r['logrank_p_vs_os'])} | {paired} | {r['plateau_runs']}/{r['runs']} |")
+    return "\n".join(lines) + "\n"
+
+
 # --- theory vs speed -----------------------------------------------------------
+
+N_BOOT, BOOT_SEED = 2000, 0
+
+
+def _spearman(x, y) -> float:
+    from scipy.stats import spearmanr
+    return float(spearmanr(x, y)[0]) if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+
+
+def _resample_seeds(seeds, distinct, values, n_boot: int, rng_seed: int) -> np.ndarray:
+    """(n_boot, seeds x most runs of a seed) resampled values, NaN-padded
+    where a seed has fewer runs; the same rng_seed draws the same seeds."""
+    per_seed = [np.asarray(values, dtype=float)[seeds == s] for s in distinct]
+    padded = np.full((len(distinct), max(len(v) for v in per_seed)), np.nan)
+    for i, v in enumerate(per_seed):
+        padded[i, :len(v)] = v
+    draws = np.random.default_rng(rng_seed).integers(len(distinct), size=(n_boot, len(distinct)))
+    return padded[draws].reshape(n_boot, -1)
+
+
+def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row of x against the same row of y (NaN
+    entries left out; NaN where a row is constant), as scipy.stats.spearmanr."""
+    from scipy.stats import rankdata
+    cx, cy = (rankdata(v, axis=1, nan_policy="omit") for v in (x, y))
+    cx, cy = (c - np.nanmean(c, axis=1, keepdims=True) for c in (cx, cy))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nansum(cx * cy, axis=1) / np.sqrt(np.nansum(cx ** 2, axis=1) * np.nansum(cy ** 2, axis=1))
+
+
+def bootstrap_spearman(seeds, x, y, n_boot: int = N_BOOT, rng_seed: int = BOOT_SEED) -> tuple:
+    """Percentile 95% CI of Spearman's rho(x, y) over seeds resampled with
+    replacement; a drawn seed brings all its runs (paired: the same secret
+    set and training strings under every window). Returns (low, high, the
+    number of resamples where rho is defined); (None, None, 0) with fewer
+    than two seeds. The generator is seeded: the CI is reproducible."""
+    seeds, x, y = (np.asarray(v) for v in (seeds, x, y))
+    distinct = np.unique(seeds)
+    if len(distinct) < 2:
+        return None, None, 0
+    rhos = _row_spearman(*(_resample_seeds(seeds, distinct, v, n_boot, rng_seed) for v in (x, y)))
+    rhos = rhos[np.isfinite(rhos)]
+    if not len(rhos):
+        return None, None, 0
+    low, high = np.percentile(rhos, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return float(low), float(high), len(rhos)
+
 
 def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
     """Spearman's rho between P_S and speed over the MD runs of each setting.
 
     Speed is 1 / steps_to_val_99 with never-reached runs at 0 (ranked slowest,
-    tied), so rho > 0 means windows with more signal learn faster."""
+    tied), so rho > 0 means windows with more signal learn faster. The same
+    for the theory's sample-complexity bound N(t0, t1) (rho < 0: a window
+    that needs fewer samples learns faster). ``rho_low``/``rho_high`` and
+    ``rho_bound_low``/``rho_bound_high`` are bootstrap CIs over seeds."""
     from scipy.stats import spearmanr
-    from mdtheory.theory.numeric import best_t1_given_t0_zero
+    from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_bound, sample_complexity_optimal_t1
 
     md = table[(table["objective"] == "md") & table["P_S"].notna()
                & (table["loss_weighting"] == "inverse_t") & (table["normalization"] == "tokens")]
@@ -257,6 +507,12 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
         theory_t1 = min(per_window.index, key=lambda t: abs(t - best_t1))
         order = list(per_window.index)
         fastest = per_window.iloc[0]
+        sc_t1 = sample_complexity_optimal_t1(int(key[2]))
+        sc_window_t1 = min(per_window.index, key=lambda t: abs(t - sc_t1))
+        bound = sample_complexity_bound(int(key[1]), int(key[2]), BOUND_DELTA, g["t0"].astype(float),
+                                        g["t1"].astype(float))
+        rho_low, rho_high, n_boot = bootstrap_spearman(g["seed"], g["P_S"].astype(float), speed)
+        bound_low, bound_high, _ = bootstrap_spearman(g["seed"], bound, speed)
         rows.append({
             **dict(zip(keys, key)), "runs": len(g), "windows": g["t1"].nunique(),
             "runs_reached_val_99": int(np.isfinite(g["_s"]).sum()),
@@ -271,6 +527,11 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
             "theory_window_median_steps": per_window.loc[theory_t1, "median_all"],
             "theory_window_reached": int(per_window.loc[theory_t1, "reached"]),
             "window_order": " ".join(f"{t:g}" for t in order),
+            "rho_low": rho_low, "rho_high": rho_high,
+            "spearman_rho_bound_speed": _spearman(bound, speed), "rho_bound_low": bound_low,
+            "rho_bound_high": bound_high, "n_boot": n_boot,
+            "sc_optimal_t1": round(sc_t1, 4), "sc_window_t1": float(sc_window_t1),
+            "sc_window_rank": order.index(sc_window_t1) + 1 if per_window["reached"].any() else None,
         })
     return pd.DataFrame(rows)
 
@@ -289,6 +550,7 @@ def summarize_root(root: Path) -> pd.DataFrame:
     if table.empty:
         raise UserError(f"no run with config.json and metrics.jsonl under {runs_dir}")
     cond = by_condition(table)
+    cell_table, km = cells(table)
     texts = {
         "summary.csv": table.to_csv(index=False),
         "summary_by_condition.csv": cond.to_csv(index=False),
@@ -299,6 +561,16 @@ def summarize_root(root: Path) -> pd.DataFrame:
                               "'–' = not reached within the run's budget (final held-out accuracy in "
                               "brackets).\n\n" + by_seed_markdown(table),
         "theory_vs_speed.csv": theory_vs_speed(table).to_csv(index=False),
+        "cells.csv": cell_table.to_csv(index=False),
+        "cells.md": f"# Parity runs under `{root}`: survival statistics per cell\n\n"
+                    "Regenerated by `python -m experiments.parity.summarize`. Reached: runs at 0.99 held-out "
+                    "accuracy within their budget; success rate with its 95% Wilson interval; Kaplan-Meier "
+                    "median steps to 0.99 held-out with its 95% CI (runs that never reached it are censored "
+                    "at their last step; 'not reached': fewer than half reached it, '–': no upper limit); two-sided "
+                    "log-rank p against output supervision in the same setting; seeds where only this "
+                    "condition or only OS reached 0.99; runs with the memorisation plateau (fit the "
+                    "training set, then at chance >= 3x as long).\n\n" + cells_markdown(cell_table),
+        "km_curves.csv": km.to_csv(index=False),
     }
     try:
         for name, text in texts.items():

@@ -18,6 +18,7 @@ from mdtheory.cli import OneLineParser, check_output_dir, run_cli
 from mdtheory.errors import UserError
 
 from . import lm, parity, theory
+from .paper_tables import result_devices
 from .style import MissingData, apply_style, save_figure
 
 ALL_FIGURES = {**theory.FIGURES, **parity.FIGURES, **lm.FIGURES}
@@ -27,6 +28,9 @@ def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[
     """Draw each figure; returns {name: 'written' | 'skipped: why' | 'failed: why'}."""
     apply_style()
     outcome = {}
+    # results trained on a GPU (results/gpu) name the card on their figures; CPU results draw as before
+    cards = {name: [d for d in result_devices(Path(results), (study,)) if d != "cpu"]
+             for study, figures in (("parity", parity.FIGURES), ("lm", lm.FIGURES)) for name in figures}
     for name, draw in ALL_FIGURES.items():
         if only and name not in only:
             continue
@@ -40,6 +44,10 @@ def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[
             traceback.print_exc(file=sys.stderr)
             outcome[name] = f"failed: {type(exc).__name__}: {exc}"
         else:
+            if cards.get(name):
+                # just above the figure: the tight bounding box grows to hold it, so it covers nothing
+                fig.text(1.0, 1.0, "trained on " + ", ".join(cards[name]), ha="right", va="bottom",
+                         fontsize=5, color="0.4")
             save_figure(fig, out, name)
             outcome[name] = "written"
         if verbose:

@@ -84,7 +84,8 @@ def window_sweep(results: Path):
     baseline = table[[is_full_range(a, b) for a, b in zip(table.t0, table.t1)]]
     # the ten-window curve; the window centred on t* is drawn apart
     narrow = table[((table["width"] - 0.1).abs() < 1e-6) & (table["kind"] != "predicted")]
-    other = table.drop(index=baseline.index.union(narrow.index))
+    adaptive = table[table["kind"] == "adaptive"]  # no window: drawn as levels
+    other = table.drop(index=baseline.index.union(narrow.index).union(adaptive.index))
     fig, axes = figure("column")
     ax = axes[0, 0]
     if not narrow.empty:
@@ -97,6 +98,8 @@ def window_sweep(results: Path):
         b = baseline.iloc[0]
         ax.axhline(b["loss"], color="C3", ls="--", label=f"$U[0,1]$ baseline ({int(b['seeds'])} seeds)")
         ax.axhspan(b["loss"] - b["err"], b["loss"] + b["err"], color="C3", alpha=0.12, lw=0)
+    for i, (_, row) in enumerate(adaptive.iterrows()):
+        ax.axhline(row["loss"], color=f"C{4 + i}", ls="-.", label=f"{row.get('sampler', 'adaptive')}")
     t_star = predicted_t_star(results)
     if t_star is not None:
         ax.axvline(t_star, color="grey", ls=":", label=f"predicted $t^*={t_star:.3f}$")

@@ -7,6 +7,8 @@ writes into --out:
                      (a missing result prints as "not run")
     comparison.tex   the source paper's numbers beside ours
     parity_table.tex steps to 0.99 accuracy per condition (median, min-max)
+    parity_phase_table.tex  the (k, N) phase grid: success rates with Wilson
+                     intervals, the theory's N-bound, log-rank p
     lm_table.tex     full-range test loss per training window
 
 The source paper's own numbers (Huang & Mirzasoleiman, arXiv:2601.22450,
@@ -16,6 +18,7 @@ results/ or from mdtheory.theory.numeric.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -162,6 +165,45 @@ def parity_table_tex(conditions: pd.DataFrame) -> str:
                                "steps to 0.99 held-out: median [min, max]"), rows)
 
 
+def parity_phase_numbers(results: Path) -> tuple[dict, str]:
+    """Macros and the (k, N) table of results/parity/phase/cells.csv at the
+    largest weight decay: success of OS, MD at the sample-complexity-optimal
+    window and MD U[0,1] (reached/runs, 95% Wilson interval), the theory's
+    N-bound of that window, and the log-rank p of MD vs OS."""
+    try:
+        cells = parity_plots.phase_cells(results, needed=("success_rate", "wilson_low", "wilson_high", "runs",
+                                                          "reached", "logrank_p_vs_os", "sample_complexity_bound"))
+    except MissingData:
+        return {}, empty_table("parity phase grid not run", 7)
+    cells = cells[cells["weight_decay"] == cells["weight_decay"].max()]
+    series = {key: parity_plots.PHASE_SERIES[key] for key in
+              (("os", ""), ("md", "sample-complexity optimal"), ("md", "full range"))}
+
+    def success(r) -> str:
+        return f"{int(r['reached'])}/{int(r['runs'])} ({r['wilson_low']:.2f}--{r['wilson_high']:.2f})"
+
+    optimal = cells[cells["series"] == series[("md", "sample-complexity optimal")]]
+    bounds = optimal.groupby("k")["sample_complexity_bound"].first()  # depends on k (and n) only
+    rows, aim = [], []
+    for (k, size), g in cells.groupby(["k", "train_size"]):
+        by = {key: g[g["series"] == label].iloc[0] if (g["series"] == label).any() else None
+              for key, label in series.items()}
+        os_, md, full = by.values()
+        p = md["logrank_p_vs_os"] if md is not None else None
+        rows.append(row(int(k), fmt_steps(size), fmt_steps(bounds[k]) if k in bounds else "--",
+                        *(success(r) if r is not None else "--" for r in (os_, md, full)),
+                        "--" if p is None or pd.isna(p) else f"{p:.2g}"))
+        # the study's target: k >= 4, MD >= 80% of seeds, OS <= 20%, log-rank p < 0.01
+        if k >= 4 and md is not None and os_ is not None and md["success_rate"] >= 0.8 \
+                and os_["success_rate"] <= 0.2 and p is not None and p < 0.01:
+            aim.append(f"$k={int(k)}$, $N={fmt_steps(size)}$")
+    macros = {"parityPhaseRuns": str(int(cells["runs"].sum())), "parityPhaseSeedsMin": str(int(cells["runs"].min())),
+              "parityPhaseAimCells": "; ".join(aim) if aim else "none"}
+    header = row("$k$", "$N$", r"$N$-bound of $U[0,t_1^{\mathrm{SC}}]$", "OS",
+                 r"MD $U[0,t_1^{\mathrm{SC}}]$", r"MD $U[0,1]$", "log-rank $p$ (MD vs OS)")
+    return macros, latex_table("rrrlllr", header, rows)
+
+
 # --- language model -------------------------------------------------------------
 
 def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
@@ -191,7 +233,8 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
         diff = lm_plots.sweep_summary(results).get("best_minus_uniform")
         if diff is not None and diff["per_seed"]:
             # gain = U[0,1] minus best, so the interval flips sign
-            lo, hi = -diff["ci_high"], -diff["ci_low"]
+            # one seed has no interval (the summary's JSON stores it as null)
+            lo, hi = (float("nan") if diff[k] is None else -diff[k] for k in ("ci_high", "ci_low"))
             macros["lmGain"] = fmt(-diff["mean"])
             macros["lmGainSeeds"] = str(len(diff["per_seed"]))
             if math.isfinite(lo):
@@ -222,6 +265,84 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
 
 # --- comparison with the paper ------------------------------------------------------
 
+GPU_RESULTS = "gpu"  # results/gpu: a GPU check's results (python -m experiments.gpu_check.ingest)
+PAPER_LM_SETUP = r"$\approx$50M parameters, WikiText-103, BPE 32k"  # experiments/lm/presets.py "paper"
+
+
+def parity_comparison_rows(par: dict) -> list[str]:
+    """Setting, OS and best-MD steps, fastest window and seeds beside the paper's."""
+    def ours(key):
+        return par.get(key, NOT_RUN)
+
+    setting = (f"$({ours('parityN')},{ours('parityK')})$, wd {ours('parityWeightDecay')}"
+               if "parityN" in par else NOT_RUN)
+    rows = []
+    for label, key, value in [
+        ("setting $(n,k)$", "parity_setting", setting),
+        ("output supervision: steps to 0.99 held-out", "os_val_99",
+         ours("parityOSSteps") + (f" ({ours('parityOSReached')})" if "parityOSReached" in par else "")),
+        ("masked diffusion: steps to 0.99 held-out (best window)", "md_within",
+         ours("parityBestMDSteps") + (f" ({ours('parityBestMDReached')})" if "parityBestMDReached" in par else "")),
+        ("fastest MD window(s)", "md_fastest", ours("parityBestMDWindow")),
+        ("seeds per condition", "seeds", ours("paritySeedsMin")),
+    ]:
+        paper, source = PAPER_NUMBERS[key]
+        rows.append(row(label, paper, value, source))
+    return rows
+
+
+def lm_comparison_rows(lm_macros: dict) -> list[str]:
+    """U[0,1] baseline, best window and the gain beside the paper's Fig. 3."""
+    paper_best = min(PAPER_LM_LOSS_BY_MIDPOINT, key=PAPER_LM_LOSS_BY_MIDPOINT.get)
+    paper_gain = PAPER_LM_BASELINE - PAPER_LM_LOSS_BY_MIDPOINT[paper_best]
+    return [row("$U[0,1]$ baseline", f"{PAPER_LM_BASELINE:.3f}", lm_macros.get("lmBaselineLoss", NOT_RUN), FIG3),
+            row("best window", f"$[{paper_best - 0.05:.1f},{paper_best + 0.05:.1f}]$",
+                lm_macros.get("lmBestWindow", NOT_RUN), FIG3),
+            row("baseline minus best", f"{paper_gain:.3f}", lm_macros.get("lmGain", NOT_RUN), FIG3)]
+
+
+def result_devices(root: Path, studies=("parity", "lm")) -> list[str]:
+    """The devices in the aggregators' ``device`` columns under ``root``
+    ("cpu" or a card's name), each once."""
+    paths = {"parity": root / "parity" / "summary.csv", "lm": root / "lm" / "window_sweep_by_window.csv"}
+    cells = []
+    for study in studies:
+        try:
+            cells += list(pd.read_csv(paths[study]).get("device", pd.Series(dtype=object)).dropna())
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+            continue  # missing or corrupt: the tables and figures that need the file say so
+    return list(dict.fromkeys(d for cell in cells for d in str(cell).split("; ") if d))
+
+
+def _tex_text(text: str) -> str:
+    """A name from a result file (a card, a corpus) as LaTeX text."""
+    return "".join("\\" + c if c in "&%$#_{}" else c for c in str(text))
+
+
+def lm_setup(root: Path) -> str:
+    """Model and corpus of the sweep under ``root`` (its window_sweep.json)."""
+    try:
+        p = json.loads((root / "lm" / "window_sweep.json").read_text(encoding="utf-8"))["preset"]
+        return _tex_text(f"{p['n_layer']}x{p['n_embd']}, {p['corpus']}, {p['tokenizer']} {p['vocab_size']}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return NOT_RUN
+
+
+def gpu_scale_rows(root: Path) -> list[str]:
+    """The paper's own scale, (20,6) parity and its LM sweep, as far as one
+    GPU check reached it: from the GPU results' aggregator files when there
+    are any (the card named), "not run" otherwise."""
+    par, _ = parity_numbers(root)
+    lm_macros, _, lm_table = lm_numbers(root)
+    devices = result_devices(root)
+    where = f" on {_tex_text(', '.join(devices))}" if devices else " (no GPU results yet)"
+    rows = [span(4, rf"\emph{{Paper scale: ours from \texttt{{results/gpu}}{where}}}")]
+    rows += parity_comparison_rows(par)
+    rows.append(row("LM: model, corpus", PAPER_LM_SETUP,
+                    lm_setup(root) if lm_table is not None else NOT_RUN, "Fig. 3 setup"))
+    return rows + lm_comparison_rows(lm_macros)
+
+
 def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, results: Path) -> str:
     from mdtheory.theory import numeric
 
@@ -246,19 +367,7 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
 
     rows.append(r"\midrule")
     rows.append(span(4, r"\emph{Parity; ours from \texttt{results/parity}}"))
-    setting = (f"$({ours('parityN')},{ours('parityK')})$, wd {ours('parityWeightDecay')}"
-               if "parityN" in par else NOT_RUN)
-    for label, key, value in [
-        ("setting $(n,k)$", "parity_setting", setting),
-        ("output supervision: steps to 0.99 held-out", "os_val_99",
-         ours("parityOSSteps") + (f" ({ours('parityOSReached')})" if "parityOSReached" in par else "")),
-        ("masked diffusion: steps to 0.99 held-out (best window)", "md_within",
-         ours("parityBestMDSteps") + (f" ({ours('parityBestMDReached')})" if "parityBestMDReached" in par else "")),
-        ("fastest MD window(s)", "md_fastest", ours("parityBestMDWindow")),
-        ("seeds per condition", "seeds", ours("paritySeedsMin")),
-    ]:
-        paper, source = PAPER_NUMBERS[key]
-        rows.append(row(label, paper, value, source))
+    rows += parity_comparison_rows(par)
     rows.append(row("autoregressive: steps to 0.99 held-out", "not run", ours("parityARSteps"), "--"))
 
     rows.append(r"\midrule")
@@ -271,12 +380,10 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
                 ours_by_mid[round(r["mid"], 2)] = fmt(r["loss"])
     for mid, value in PAPER_LM_LOSS_BY_MIDPOINT.items():
         rows.append(row(f"window midpoint {mid:.2f}", f"{value:.3f}", ours_by_mid.get(round(mid, 2), NOT_RUN), FIG3))
-    rows.append(row("$U[0,1]$ baseline", f"{PAPER_LM_BASELINE:.3f}", lm_macros.get("lmBaselineLoss", NOT_RUN), FIG3))
-    paper_best = min(PAPER_LM_LOSS_BY_MIDPOINT, key=PAPER_LM_LOSS_BY_MIDPOINT.get)
-    rows.append(row("best window", f"$[{paper_best - 0.05:.1f},{paper_best + 0.05:.1f}]$",
-                    lm_macros.get("lmBestWindow", NOT_RUN), FIG3))
-    paper_gain = PAPER_LM_BASELINE - PAPER_LM_LOSS_BY_MIDPOINT[paper_best]
-    rows.append(row("baseline minus best", f"{paper_gain:.3f}", lm_macros.get("lmGain", NOT_RUN), FIG3))
+    rows += lm_comparison_rows(lm_macros)
+
+    rows.append(r"\midrule")
+    rows += gpu_scale_rows(results / GPU_RESULTS)
 
     rows.append(r"\midrule")
     rows.append(span(4, r"\emph{LLaDA-8B pre-training and fine-tuning (beyond this toolkit's compute)}"))
@@ -293,14 +400,16 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
 
 def write_all(results: Path, out: Path) -> dict[str, str]:
     par, parity_tex = parity_numbers(results)
+    phase_macros, phase_tex = parity_phase_numbers(results)
     lm_macros, lm_tex, lm_table = lm_numbers(results)
     # Provenance sits beside the tables, so the .tex files change only when numbers do.
     header = "% Generated by python -m mdtheory.plots.paper_tables -- do not edit by hand.\n"
-    macros = {**par, **lm_macros}
+    macros = {**par, **phase_macros, **lm_macros}
     files = {
         "results.tex": header + "".join(result_macro(k, v) for k, v in sorted(macros.items())),
         "comparison.tex": header + comparison_tex(par, lm_macros, lm_table, results),
         "parity_table.tex": header + parity_tex,
+        "parity_phase_table.tex": header + phase_tex,
         "lm_table.tex": header + lm_tex,
     }
     for name, text in files.items():
@@ -319,7 +428,7 @@ def main(argv=None) -> int:
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist")
     macros = write_all(results, check_output_dir(args.out))
-    print(f"wrote {len(macros)} result macros and 3 tables to {args.out}")
+    print(f"wrote {len(macros)} result macros and 4 tables to {args.out}")
     return 0
 
 

@@ -8,12 +8,20 @@
                             (k, weight decay), rho from theory_vs_speed.csv
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
     parity_energy           E(W) over training (MLP runs that log it)
+    parity_phase_diagram    share of seeds reaching 0.99 held-out over (k, N):
+                            OS, MD at the theory's windows and U[0,1], Wilson
+                            intervals, the theory's N-bound of each window
+    parity_km               Kaplan-Meier curves of steps to 0.99 held-out, per
+                            k at the N where MD and OS differ most
+    parity_plateau          share of runs with the memorisation plateau, per cell
 
 Input: the run records under results/parity/runs/ (per-step curves) and
 results/parity/{summary.csv,summary_by_condition.csv,theory_vs_speed.csv},
 written by ``python -m experiments.parity.summarize``: steps to 0.99,
 medians, the main setting and the rank correlations are computed there
-only, never here.
+only, never here. The phase figures read results/parity/phase/cells.csv
+and km_curves.csv (success rates, intervals, Kaplan-Meier curves and
+log-rank p from the same aggregator).
 """
 from __future__ import annotations
 
@@ -365,6 +373,178 @@ def energy(results: Path):
     return fig
 
 
+# --- the (k, N) phase diagram: reads results/parity/phase/{cells,km_curves}.csv --
+
+PHASE_DIR = Path("parity") / "phase"
+BOUND_DELTA = 0.05  # the delta of the aggregator's sample_complexity_bound column
+# (objective, theory_window of cells.csv) -> label; the series the phase figures draw
+PHASE_SERIES = {
+    ("os", ""): "output sup.",
+    ("md", "sample-complexity optimal"): r"MD $U[0,t_1^{\mathrm{SC}}]$",
+    ("md", "P_S optimal"): r"MD $U[0,t_1^{P_S}]$",
+    ("md", "full range"): r"MD $U[0,1]$",
+}
+# the columns that name a cell, in cells.csv and km_curves.csv alike
+CELL_KEYS = ["k", "train_size", "objective", "t0", "t1", "weight_decay", "n", "model", "group", "lr", "n_embd",
+             "loss_weighting", "normalization"]
+
+
+def _phase_palette() -> dict:
+    """A colour per series, the same in every phase figure (U[0,1] away from the orange of t1^SC)."""
+    palette = colours(5)
+    return dict(zip(PHASE_SERIES.values(), (palette[0], palette[1], palette[2], palette[4])))
+
+
+def phase_table(results: Path, name: str) -> pd.DataFrame:
+    return _read_csv(Path(results) / PHASE_DIR / name, f"{SUMMARIZE} --root results/parity/phase")
+
+
+def phase_cells(results: Path, needed=()) -> pd.DataFrame:
+    """The OS and theory-window MD rows of cells.csv, with a ``series`` label."""
+    cells = phase_table(results, "cells.csv")
+    missing = sorted({"k", "train_size", "objective", "weight_decay", "theory_window", *needed} - set(cells.columns))
+    if missing:
+        raise MissingData(f"{PHASE_DIR / 'cells.csv'} lacks columns {missing} (rerun {SUMMARIZE})")
+    series = [PHASE_SERIES.get((o, w)) for o, w in zip(cells["objective"], cells["theory_window"].fillna(""))]
+    cells = cells.assign(series=series).dropna(subset=["series"])
+    if cells.empty:
+        raise MissingData(f"{PHASE_DIR / 'cells.csv'} has no OS or theory-window MD cells")
+    return cells.reset_index(drop=True)
+
+
+def _main_decay(cells: pd.DataFrame) -> float:
+    """The paper's setting: the largest weight decay."""
+    return float(cells["weight_decay"].max())
+
+
+def _rate_panels(cells: pd.DataFrame, rate: str, low: str, high: str, ylabel: str, bounds: bool):
+    """One panel per k: ``rate`` with its interval [low, high] against N, a
+    series per objective and window; weight decays other than the main one
+    dotted with open markers."""
+    ks, main_wd = sorted(cells["k"].unique()), _main_decay(cells)
+    palette = _phase_palette()
+    fig, axes = figure("full", aspect=0.3, ncols=len(ks), sharex=True, sharey=True, layout="constrained")
+    for ax, k in zip(axes[0], ks):
+        for i, label in enumerate(PHASE_SERIES.values()):
+            for wd, rows in cells[(cells["k"] == k) & (cells["series"] == label)].groupby("weight_decay"):
+                rows = rows.sort_values("train_size")
+                main = np.isclose(wd, main_wd)
+                # nudge the series apart on the log axis so their intervals do not hide each other
+                x = rows["train_size"] * 2 ** (0.08 * (i - 1.5))
+                ax.errorbar(x, rows[rate], yerr=[rows[rate] - rows[low], rows[high] - rows[rate]],
+                            color=palette[label], marker="o", ms=3.5, mfc=palette[label] if main else "none",
+                            ls="-" if main else ":", lw=1, capsize=2,
+                            label=label + ("" if main else f", wd {_fmt(wd)}"))
+                if bounds and main and "sample_complexity_bound" in rows and rows["sample_complexity_bound"].notna().any():
+                    ax.axvline(rows["sample_complexity_bound"].dropna().iloc[0], color=palette[label], ls="--", lw=0.8)
+        n = ", ".join(str(int(v)) for v in sorted(cells.loc[cells["k"] == k, "n"].dropna().unique())) \
+            if "n" in cells else "?"
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"$k={int(k)}$, $n={n}$")
+        ax.set_xlabel("training set size $N$")
+    axes[0, 0].set_ylabel(ylabel)
+    labels = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    title = "bars: 95% Wilson interval"
+    if bounds:
+        title += rf"; dashed: the theory's $N$-bound of the window ($\delta={BOUND_DELTA:g}$)"
+    fig.legend(labels.values(), labels.keys(), loc="outside lower center", ncol=min(len(labels), 4),
+               title=title, fontsize="small", title_fontsize="small")
+    return fig
+
+
+def phase_diagram(results: Path):
+    """Share of seeds reaching 0.99 held-out accuracy over (k, N): output
+    supervision, MD at the theory's windows and MD U[0,1], with the theory's
+    sample-complexity bound of each MD window drawn where it lies."""
+    cells = phase_cells(results, needed=("success_rate", "wilson_low", "wilson_high", "sample_complexity_bound"))
+    return _rate_panels(cells, "success_rate", "wilson_low", "wilson_high", "share of seeds at 0.99 held-out",
+                        bounds=True)
+
+
+def phase_plateau(results: Path):
+    """Share of runs with the memorisation plateau (fit the training set,
+    then at chance >= 3x as long), per cell and objective."""
+    cells = phase_cells(results, needed=("plateau_share", "plateau_low", "plateau_high"))
+    return _rate_panels(cells, "plateau_share", "plateau_low", "plateau_high", "share of runs with the plateau",
+                        bounds=False)
+
+
+def _keys(frame: pd.DataFrame) -> pd.Series:
+    """One hashable key per row from the cell-naming columns (NaN -> "")."""
+    cols = [c for c in CELL_KEYS if c in frame]
+    return frame[cols].astype(object).where(frame[cols].notna(), "").apply(
+        lambda r: tuple(str(v) for v in r), axis=1)
+
+
+def km_cell_sizes(cells: pd.DataFrame) -> dict:
+    """Per k, the N whose Kaplan-Meier curves are drawn: where MD at the
+    sample-complexity-optimal window and OS differ most in success rate
+    (ties: smaller log-rank p, then larger N); the largest N without a pair."""
+    chosen = {}
+    main = cells[np.isclose(cells["weight_decay"], _main_decay(cells))]
+    for k, rows in main.groupby("k"):
+        os_rate = rows[rows["objective"] == "os"].groupby("train_size")["success_rate"].first()
+        md = rows[rows["series"] == PHASE_SERIES[("md", "sample-complexity optimal")]].set_index("train_size")
+        pairs = md.index.intersection(os_rate.index)
+        if len(pairs):
+            p = md["logrank_p_vs_os"].fillna(1.0) if "logrank_p_vs_os" in md else pd.Series(1.0, md.index)
+            chosen[k] = max(pairs, key=lambda N: (abs(md.loc[N, "success_rate"] - os_rate[N]), -p[N], N))
+        else:
+            chosen[k] = rows["train_size"].max()
+    return chosen
+
+
+def phase_km(results: Path):
+    """Kaplan-Meier curves of the steps to 0.99 held-out accuracy (share of
+    runs not there yet; censoring marks: runs that ended without it), one
+    panel per k at the N where MD and OS differ most."""
+    cells = phase_cells(results, needed=("success_rate",))
+    km = phase_table(results, "km_curves.csv")
+    needed = {"step", "survival", "survival_low", "survival_high", "censored"}
+    if not needed <= set(km.columns):
+        raise MissingData(f"km_curves.csv lacks columns {sorted(needed - set(km.columns))}")
+    km = km.assign(_key=_keys(km))
+    cells = cells[np.isclose(cells["weight_decay"], _main_decay(cells))].assign(_key=lambda f: _keys(f))
+    sizes = km_cell_sizes(cells)
+    palette = _phase_palette()
+    fig, axes = figure("full", aspect=0.3, ncols=len(sizes), sharey=True, layout="constrained")
+    for ax, (k, size) in zip(axes[0], sorted(sizes.items())):
+        chosen = cells[(cells["k"] == k) & (cells["train_size"] == size)]
+        chosen = chosen.sort_values("series", key=lambda s: s.map(list(PHASE_SERIES.values()).index))
+        p_values = []
+        for _, cell in chosen.iterrows():
+            curve = km[km["_key"] == cell["_key"]].sort_values("step")
+            if curve.empty:
+                continue
+            colour = palette[cell["series"]]
+            steps = np.concatenate([[0.0], curve["step"]])
+            surv, lo, hi = (np.concatenate([[1.0], curve[c]]) for c in ("survival", "survival_low", "survival_high"))
+            ax.step(steps, surv, where="post", color=colour, label=cell["series"])
+            ax.fill_between(steps, lo, hi, step="post", color=colour, alpha=0.15, lw=0)
+            cens = curve[curve["censored"] > 0]
+            ax.plot(cens["step"], cens["survival"], "|", color=colour, ms=7, mew=1.2)
+            if cell["series"] == PHASE_SERIES[("md", "sample-complexity optimal")] \
+                    and pd.notna(cell.get("logrank_p_vs_os")):
+                p_values.append(cell["logrank_p_vs_os"])
+        title = f"$k={int(k)}$, $N={int(size)}$"
+        ax.set_title(title + (f", log-rank $p={p_values[0]:.2g}$" if p_values else ""))
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("step")
+    axes[0, 0].set_ylabel("share not yet at 0.99 held-out")
+    labels = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    fig.legend(labels.values(), labels.keys(), loc="outside lower center", ncol=min(len(labels), 4),
+               title="band: 95% log-log interval; |: run ended without reaching 0.99 (censored); "
+                     "p: MD $U[0,t_1^{\\mathrm{SC}}]$ vs OS", fontsize="small", title_fontsize="small")
+    return fig
+
+
 FIGURES = {
     "parity_accuracy": accuracy,
     "parity_os_long": os_long,
@@ -372,4 +552,7 @@ FIGURES = {
     "parity_theory_vs_speed": theory_vs_speed,
     "parity_signal_noise": signal_noise,
     "parity_energy": energy,
+    "parity_phase_diagram": phase_diagram,
+    "parity_km": phase_km,
+    "parity_plateau": phase_plateau,
 }

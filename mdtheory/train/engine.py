@@ -8,8 +8,10 @@ bf16 autocast on CUDA, optional torch.compile, DDP under torchrun (only rank
 ``mdtheory.runfiles``), metrics.jsonl (one record per evaluation: step, mean
 training loss since the last record, lr, grad_norm, the task's metrics,
 "train/<key>" averages of its per-step diagnostics, tokens_per_s, elapsed_s)
-and ckpt.pt (model, optimizer, per-rank RNG states, step, settings; written
-atomically, read with ``weights_only=True``).
+and ckpt.pt (model, optimizer, per-rank RNG states, step, settings, and the
+task's learnt state when it has one, e.g. an adaptive mask-rate law, which
+sees every trained batch through ``task.observe``; written atomically, read
+with ``weights_only=True``).
 
 The run folder is locked for the whole run; a non-empty folder that holds no
 run of ours is refused. Resume checks that the task and settings are
@@ -538,6 +540,10 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
         if rt.is_main:  # the saved sums are already totals over the ranks
             acc.load_state_dict(ckpt["accumulator"], device)
         start_step = int(ckpt["step"])
+        load_task_state = getattr(task, "load_state_dict", None)
+        if load_task_state is not None:  # what the task learnt from past steps (older checkpoints: none)
+            load_task_state(ckpt.get("task_state") or {})
+    observe = getattr(task, "observe", None)
     metrics = MetricsLog(out / METRICS_NAME if (out and rt.is_main) else None)
     if rt.is_main and out is not None:
         metrics.truncate_after(start_step if ckpt is not None else -1)
@@ -594,6 +600,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
             group["lr"] = lr
         step_loss = torch.zeros((), device=device)
         micro_diags: list[dict] = []
+        micro_batches: list[dict] = []
         for micro in range(cfg.grad_accum):
             batch = task.train_batch(step, micro_batch, device,
                                      shard=rt.rank * cfg.grad_accum + micro)
@@ -606,6 +613,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                 (loss / cfg.grad_accum).backward()
             step_loss += loss.detach().float() / cfg.grad_accum
             micro_diags.append(diag)
+            micro_batches.append(batch)
         grad_norm = nn.utils.clip_grad_norm_(raw_model.parameters(),
                                              cfg.grad_clip if cfg.grad_clip > 0 else float("inf"),
                                              foreach=True)
@@ -620,6 +628,9 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                                    f"(loss={float(step_loss)}){where}")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if observe is not None:  # e.g. a mask-rate law that learns from the losses
+            for batch in micro_batches:
+                observe(batch)
         step += 1
         acc.add({"loss": step_loss, "_grad_norm": grad_norm})
         # one entry per micro-batch: a NaN diagnostic (e.g. no identifiable
@@ -649,7 +660,8 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                 save_checkpoint(ckpt_path, {
                     "step": step, "model": raw_model.state_dict(),
                     "optimizer": optimizer.state_dict(), "rng": rng_states,
-                    "accumulator": acc_state, "task": task_json, "train": cfg.record()})
+                    "accumulator": acc_state, "task": task_json, "train": cfg.record(),
+                    "task_state": task.state_dict() if hasattr(task, "state_dict") else {}})
             _barrier(rt)
     bar.close()
     return TrainResult(model=raw_model, records=records)

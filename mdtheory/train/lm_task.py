@@ -32,6 +32,8 @@ midpoint strata of t in [0, 1], masks fixed by ``--eval-seed``):
 ``full_range_bin/<t>`` field per stratum, and ``full_range_val_loss(_se)``,
 the same number on as many blocks of the validation split with the same mask
 seeds. Choose windows or checkpoints on val; test is for reporting only.
+With an adaptive sampler (``--sampler adaptive...``) the record also holds
+``sampler_mass``, the law's current probability of each t-bin.
 For ar the same fields hold the exact next-token NLL per token, on blocks of
 block_size + 1 tokens cut from the test (val) split (each block's first
 token is context only), with ``eval_kind`` telling which is which. It is comparable to the md number
@@ -144,6 +146,19 @@ class LMTask:
     def loss(self, model, batch):
         return self.objective.loss(model, batch, self)
 
+    # -- what the sampler learns during training (an adaptive law has state) --------
+    def observe(self, batch):
+        self.objective.observe(batch, self)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict):
+        if hasattr(self.sampler, "load_state_dict"):
+            if "sampler" not in state:
+                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
+            self.sampler.load_state_dict(state["sampler"])
+
     @property
     def mask_id(self) -> int:
         return self.tok.mask_id
@@ -173,8 +188,11 @@ class LMTask:
                   batch_size=self.cfg.eval_batch, device=device)
         test = full_range_loss(model, self.test, self.tok.mask_id, **kw)
         val = full_range_loss(model, self.val, self.tok.mask_id, **kw)
-        return {"eval_kind": "md_full_range_nelbo", **test.metrics(),
-                "full_range_val_loss": val.loss, "full_range_val_loss_se": val.se}
+        record = {"eval_kind": "md_full_range_nelbo", **test.metrics(),
+                  "full_range_val_loss": val.loss, "full_range_val_loss_se": val.se}
+        if hasattr(self.sampler, "probs"):  # an adaptive law: its mass per t-bin now
+            record["sampler_mass"] = [round(p, 6) for p in self.sampler.probs.tolist()]
+        return record
 
     def _evaluate_ar(self, model, blocks, device) -> tuple[float, float]:
         """Exact next-token NLL per token of ``blocks`` and its standard error."""

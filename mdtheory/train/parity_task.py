@@ -191,6 +191,19 @@ class ParityTask:
                     MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed, cache=self._energy_cache)
         return record
 
+    # -- what the sampler learns during training (an adaptive law has state) --------
+    def observe(self, batch):
+        self.objective.observe(batch, self)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict):
+        if hasattr(self.sampler, "load_state_dict"):
+            if "sampler" not in state:
+                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
+            self.sampler.load_state_dict(state["sampler"])
+
     # -- what the objectives ask of the task ----------------------------------------
     def next_token_pair(self, tokens):
         return autoregressive_pair(tokens)

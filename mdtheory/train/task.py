@@ -43,6 +43,13 @@ Optional member:
         the engine logs throughput as tokens/s.
     tokens_per_sequence: int
         Tokens in one training sequence (for tokens/s).
+    def observe(self, batch) -> None
+        Called after each optimizer step with every micro-batch the step
+        trained on (as ``loss`` left it), e.g. for a mask-rate law that
+        learns from the losses. Must be deterministic.
+    def state_dict(self) -> dict / def load_state_dict(self, state) -> None
+        What ``observe`` learnt (tensors and plain data), saved in ckpt.pt
+        and restored on resume, so a resumed run stays exact.
 
 The batch is a dict so tasks can carry whatever they need (ids, masks,
 rates, labels); the engine only moves it around and never looks inside.

@@ -1,0 +1,117 @@
+"""Does the window's gain last with more training, and with a larger model?
+
+    python -m experiments.lm.durability [--jobs 2] [--stages x4 x16 wide-x4] [--seeds 0 1]
+
+Trains, on the quick preset's corpus, data and evaluation, four mask-rate
+laws: U[0, 1], the window chosen on val by the committed quick sweep
+(RESULTS/window_sweep_summary.json), the window centred on the predicted t*
+(RESULTS/predicted_t.json) and the adaptive sampler, in three stages:
+
+    x4       the quick model, 4x the quick preset's steps
+    x16      the quick model, 16x its steps
+    wide-x4  a 4x larger model (width 128 instead of 64), 4x the steps
+
+and writes RESULTS/durability.csv (one row per run: stage, sampler, kind,
+n_params, steps, tokens, seed, full_range_{val,test}_loss(_se)) from the
+run records under RESULTS/durability/runs/<stage>/<run>/. Resumable like the
+sweep: finished runs are skipped, interrupted ones resume exactly.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mdtheory.cli import OneLineParser, atomic_write_text, run_cli
+from mdtheory.errors import UserError
+
+from . import sweep
+from .presets import PRESETS, Preset
+
+ADAPTIVE = ("adaptive",)
+STAGES = {  # name: changes to the quick preset
+    "x4": dict(steps=4000, eval_every=500),
+    "x16": dict(steps=16000, eval_every=1000),
+    "wide-x4": dict(steps=4000, eval_every=500, n_embd=128),
+}
+SEEDS = (0, 1)
+FIELDS = ("stage", "run", "sampler", "kind", "n_params", "steps", "tokens", "seed", "full_range_val_loss",
+          "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "run_dir")
+
+
+def best_window(results: Path) -> tuple[float, float]:
+    """The window the committed quick sweep chose on val."""
+    path = results / "window_sweep_summary.json"
+    try:
+        best = json.loads(path.read_text(encoding="utf-8"))["best_window"]
+        return float(best["t0"]), float(best["t1"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} holds no best window; run python -m experiments.lm.summarize first") from None
+
+
+def stage_preset(stage: str, window: tuple[float, float], seeds) -> Preset:
+    return replace(PRESETS["quick"], name=stage, windows=(window,), uniform=True, predicted=True,
+                   ar_baseline=False, adaptive=ADAPTIVE, seeds=tuple(seeds), **STAGES[stage])
+
+
+def n_params(preset: Preset, run_dir: Path) -> int:
+    """Parameters of the run's model (its vocabulary from its config.json)."""
+    from mdtheory.models import Transformer, TransformerConfig
+    vocab = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["task"]["tokenizer_vocab_size"]
+    model = Transformer(TransformerConfig(vocab_size=vocab, block_size=preset.block_size, n_layer=preset.n_layer,
+                                          n_head=preset.n_head, n_embd=preset.n_embd))
+    return sum(p.numel() for p in model.parameters())
+
+
+def write_csv(plans, results: Path) -> int:
+    rows = []
+    for preset, runs, run_root in plans:
+        collected, _ = sweep.collect(preset, runs, run_root)
+        for row in collected:
+            rows.append({**{k: row.get(k) for k in FIELDS}, "stage": preset.name,
+                         "n_params": n_params(preset, Path(row["run_dir"]))})
+    atomic_write_text(results / "durability.csv", sweep._csv(rows, FIELDS))
+    return len(rows)
+
+
+def _main(argv) -> int:
+    p = OneLineParser(prog="python -m experiments.lm.durability", description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="results/lm", help="holds the quick sweep's summary and predicted_t.json")
+    p.add_argument("--stages", nargs="+", choices=sorted(STAGES), default=list(STAGES))
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.jobs < 1 or args.threads < 1:
+        raise UserError("--jobs and --threads must be >= 1")
+    results = sweep.writable_folder(Path(args.results))
+    window = best_window(results)
+    plans = []
+    for stage in args.stages:
+        preset = stage_preset(stage, window, args.seeds)
+        runs, _ = sweep.plan(preset, results)
+        plans.append((preset, runs, results / "durability" / "runs" / stage))
+    todo = [(preset, s, root / s.name) for preset, runs, root in plans for s in runs
+            if not sweep.is_finished(root / s.name, preset.steps)]
+    total = sum(len(runs) for _, runs, _ in plans)
+    bar = tqdm(total=total, initial=total - len(todo), desc="lm durability", unit="run",
+               disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    errors = sweep.train_all(todo, args.jobs, args.threads, lambda: (write_csv(plans, results), bar.update(1)))
+    bar.close()
+    finished = write_csv(plans, results)
+    if errors:
+        raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
+    print(f"{finished}/{total} runs finished -> {results / 'durability.csv'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

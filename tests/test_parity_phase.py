@@ -1,0 +1,242 @@
+"""Survival statistics of the parity aggregator (cells.csv, km_curves.csv and
+the bootstrap CIs of theory_vs_speed.csv), checked against hand-computed
+values and a synthetic phase-grid root (no training)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.parity import summarize
+from mdtheory.runfiles import write_config, write_marker
+from mdtheory.theory.numeric import p_signal, sample_complexity_bound, sample_complexity_optimal_t1
+
+SC_T1 = round(sample_complexity_optimal_t1(4), 3)  # 0.261, as the phase preset rounds it
+STEPS = range(0, 1001, 100)
+
+
+def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_train=512, window=None, wd=0.1):
+    """A run folder as experiments.parity.run leaves it; curve = [(step, train_acc, val_acc)]."""
+    what = objective if window is None else f"md{window[0]:g}-{window[1]:g}"
+    run = root / "runs" / f"{what}_n16k{k}_N{n_train}_wd{wd:g}_s{seed}"
+    run.mkdir(parents=True)
+    task = {"name": "parity", "n": 16, "k": k, "train_size": n_train, "val_size": 1000, "seed": seed,
+            "objective": objective, "model": "mlp", "n_layer": 2, "n_embd": 1024,
+            "loss_weighting": "inverse_t", "normalization": "tokens"}
+    if window is not None:
+        task.update(sampler=f"window:{window[0]!r},{window[1]!r}",
+                    sampler_law={"kind": "window", "t0": window[0], "t1": window[1]},
+                    p_signal=p_signal(k, *window))
+    write_config(run, task, {"steps": 1000, "lr": 1e-3, "weight_decay": wd, "batch_size": 256}, 1, {})
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train_acc": a, "val_acc": v}) + "\n"
+                                               for s, a, v in curve))
+    write_marker(run, "early_stop" if curve[-1][2] >= 0.99 else "complete", 1000, curve[-1][0],
+                 spec={"group": "phase"})
+
+
+def _reaches(at: int):
+    """Train and held-out accuracy rise together and reach 0.99 at ``at`` (the run stops there)."""
+    return [(s, min(1.0, 0.5 + 0.5 * s / at), min(1.0, 0.5 + 0.5 * s / at)) for s in STEPS if s <= at]
+
+
+def _memorises(fit_at: int | None):
+    """Train accuracy 1 from ``fit_at`` on (None: never fits), held-out at chance to the budget."""
+    return [(s, 1.0 if fit_at is not None and s >= fit_at else 0.6, 0.5) for s in STEPS]
+
+
+def write_phase_root(root: Path) -> Path:
+    """k = 4: at N = 512 OS, MD at the sample-complexity-optimal window and
+    MD U[0,1], 4 paired seeds each; at N = 2048 the optimal window alone."""
+    sc, full = (0.0, SC_T1), (0.0, 1.0)
+    os_curves = [_reaches(300), _memorises(100), _memorises(100), _reaches(200)]
+    md_curves = [_reaches(400), _reaches(500), _reaches(600), _memorises(None)]
+    full_curves = [_memorises(200), _memorises(None), _memorises(None), _memorises(None)]
+    for seed in range(4):
+        write_phase_run(root, "os", seed, os_curves[seed])
+        write_phase_run(root, "md", seed, md_curves[seed], window=sc)
+        write_phase_run(root, "md", seed, full_curves[seed], window=full)
+    for seed in range(2):
+        write_phase_run(root, "md", seed, _reaches(300), window=sc, n_train=2048)
+    summarize.summarize_root(root)
+    return root
+
+
+@pytest.fixture
+def phase_root(tmp_path):
+    return write_phase_root(tmp_path / "phase")
+
+
+# --- the statistics against hand-computed values ------------------------------
+
+def test_wilson_interval_by_hand():
+    # p = 1/2, n = 10: (p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.959964
+    assert summarize.wilson_interval(5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    # no success in 6: [0, z^2 / (n + z^2)]
+    assert summarize.wilson_interval(0, 6) == pytest.approx((0.0, 3.841459 / 9.841459), abs=1e-6)
+
+
+def _runs(reached_at, censored_at=()):
+    return pd.DataFrame({"steps_to_val_99": pd.array(list(reached_at) + [None] * len(censored_at), "Int64"),
+                         "steps": list(reached_at) + list(censored_at)})
+
+
+def test_kaplan_meier_and_median_by_hand():
+    # events at 100, 200, 400; censored at 300 and 500:
+    # S = 4/5, then 4/5 * 3/4 = 0.6, then (2 at risk at 400) 0.6 * 1/2 = 0.3
+    curve = summarize.kaplan_meier(_runs([100, 200, 400], [300, 500]))
+    assert list(curve["step"]) == [100, 200, 300, 400, 500]
+    assert curve["survival"].tolist() == pytest.approx([0.8, 0.6, 0.6, 0.3, 0.3])
+    assert list(curve["events"]) == [1, 1, 0, 1, 0] and list(curve["censored"]) == [0, 0, 1, 0, 1]
+    # log-log band at 100: Greenwood V = 1/(5*4), se = sqrt(V)/|log 0.8|, S^exp(+-z se)
+    assert (curve.loc[0, "survival_low"], curve.loc[0, "survival_high"]) == pytest.approx((0.20381, 0.96918), abs=1e-5)
+    # at 400: V = 1/20 + 1/12 + 1/2: upper end 0.3^exp(-z se) = 0.7192 stays above 1/2
+    assert curve.loc[3, "survival_high"] == pytest.approx(0.71922, abs=1e-5)
+    assert summarize.km_median(curve) == (400, 100, None)  # no upper limit from 5 runs
+
+    # ten events at 100, ..., 1000: S(j) = 1 - j/10, Greenwood V = j / (10 (10 - j));
+    # the lower end first drops to 1/2 at j = 1 (0.473), the upper one at j = 8 (0.475; 0.578 at j = 7)
+    curve = summarize.kaplan_meier(_runs(range(100, 1001, 100)))
+    assert curve.loc[0, "survival_low"] == pytest.approx(0.47301, abs=1e-4)
+    assert curve.loc[6:7, "survival_high"].tolist() == pytest.approx([0.57786, 0.47470], abs=1e-4)
+    assert summarize.km_median(curve) == (500, 100, 800)
+
+
+def test_kaplan_meier_without_events_or_with_all_events():
+    never = summarize.kaplan_meier(_runs([], [1000, 1000]))
+    assert never["survival"].tolist() == [1.0] and summarize.km_median(never) == (None, None, None)
+    once = summarize.kaplan_meier(_runs([300]))
+    # reached by the one run: band [0, 1], the median has no upper limit
+    assert summarize.km_median(once) == (300, 300, None)
+
+
+def test_logrank_by_hand():
+    # events of x at 100, 200, 400 (censored 300, 500); y censored at 500 three times.
+    # O - E = 3 - (5/8 + 4/7 + 2/5), V = 15/64 + 12/49 + 6/25: Z = 1.6550, p = 0.0979
+    p = summarize.logrank_p(_runs([100, 200, 400], [300, 500]), _runs([], [500, 500, 500]))
+    assert p == pytest.approx(0.097932, abs=1e-5)
+    assert summarize.logrank_p(_runs([], [500]), _runs([], [500, 500])) is None  # no event: no test
+
+
+# --- cells.csv of a synthetic root ------------------------------------------------
+
+def test_cells_rows_are_exact(phase_root):
+    cells = pd.read_csv(phase_root / "cells.csv")
+    assert list(cells.columns[:6]) == ["k", "train_size", "objective", "t0", "t1", "weight_decay"]
+    key = cells.assign(t1=cells["t1"].fillna(-1)).set_index(["train_size", "objective", "t1"])
+    assert list(key.index) == [(512, "os", -1), (512, "md", SC_T1), (512, "md", 1.0), (2048, "md", SC_T1)]
+    columns = ["runs", "reached", "success_rate", "wilson_low", "wilson_high", "km_median_steps", "km_median_low",
+               "km_median_high", "logrank_p_vs_os", "paired_seeds", "reached_where_os_not",
+               "os_reached_where_not", "train_99_reached", "plateau_runs", "plateau_share"]
+    nan = float("nan")
+    expected = {
+        # OS: 300, never, never, 200 -> S = 3/4 at 200, 1/2 at 300; seeds 1, 2 memorise
+        (512, "os", -1): [4, 2, 0.5, 0.150039, 0.849961, 300, 200, nan, nan, nan, nan, nan, 4, 2, 0.5],
+        # MD: 400, 500, 600, never; log-rank Z = 0.1474 vs OS by hand; seeds 1, 2 reached where OS did not
+        (512, "md", SC_T1): [4, 3, 0.75, 0.300642, 0.954413, 500, 400, nan, 0.882847, 4, 2, 1, 3, 0, 0.0],
+        # U[0,1] never: log-rank Z = -1.5230 vs OS's two events; seed 0 memorises
+        (512, "md", 1.0): [4, 0, 0.0, 0.0, 0.489891, nan, nan, nan, 0.127754, 4, 0, 2, 1, 1, 0.25],
+        # no OS cell at N = 2048: nothing to compare with; Wilson low of 2/2 = n / (n + z^2)
+        (2048, "md", SC_T1): [2, 2, 1.0, 0.342381, 1.0, 300, 300, nan, nan, nan, nan, nan, 2, 0, 0.0],
+    }
+    for index, values in expected.items():
+        got = key.loc[index, columns].astype(float).tolist()
+        assert got == pytest.approx(values, abs=1e-5, nan_ok=True), index
+    md = key.loc[(512, "md", SC_T1)]
+    assert md["theory_window"] == "sample-complexity optimal" and key.loc[(512, "md", 1.0), "theory_window"] == "full range"
+    assert md["P_S"] == pytest.approx(p_signal(4, 0.0, SC_T1))
+    # the theory's N-bound of that window at n = 16, delta = 0.05 (about 614)
+    assert md["sample_complexity_bound"] == pytest.approx(sample_complexity_bound(16, 4, 0.05, 0.0, SC_T1))
+    assert 600 < md["sample_complexity_bound"] < 630
+    assert pd.isna(key.loc[(512, "os", -1), "sample_complexity_bound"])
+
+
+def test_summary_has_the_phase_columns(phase_root):
+    table = pd.read_csv(phase_root / "summary.csv", dtype=str, keep_default_na=False)
+    for col in ("objective", "n", "k", "train_size", "weight_decay", "t0", "t1", "seed", "steps",
+                "steps_to_train_99", "steps_to_val_99"):
+        assert col in table.columns
+    never = table[(table["objective"] == "md") & (table["t1"] == "1.0") & (table["seed"] == "1")].iloc[0]
+    assert never["steps_to_val_99"] == "" and never["steps_to_train_99"] == "" and never["steps"] == "1000"
+    assert set(table["group"]) == {"phase"}
+
+
+def test_km_curves_are_the_cells(phase_root):
+    km = pd.read_csv(phase_root / "km_curves.csv")
+    md = km[(km["train_size"] == 512) & (km["t1"] == SC_T1)]
+    assert md["step"].tolist() == [400, 500, 600, 1000]
+    assert md["survival"].tolist() == pytest.approx([0.75, 0.5, 0.25, 0.25])
+    assert md["events"].tolist() == [1, 1, 1, 0] and md["censored"].tolist() == [0, 0, 0, 1]
+    assert (km["survival_low"] <= km["survival"]).all() and (km["survival"] <= km["survival_high"]).all()
+    cells = pd.read_csv(phase_root / "cells.csv")
+    assert len(km.groupby(["train_size", "objective", "t1"], dropna=False)) == len(cells)
+    text = (phase_root / "cells.md").read_text()
+    assert "| 0.75 [0.30, 0.95] | 500 [400, –] | 0.88 | 2 / 1 of 4 | 0/4 |" in text
+
+
+# --- bootstrap CIs of the window-speed correlation ------------------------------
+
+def test_row_spearman_is_scipys():
+    from scipy.stats import spearmanr
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 4, (40, 12)).astype(float), rng.integers(0, 3, (40, 12)).astype(float)
+    x[:, -3:] = y[:, -3:] = np.nan  # padding of a seed with fewer runs
+    rows = summarize._row_spearman(x, y)
+    assert rows == pytest.approx([spearmanr(a[:9], b[:9])[0] for a, b in zip(x, y)], nan_ok=True)
+
+
+def test_bootstrap_resamples_whole_seeds():
+    windows = np.tile([0.1, 0.2, 0.3], 4)
+    seeds = np.repeat([0, 1, 2, 3], 3)
+    # every seed ranks the windows the same way: every resample has rho = 1
+    assert summarize.bootstrap_spearman(seeds, windows, windows * 10, n_boot=200) == (1.0, 1.0, 200)
+    # seeds disagree (two rank them up, two down): the interval spans 0
+    speed = np.concatenate([[1, 2, 3], [3, 2, 1], [1, 2, 3], [3, 2, 1]])
+    low, high, count = summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500)
+    assert low < 0 < high and low >= -1 and high <= 1 and count <= 500
+    assert summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500) == (low, high, count)  # seeded
+    assert summarize.bootstrap_spearman(np.zeros(3), windows[:3], speed[:3]) == (None, None, 0)
+
+
+def test_theory_vs_speed_gets_bootstrap_cis(phase_root):
+    tvs = pd.read_csv(phase_root / "theory_vs_speed.csv")
+    row = tvs[tvs["train_size"] == 512].iloc[0]
+    # U[0,0.261] (more signal, smaller bound) reaches 0.99 in 3 of 4 seeds, U[0,1] in none
+    assert row["spearman_rho_PS_speed"] > 0 and row["spearman_rho_bound_speed"] < 0
+    assert row["rho_low"] <= row["spearman_rho_PS_speed"] <= row["rho_high"]
+    assert row["rho_bound_low"] <= row["spearman_rho_bound_speed"] <= row["rho_bound_high"]
+    assert row["n_boot"] > 0 and row["sc_window_t1"] == SC_T1 and row["sc_window_rank"] == 1
+
+
+REPO_PARITY = Path(__file__).resolve().parents[1] / "results" / "parity"
+
+
+@pytest.mark.skipif(not (REPO_PARITY / "theory_vs_speed.csv").exists(), reason="committed parity results absent")
+def test_committed_rho_values_are_unchanged():
+    committed = pd.read_csv(REPO_PARITY / "theory_vs_speed.csv")
+    fresh = summarize.theory_vs_speed(summarize.summarize_runs(REPO_PARITY / "runs"))
+    pd.testing.assert_series_equal(fresh["spearman_rho_PS_speed"], committed["spearman_rho_PS_speed"])
+
+
+def test_paper_phase_table_and_macros(phase_root, tmp_path):
+    from mdtheory.plots import paper_tables
+    results = phase_root.parent
+    (results / "parity").mkdir()
+    phase_root.rename(results / "parity" / "phase")
+    macros, tex = paper_tables.parity_phase_numbers(results)
+    # OS 2/4, MD 3/4 at N = 512: short of the target (MD >= 80%, OS <= 20%, p < 0.01)
+    assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none"}
+    assert r"4 & 512 & 614 & 2/4 (0.15--0.85) & 3/4 (0.30--0.95) & 0/4 (0.00--0.49) & 0.88 \\" in tex
+    assert r"4 & 2{,}048 & 614 & -- & 2/2 (0.34--1.00) & -- & -- \\" in tex
+    # a cell that meets it is named
+    path = results / "parity" / "phase" / "cells.csv"
+    cells = pd.read_csv(path)
+    at_512 = cells["train_size"] == 512
+    cells.loc[at_512 & (cells["objective"] == "os"), "success_rate"] = 0.0
+    cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.9, 0.001]
+    cells.to_csv(path, index=False)
+    assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseAimCells"] == "$k=4$, $N=512$"
+    macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
+    assert macros == {} and "not run" in tex
