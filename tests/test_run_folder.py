@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdtheory.cli import run_cli
 from mdtheory.errors import UserError
 from mdtheory.runfiles import read_metrics
 from mdtheory.train import train
@@ -18,6 +17,7 @@ from mdtheory.train.__main__ import main
 from mdtheory.train.engine import CKPT_NAME, CONFIG_NAME, METRICS_NAME, load_checkpoint
 
 from test_engine import tiny_config, tiny_task
+from test_train_cli import cli
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["parity", "--n", "8", "--k", "2", "--train-size", "64", "--val-size", "32", "--n-layer", "1",
@@ -30,14 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def cli(argv, capsys):
-    """Run the training CLI in-process; return (exit status, stdout, stderr)."""
-    try:
-        code = run_cli(main, argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(folder: Path) -> dict:

@@ -59,7 +59,7 @@ from ..masking import parse_sampler
 from ..models import Transformer, TransformerConfig
 from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
-from .task import step_generator
+from .task import SamplerStateHooks, step_generator
 
 # a language model has no label position to supervise alone
 LM_OBJECTIVES = tuple(name for name, cls in OBJECTIVES.items() if not cls.needs_label)
@@ -87,7 +87,7 @@ class LMTaskConfig(TaskConfig):
     eval_batch: int = setting(64, "blocks per evaluation forward pass")
 
 
-class LMTask:
+class LMTask(SamplerStateHooks):
     name = "lm"
 
     def __init__(self, cfg: LMTaskConfig):
@@ -145,19 +145,6 @@ class LMTask:
 
     def loss(self, model, batch):
         return self.objective.loss(model, batch, self)
-
-    # -- what the sampler learns during training (an adaptive law has state) --------
-    def observe(self, batch):
-        self.objective.observe(batch, self)
-
-    def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
-
-    def load_state_dict(self, state: dict):
-        if hasattr(self.sampler, "load_state_dict"):
-            if "sampler" not in state:
-                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
-            self.sampler.load_state_dict(state["sampler"])
 
     @property
     def mask_id(self) -> int:

@@ -29,7 +29,7 @@ from ..models import MLPConfig, ReducedMLP, Transformer, TransformerConfig
 from . import diagnostics
 from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
-from .task import step_generator
+from .task import SamplerStateHooks, step_generator
 
 MODELS = ("transformer", "uniform-attention", "mlp")
 MODEL_WIDTH_DEFAULT = {"transformer": 128, "uniform-attention": 128, "mlp": 2560}
@@ -105,7 +105,7 @@ class ParityTaskConfig(TaskConfig):
             self.n_embd = MODEL_WIDTH_DEFAULT.get(self.model, 128)
 
 
-class ParityTask:
+class ParityTask(SamplerStateHooks):
     name = "parity"
 
     def __init__(self, cfg: ParityTaskConfig):
@@ -190,19 +190,6 @@ class ParityTask:
                     model, self.data.train_tokens.to(device), self.sampler, self.data.secret,
                     MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed, cache=self._energy_cache)
         return record
-
-    # -- what the sampler learns during training (an adaptive law has state) --------
-    def observe(self, batch):
-        self.objective.observe(batch, self)
-
-    def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
-
-    def load_state_dict(self, state: dict):
-        if hasattr(self.sampler, "load_state_dict"):
-            if "sampler" not in state:
-                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
-            self.sampler.load_state_dict(state["sampler"])
 
     # -- what the objectives ask of the task ----------------------------------------
     def next_token_pair(self, tokens):

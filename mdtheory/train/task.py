@@ -61,6 +61,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
+
 
 @runtime_checkable
 class Task(Protocol):
@@ -76,6 +78,25 @@ class Task(Protocol):
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]: ...
 
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]: ...
+
+
+class SamplerStateHooks:
+    """The optional ``observe``/``state_dict``/``load_state_dict`` members for
+    a task with ``self.objective`` and ``self.sampler``: an adaptive mask-rate
+    law learns from each training step, and its state rides in the checkpoint
+    so that resume stays exact."""
+
+    def observe(self, batch):
+        self.objective.observe(batch, self)
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
+
+    def load_state_dict(self, state: dict):
+        if hasattr(self.sampler, "load_state_dict"):
+            if "sampler" not in state:
+                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
+            self.sampler.load_state_dict(state["sampler"])
 
 
 def step_generator(seed: int, step: int, shard: int = 0, stream: int = 0,
