@@ -198,7 +198,7 @@ def recommendation(summary: dict) -> str:
         windows = [g for g in summary["groups"] if g["kind"] == "window"]
         home = next((g for g in windows if g["t0"] <= t_star <= g["t1"]), None)
         rank = 1 + sum(g["val_loss_mean"] < home["val_loss_mean"] for g in windows) if home else None
-        where = (f"in the window chosen on val" if summary.get("t_star_in_best_window") else
+        where = ("in the window chosen on val" if summary.get("t_star_in_best_window") else
                  f"in U[{home['t0']:g}, {home['t1']:g}], ranked {rank} of {len(windows)} on val" if home else
                  "outside the windows swept")
         lines.append(f"* The corpus-predicted t* = {t_star:.3f} (n-gram weights of the training split) fell {where}.")
