@@ -75,31 +75,26 @@ def interleaved_ab(measure_a: Callable[[], float], measure_b: Callable[[], float
     def late() -> bool:
         return deadline is not None and clock() >= deadline
 
-    if warmup:
-        for label, measure in ((label_a, measure_a), (label_b, measure_b)):
-            if late():
-                return result
-            t0 = clock()
-            measure()
-            result.first_call_s[label] = round(clock() - t0, 3)
+    for label, measure in ((label_a, measure_a), (label_b, measure_b)) if warmup else ():
+        if late():
+            return result
+        t0 = clock()
+        measure()
+        result.first_call_s[label] = round(clock() - t0, 3)
     for i in range(pairs):
         if late():
             break
         # ABBA: a slow drift adds the same to both sides over two pairs
         if i % 2 == 0:
-            a = measure_a()
-            b = measure_b()
+            a, b = measure_a(), measure_b()
         else:
-            b = measure_b()
-            a = measure_a()
+            b, a = measure_b(), measure_a()
         result.rates_a.append(float(a))
         result.rates_b.append(float(b))
     return result
 
 
-# ---------------------------------------------------------------------------
-# variants of the engine
-# ---------------------------------------------------------------------------
+# --- variants of the engine ---
 
 @dataclass(frozen=True)
 class Variant:
@@ -139,12 +134,8 @@ class ObservedTask:
         training = torch.is_grad_enabled()  # the engine's step-0 record calls loss under no_grad, uncompiled
         if training:
             self.compiled.add(hasattr(model, "_orig_mod"))  # what torch.compile returns
-        if self._precision == "engine":
-            ctx = contextlib.nullcontext()
-        else:
-            ctx = torch.autocast(self._device_type, dtype=torch.bfloat16,
-                                 enabled=self._precision == "bf16")
-        with ctx:
+        with (contextlib.nullcontext() if self._precision == "engine" else
+              torch.autocast(self._device_type, dtype=torch.bfloat16, enabled=self._precision == "bf16")):
             if training:
                 self.autocast.add(bool(torch.is_autocast_enabled(self._device_type)))
             return self._task.loss(model, batch)
@@ -238,8 +229,7 @@ def compare(task, a: Variant, b: Variant, *, batch_size: int, steps: int, device
     not_applied = [f for f in changed if not differs(obs_a, obs_b, CHANGED_BY[f])]
     if ab.ratios and not_applied:
         out["not_applied"] = not_applied
-        out["note"] = (f"the engine ran both sides alike in {', '.join(not_applied)}: "
-                       "no ratio reported")
+        out["note"] = f"the engine ran both sides alike in {', '.join(not_applied)}: no ratio reported"
         for key in ("median_ratio", "min_ratio", "max_ratio"):
             out.pop(key, None)
     if flops_per_token and "median_rate_a" in out:
@@ -252,6 +242,24 @@ def compare(task, a: Variant, b: Variant, *, batch_size: int, steps: int, device
     return out
 
 
+# the comparisons both benchmarks run: name -> (title, A, B)
+COMPARISONS = {
+    "compile": ("eager vs compiled", Variant(), Variant(compile=True)),
+    "fused": ("unfused vs fused AdamW", Variant(fused_adamw=False), Variant(fused_adamw=True)),
+    "bf16": ("fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
+}
+
+
+def timing_line(r: dict) -> str:
+    """A row of ``compare`` (with its ``config``) in one line."""
+    head = f"{r['config']}: {r['a']} -> {r['b']}"
+    if "median_ratio" not in r:
+        return f"{head}: {r.get('error') or r.get('note') or 'no pair measured'}"
+    mfu = f", MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}" if "mfu_a" in r else ""
+    return (f"{head}: B/A {r['median_ratio']:.3f}x (range {r['min_ratio']:.2f}-{r['max_ratio']:.2f}, "
+            f"{r['pairs']} pairs), tokens/s {r['median_rate_a']:,.0f} -> {r['median_rate_b']:,.0f}{mfu}")
+
+
 def gemm_rate(device: torch.device, size: int, dtype: torch.dtype, repeats: int = 10) -> float:
     """Median FLOP/s of a size x size x size matmul on random data (2 size^3
     FLOPs), after two warm-up products; the device is synchronised around
@@ -259,14 +267,13 @@ def gemm_rate(device: torch.device, size: int, dtype: torch.dtype, repeats: int 
     gen = torch.Generator(device="cpu").manual_seed(0)
     a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda _: None)
     times = []
     for i in range(repeats + 2):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         t0 = time.perf_counter()
         c = a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         if i >= 2:
             times.append(time.perf_counter() - t0)
         del c

@@ -32,21 +32,15 @@ import torch
 
 from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
 from mdtheory.errors import UserError
-from mdtheory.masking import corrupt, parse_sampler
+from mdtheory.masking import parse_sampler
 from mdtheory.models import Transformer, TransformerConfig
 from mdtheory.provenance import provenance
 from mdtheory.train.engine import setup_runtime
-from mdtheory.train.objectives import masked_diffusion_loss
+from mdtheory.train.objectives import MaskedDiffusion, masked_diffusion_loss
 from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
 from mdtheory.train.task import step_generator
 
-from .ab_timing import Variant, compare
-
-COMPARISONS = {
-    "compile": (Variant(compile=False), Variant(compile=True)),
-    "fused": (Variant(fused_adamw=False), Variant(fused_adamw=True)),
-    "bf16": (Variant(precision="fp32"), Variant(precision="bf16")),
-}
+from .ab_timing import COMPARISONS, compare
 
 
 class RandomTokenLM:
@@ -71,10 +65,7 @@ class RandomTokenLM:
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.seed, step, shard)
         tokens = torch.randint(self.mask_id, (batch_size, self.cfg.block_size), generator=gen)
-        t = self.sampler.sample(batch_size, generator=gen)
-        noisy, mask = corrupt(tokens, t, self.mask_id, gen)
-        return {"tokens": tokens.to(device), "noisy": noisy.to(device), "t": t.to(device),
-                "mask": mask.to(device)}
+        return {k: v.to(device) for k, v in MaskedDiffusion().make_batch(tokens, self, gen).items()}
 
     def loss(self, model, batch):
         loss = masked_diffusion_loss(model, batch["tokens"], batch["noisy"], batch["mask"],
@@ -85,27 +76,27 @@ class RandomTokenLM:
         return {}
 
 
-def parity_study_task(cuda: bool, tiny: bool = False) -> tuple[str, ParityTask, int]:
-    """The parity study's own configuration (presets), with light evaluation."""
+def parity_timing_task(n, k, train_size, n_layer, n_head, n_embd) -> ParityTask:
+    """The parity task of a model size, with light evaluation (for timing)."""
+    return ParityTask(ParityTaskConfig(n=n, k=k, train_size=train_size, val_size=64, sampler="window:0,0.2",
+                                       n_layer=n_layer, n_head=n_head, n_embd=n_embd, tbins=0,
+                                       eval_train_max=64))
+
+
+def configurations(cuda: bool, tiny: bool = False):
+    """(label, task, batch size): the parity study's own configuration
+    (presets) and an LM-shaped transformer."""
     from .parity.presets import MAIN, preset_paper
 
     spec = preset_paper()[0] if cuda else MAIN
     if tiny:
         spec = replace(spec, n=8, k=2, train_size=64, n_layer=1, n_head=2, n_embd=16, batch_size=16)
-    task = ParityTask(ParityTaskConfig(
-        n=spec.n, k=spec.k, train_size=spec.train_size, val_size=64, sampler="window:0,0.2",
-        n_layer=spec.n_layer, n_head=spec.n_head, n_embd=spec.n_embd, tbins=0, eval_train_max=64))
-    label = f"parity ({spec.n},{spec.k}) {spec.n_layer}x{spec.n_embd}"
-    return label, task, spec.batch_size
-
-
-def configurations(cuda: bool, tiny: bool = False):
-    """(label, task, batch size)."""
+    parity = parity_timing_task(spec.n, spec.k, spec.train_size, spec.n_layer, spec.n_head, spec.n_embd)
     lm = dict(n_layer=6, n_head=6, n_embd=384, block_size=256) if cuda else \
         dict(n_layer=4, n_head=4, n_embd=256, block_size=128)
     if tiny:
         lm = dict(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=16)
-    return [parity_study_task(cuda, tiny),
+    return [(f"parity ({spec.n},{spec.k}) {spec.n_layer}x{spec.n_embd}", parity, spec.batch_size),
             (f"lm random tokens {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']}", RandomTokenLM(**lm),
              64 if cuda else 8)]
 
@@ -123,12 +114,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument("--json", default=None, help="also write the table here")
     args = p.parse_args(argv)
-    if args.pairs < 1:
-        raise UserError(f"--pairs must be >= 1, got {args.pairs}")
-    if args.steps is not None and args.steps < 1:
-        raise UserError(f"--steps must be >= 1, got {args.steps}")
-    if args.threads < 0:
-        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    for flag, value, least in (("--pairs", args.pairs, 1), ("--steps", args.steps, 1), ("--threads", args.threads, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be >= {least}, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     rt = setup_runtime(args.device)
@@ -138,7 +126,7 @@ def main(argv=None) -> int:
     rows = []
     for label, task, batch in configurations(cuda, args.tiny):
         for name in names:
-            a, b = COMPARISONS[name]
+            _, a, b = COMPARISONS[name]
             row = compare(task, a, b, batch_size=batch, steps=steps, device=args.device, pairs=args.pairs)
             rows.append({"config": label, "comparison": name, **row})
     device_name = torch.cuda.get_device_name(rt.device) if cuda else \
@@ -156,13 +144,9 @@ def format_table(rows: list[dict]) -> str:
              f"{'B tok/s':>10} {'pairs':>5}"]
     for r in rows:
         ab = f"{r['a']} -> {r['b']}"
-        if "median_ratio" in r:
-            ratio = f"{r['median_ratio']:.3f}x"
-            spread = f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}"
-        else:
-            ratio, spread = "-", "-"
-        rate_a = f"{r['median_rate_a']:,.0f}" if "median_rate_a" in r else "-"
-        rate_b = f"{r['median_rate_b']:,.0f}" if "median_rate_b" in r else "-"
+        ratio, spread = (f"{r['median_ratio']:.3f}x", f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}") \
+            if "median_ratio" in r else ("-", "-")
+        rate_a, rate_b = (f"{r[key]:,.0f}" if key in r else "-" for key in ("median_rate_a", "median_rate_b"))
         lines.append(f"{r['config']:<30} {ab:<34} {ratio:>10} {spread:>13} {rate_a:>10} {rate_b:>10} "
                      f"{r.get('pairs', 0):>5}")
         note = r.get("error") or r.get("note")

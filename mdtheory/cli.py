@@ -242,7 +242,7 @@ def check_output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """Create the output folder ``path`` (with parents) or refuse it in one line."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path} is a file, expected a folder")
+        raise UserError(f"{option} {path} exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -118,9 +118,12 @@ class MaskRateSampler:
         """Probability of the signal regime for k-parity: E[(k+1) t (1-t)^k]."""
         return self.expect(lambda t: (k + 1) * t * (1.0 - t) ** k)
 
+    kind = ""                  # the name in ``describe()`` and in specs
+    fields: tuple[str, ...] = ()  # the settings ``describe()`` lists
+
     def describe(self) -> dict:
         """JSON-ready description, stored in run configs."""
-        raise NotImplementedError
+        return {"kind": self.kind, **{name: getattr(self, name) for name in self.fields}}
 
     def spec(self) -> str:
         """The string that ``parse_sampler`` turns back into this sampler."""
@@ -132,6 +135,8 @@ class MaskRateSampler:
 
 class WindowSampler(MaskRateSampler):
     """t ~ U[t0, t1] (the paper's training distribution), floor ``eps``."""
+
+    kind, fields = "window", ("t0", "t1", "eps", "weighting")
 
     def __init__(self, t0: float, t1: float, eps: float = DEFAULT_EPS,
                  weighting: str = "inverse_t"):
@@ -159,26 +164,19 @@ class WindowSampler(MaskRateSampler):
         return np.where(inside, 1.0 / max(self.t1 - self.lo, 1e-300), 0.0)
 
     def atoms(self):
-        if self.t1 == self.lo:
-            return [(1.0, self.lo)]
-        return None
-
-    def describe(self):
-        return {"kind": "window", "t0": self.t0, "t1": self.t1, "eps": self.eps,
-                "weighting": self.weighting}
+        return [(1.0, self.lo)] if self.t1 == self.lo else None
 
     def spec(self):
-        return f"window:{self.t0:g},{self.t1:g}"
+        return f"{self.kind}:{self.t0:g},{self.t1:g}"
 
 
 class UniformSampler(WindowSampler):
     """t ~ U[0, 1] with the eps floor: the standard MDLM training law."""
 
+    kind = "uniform"
+
     def __init__(self, eps: float = DEFAULT_EPS, weighting: str = "inverse_t"):
         super().__init__(0.0, 1.0, eps=eps, weighting=weighting)
-
-    def describe(self):
-        return {**super().describe(), "kind": "uniform"}
 
     def spec(self):
         return "uniform"
@@ -189,21 +187,19 @@ class StratifiedSampler(WindowSampler):
     t in the i-th of n equal slices (one shared offset, as in MDLM's
     low-discrepancy sampler). Same marginal law, lower-variance batch loss."""
 
+    kind = "stratified"
+
     def sample(self, n, generator=None, device=None):
         offset = torch.rand(1, generator=generator, device=device)
         u = (torch.arange(n, device=device, dtype=offset.dtype) + offset) / n
         perm = torch.randperm(n, generator=generator, device=device)
         return self.lo + (self.t1 - self.lo) * u[perm]
 
-    def describe(self):
-        return {**super().describe(), "kind": "stratified"}
-
-    def spec(self):
-        return f"stratified:{self.t0:g},{self.t1:g}"
-
 
 class BetaSampler(MaskRateSampler):
     """t ~ Beta(a, b), clamped below at ``eps`` (weight 1/t)."""
+
+    kind, fields = "beta", ("a", "b", "eps", "weighting")
 
     def __init__(self, a: float, b: float, eps: float = DEFAULT_EPS,
                  weighting: str = "inverse_t"):
@@ -242,16 +238,14 @@ class BetaSampler(MaskRateSampler):
                                 self.eps, 1.0, limit=200)
         return float(val + below * float(fn(np.asarray(self.eps))))
 
-    def describe(self):
-        return {"kind": "beta", "a": self.a, "b": self.b, "eps": self.eps,
-                "weighting": self.weighting}
-
     def spec(self):
         return f"beta:{self.a:g},{self.b:g}"
 
 
 class PointSampler(MaskRateSampler):
     """A point mass at t (the degenerate window t0 = t1)."""
+
+    kind, fields = "point", ("t", "weighting")
 
     def __init__(self, t: float, weighting: str = "inverse_t"):
         self.t = _check_rate("t", t)
@@ -267,9 +261,6 @@ class PointSampler(MaskRateSampler):
 
     def atoms(self):
         return [(1.0, self.t)]
-
-    def describe(self):
-        return {"kind": "point", "t": self.t, "weighting": self.weighting}
 
     def spec(self):
         return f"point:{self.t:g}"
@@ -372,6 +363,8 @@ class AdaptiveSampler(MaskRateSampler):
     and its fill ``history_count``.
     Under DDP every rank learns from its own batches.
     """
+
+    kind, fields = "adaptive", ("rule", "bins", "floor", "fast", "slow", "history", "eps", "weighting")
 
     def __init__(self, rule: str = "signal", bins: int = 20, floor: float | None = None,
                  fast: float = 0.1, slow: float = 0.02, history: int = 10,
@@ -499,11 +492,6 @@ class AdaptiveSampler(MaskRateSampler):
             total += p * 0.5 * float(np.sum(w * fn(t)))
         return total
 
-    def describe(self):
-        return {"kind": "adaptive", "rule": self.rule, "bins": self.bins, "floor": self.floor,
-                "fast": self.fast, "slow": self.slow, "history": self.history, "eps": self.eps,
-                "weighting": self.weighting}
-
     def spec(self):
         return (f"adaptive:rule={self.rule},bins={self.bins},floor={self.floor:g},fast={self.fast:g},"
                 f"slow={self.slow:g},history={self.history}")
@@ -574,20 +562,16 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
             raise UserError(f"non-numeric argument in sampler spec {spec!r}") from None
 
     if kind == "window":
-        t0, t1 = nums(2)
-        return WindowSampler(t0, t1, eps=eps, weighting=weighting)
+        return WindowSampler(*nums(2), eps=eps, weighting=weighting)
     if kind == "uniform":
         nums(0)
         return UniformSampler(eps=eps, weighting=weighting)
     if kind == "stratified":
-        t0, t1 = nums(2) if args else (0.0, 1.0)
-        return StratifiedSampler(t0, t1, eps=eps, weighting=weighting)
+        return StratifiedSampler(*(nums(2) if args else (0.0, 1.0)), eps=eps, weighting=weighting)
     if kind == "beta":
-        a, b = nums(2)
-        return BetaSampler(a, b, eps=eps, weighting=weighting)
+        return BetaSampler(*nums(2), eps=eps, weighting=weighting)
     if kind == "point":
-        (t,) = nums(1)
-        return PointSampler(t, weighting=weighting)
+        return PointSampler(*nums(1), weighting=weighting)
     if kind in ("signal-optimal", "signal_optimal"):
         vals = nums((1, 2))
         if vals[0] != int(vals[0]):
@@ -597,9 +581,7 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
     raise UserError(f"unknown sampler {kind!r}; choose from {', '.join(SAMPLER_KINDS)}")
 
 
-# ---------------------------------------------------------------------------
-# masking and the loss
-# ---------------------------------------------------------------------------
+# --- masking and the loss ---
 
 def corrupt(x: torch.Tensor, t: torch.Tensor | float, mask_id: int,
             generator: torch.Generator | None = None,
@@ -660,9 +642,16 @@ def forward_process(input_ids: torch.Tensor, mask_id: int, eps: float = DEFAULT_
 NORMALIZATIONS = ("tokens", "masked")
 
 
+class MaskedLoss(NamedTuple):
+    loss: torch.Tensor       # scalar, with gradient
+    weighted: torch.Tensor   # (B, L) weighted CE, zero where visible: sums to loss * denom
+    ce: torch.Tensor         # (B, L) plain CE at every position
+    denom: torch.Tensor | int
+
+
 def md_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
             seq_weight: torch.Tensor, normalization: str = "tokens",
-            reduction: str = "mean") -> torch.Tensor:
+            reduction: str = "mean"):
     """Weighted masked cross-entropy.
 
     ``normalization='tokens'`` (LLaDA/SMDM): sum over masked positions of
@@ -670,14 +659,16 @@ def md_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
     an unbiased Monte Carlo estimate of the per-token MDLM ELBO term.
     ``normalization='masked'``: divide by the number of masked positions
     instead (a per-masked-token mean; biased, lower variance).
-    ``reduction='none'`` returns the (B, L) weighted CE (zeros where visible).
+    ``reduction='none'`` returns the (B, L) weighted CE (zeros where visible);
+    ``reduction='parts'`` a MaskedLoss (its CE tensors detached).
     """
     if normalization not in NORMALIZATIONS:
         raise UserError(f"unknown normalization {normalization!r}; choose from {NORMALIZATIONS}")
-    ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
-                         reduction="none").view_as(targets)
+    ce = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
     per_pos = ce * mask * seq_weight[:, None]
     if reduction == "none":
         return per_pos
     denom = targets.numel() if normalization == "tokens" else mask.sum().clamp(min=1)
+    if reduction == "parts":
+        return MaskedLoss(per_pos.sum() / denom, per_pos.detach(), ce.detach(), denom)
     return per_pos.sum() / denom

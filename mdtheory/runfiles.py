@@ -75,6 +75,12 @@ def read_json_object(path: Path) -> dict:
     return value
 
 
+def read_marker(path: str | Path) -> dict:
+    """run.json of the run folder ``path`` (how a runner left it), {} if none."""
+    marker = Path(path) / MARKER_NAME
+    return read_json_object(marker) if marker.exists() else {}
+
+
 def _named_metrics(record: dict) -> dict:
     if record.get("eval_kind") != AR_EVAL_KIND:
         return record
@@ -163,10 +169,9 @@ def read_run(path: str | Path) -> RunRecord:
     if not (isinstance(task, dict) and isinstance(train, dict)):
         raise UserError(f"{path / CONFIG_NAME} is not the config of a run of this trainer "
                         f"(no task and train settings)")
-    marker = read_json_object(path / MARKER_NAME) if (path / MARKER_NAME).exists() else {}
     return RunRecord(path=path, task=task, train=train, provenance=config.get("provenance", {}),
                      metrics=[_named_metrics(r) for r in read_metrics(path / METRICS_NAME)],
-                     marker=marker, world_size=int(config.get("world_size", 1)),
+                     marker=read_marker(path), world_size=int(config.get("world_size", 1)),
                      resumes=config.get("resumes", []))
 
 

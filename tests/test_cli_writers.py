@@ -74,7 +74,7 @@ def test_output_path_checks(tmp_path):
         check_output_file(tmp_path / "afile" / "sub" / "x.json", "--out")
     with pytest.raises(UserError, match="cannot create"):
         check_output_file("/proc/x/y.json", "--out")
-    with pytest.raises(UserError, match="is a file"):
+    with pytest.raises(UserError, match="afile exists and is not a folder"):
         check_output_dir(tmp_path / "afile", "--out")
     assert check_output_dir(tmp_path / "new" / "sub").is_dir()
     assert check_output_file(tmp_path / "new2" / "x.json").parent.is_dir()

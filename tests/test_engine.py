@@ -178,6 +178,16 @@ def test_accumulator_skips_nan():
     assert avg == {"a": 2.0, "b": 2.0}
 
 
+def test_accumulator_keeps_host_values_on_the_training_device():
+    # the token rate is measured on the host while the loss lives on the GPU;
+    # "meta" stands in for a second device so this runs without one
+    acc = Accumulator("meta")
+    acc.add({"loss": torch.tensor(1.0, device="meta"), "_tokens_per_s": torch.tensor(5.0), "rate": 2.0})
+    assert {t.device.type for t in [*acc.sums.values(), *acc.counts.values()]} == {"meta"}
+    acc.load_state_dict({"sums": {"a": torch.tensor(1.0)}, "counts": {"a": torch.tensor(1.0)}})
+    assert acc.sums["a"].device.type == "meta"
+
+
 @pytest.mark.slow
 def test_tiny_md_run_learns_parity():
     """(n, k) = (8, 2) masked diffusion reaches full held-out accuracy on CPU."""

@@ -183,7 +183,7 @@ def test_presets_build_the_settings_of_the_committed_runs():
         task, cfg = preset.configs(spec.seed, **spec.rate())
         task_json = json.loads(json.dumps(LMTask(task).config()))
         assert _settings_changes(stored["task"], stored["train"], task_json, cfg) == [], spec.name
-    assert {r.kind for r in runs} == {"window", "uniform", "predicted", "ar"}
+    assert {r.kind for r in runs} == {"window", "uniform", "predicted", "ar", "adaptive"}
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "lm"

@@ -138,3 +138,12 @@ def test_a_subclassed_objective_keeps_the_task_diagnostics(registry):
     final = tiny_run(task).final
     assert final["train/t_mean"] == pytest.approx(0.25)
     assert {"train/signal_loss", "train/noise_loss", "tbin"} <= set(final)
+
+
+def test_tables_and_legends_name_objectives_from_the_registry():
+    from mdtheory.train.objectives import objective_label
+
+    assert [objective_label(o) for o in ("md", "os", "ar")] == \
+        ["masked diffusion", "output supervision", "autoregressive"]
+    assert [objective_label(o, short=True) for o in ("os", "ar")] == ["output sup.", "AR"]
+    assert objective_label("nosuch") == "nosuch"  # an unregistered name is shown as it is

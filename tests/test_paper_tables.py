@@ -172,3 +172,18 @@ def test_a_one_seed_sweep_has_a_gain_but_no_interval(plot_results, tmp_path):  #
     macros = paper_tables.write_all(plot_results, tmp_path)
     assert macros["lmGainSeeds"] == "1" and "lmGainCI" not in macros
     assert "one seed, no interval" in macros["lmOutcome"]
+
+
+def test_adaptive_laws_are_named_in_the_lm_table(results, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    path = results / "lm" / "window_sweep.csv"
+    sweep = pd.read_csv(path)
+    learned = sweep[sweep["kind"] == "uniform"].assign(kind="adaptive", sampler="adaptive:rule=loss_importance",
+                                                        t0=float("nan"), t1=float("nan"), midpoint=float("nan"))
+    pd.concat([sweep, learned]).to_csv(path, index=False)
+    summarize_lm(results)
+    paper_tables.write_all(results, tmp_path)
+    table = (tmp_path / "lm_table.tex").read_text()
+    assert "\\texttt{adaptive:rule=loss\\_importance} & -- & " in table
+    assert "nan" not in table

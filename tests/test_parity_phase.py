@@ -12,7 +12,8 @@ import pytest
 
 from experiments.parity import summarize
 from mdtheory.runfiles import write_config, write_marker
-from mdtheory.theory.numeric import p_signal, sample_complexity_bound, sample_complexity_optimal_t1
+from mdtheory.theory.numeric import (best_t1_given_t0_zero, p_signal, sample_complexity_bound,
+                                     sample_complexity_optimal_t1)
 
 SC_T1 = round(sample_complexity_optimal_t1(4), 3)  # 0.261, as the phase preset rounds it
 STEPS = range(0, 1001, 100)
@@ -240,3 +241,24 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseAimCells"] == "$k=4$, $N=512$"
     macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
     assert macros == {} and "not run" in tex
+
+
+def test_window_and_weight_decay_presets_extend_the_grid():
+    from experiments.parity.presets import ROOTS, runs_of
+
+    grid = {r.name: r for r in runs_of("phase")}
+    windows = runs_of("phase_windows")
+    assert ROOTS["phase_windows"] == ROOTS["phase_wd"] == ROOTS["phase"]
+    for k in (3, 4, 5):
+        t1s = sorted({r.t1 for r in windows if r.k == k})
+        assert len(t1s) >= 5 and t1s[-1] == 1.0
+        assert round(sample_complexity_optimal_t1(k), 3) in t1s
+        assert round(best_t1_given_t0_zero(k), 3) in t1s
+    # the grid's own windows at N = 8192 are the same runs (same folders), not copies
+    shared = [r for r in windows if r.name in grid]
+    assert len(shared) == 3 * 2 * 6 and all(grid[r.name] == r for r in shared)
+    decay = runs_of("phase_wd")
+    assert {r.weight_decay for r in decay} == {0.0}
+    for r in decay:  # each has its weight-decay-0.1 twin in the grid: paired by seed
+        assert any(g.weight_decay == 0.1 and (g.k, g.train_size, g.objective, g.t1, g.seed)
+                   == (r.k, r.train_size, r.objective, r.t1, r.seed) for g in grid.values())

@@ -17,6 +17,7 @@ from mdtheory.plots import lm, parity, theory
 from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
 from mdtheory.plots.style import MissingData, apply_style, save_figure
 from mdtheory.runfiles import write_config
+from test_lm_durability import FLAT, LOW, write_adaptive_run, write_durability_csv
 from test_parity_phase import write_phase_root
 
 STEPS = list(range(0, 1001, 100))
@@ -101,6 +102,8 @@ def results(tmp_path):
     sweep.append({"kind": "uniform", "objective": "md", "t0": 0.0, "t1": 1.0, "seed": 0, "steps": 50,
                   "full_range_test_loss": 3.9, "full_range_test_loss_se": 0.01, "full_range_val_loss": 3.95})
     pd.DataFrame(sweep).to_csv(lm_dir / "window_sweep.csv", index=False)
+    write_durability_csv(lm_dir)  # summarized into durability_summary.csv below
+    write_adaptive_run(lm_dir / "durability" / "runs" / "x16", "adaptive_s0", 0, [FLAT, LOW])
     summarize_lm(tmp_path)
     (lm_dir / "predicted_t.json").write_text(json.dumps({"weights": {"2": 0.7, "3": 0.3}, "t_star": 0.44}))
     return tmp_path

@@ -23,7 +23,9 @@ def test_every_committed_run_loads():
         objectives.add(run.objective)
         assert run.metrics and run.steps > 0, path
         assert run.objective in ("md", "os", "ar"), path
-        if run.objective == "md":
+        if run.objective == "md" and run.task.get("sampler", "").startswith("adaptive"):
+            assert run.window is None, path  # a learned law has no fixed window
+        elif run.objective == "md":
             assert run.window is not None and 0 <= run.window[0] < run.window[1] <= 1, path
         else:
             assert run.window is None
@@ -67,3 +69,14 @@ def test_bad_config_is_one_user_error(tmp_path, config):
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(UserError, match="config.json"):
         read_run(tmp_path)
+
+
+def test_run_marker_is_read_in_one_place(tmp_path):
+    from mdtheory.runfiles import read_marker
+
+    assert read_marker(tmp_path) == {}  # no run.json yet
+    write_marker(tmp_path, "complete", 10, 10)
+    assert read_marker(tmp_path)["status"] == "complete"
+    (tmp_path / "run.json").write_text("{torn")
+    with pytest.raises(UserError, match="run.json"):
+        read_marker(tmp_path)

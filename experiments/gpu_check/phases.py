@@ -24,7 +24,7 @@ import torch
 from mdtheory.cli import atomic_write_json
 from mdtheory.errors import UserError
 
-from ..ab_timing import Variant, compare, gemm_rate
+from ..ab_timing import COMPARISONS, compare, gemm_rate, timing_line
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,12 +81,12 @@ def sizes_for(tiny: bool, workers: int | None = None) -> Sizes:
         lm_steps=(100, 6000), probe_steps=40, workers=workers or max(1, min(16, cores - 2)))
 
 
-# ---------------------------------------------------------------------------
-# shared helpers
-# ---------------------------------------------------------------------------
-
-def load_state(path) -> dict:
-    return json.loads(Path(path).read_text())
+def read_phase(work, name: str) -> dict:
+    """What a phase recorded in WORK/phase_<name>.json, {} if nothing (yet)."""
+    try:
+        return json.loads((Path(work) / f"phase_{name}.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def write_phase(state: dict, name: str, payload: dict) -> None:
@@ -97,13 +97,7 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def device_kind() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-# ---------------------------------------------------------------------------
-# phase: info (device, versions, GEMM rates)
-# ---------------------------------------------------------------------------
+# --- phase: info (device, versions, GEMM rates) ------------------------------
 
 def phase_info(state: dict) -> None:
     sizes = Sizes(**state["sizes"])
@@ -126,16 +120,12 @@ def phase_info(state: dict) -> None:
     else:
         info["device"] = f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
     write_phase(state, "info", {"info": info})
-    dev = torch.device("cuda" if cuda else "cpu")
-    gemm = {}
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True  # as the engine sets it
-        gemm["bf16"] = gemm_rate(dev, sizes.gemm_size, torch.bfloat16)
-        gemm["tf32"] = gemm_rate(dev, sizes.gemm_size, torch.float32)
-        reference = "bf16"
-    else:
-        gemm["fp32"] = gemm_rate(dev, sizes.gemm_size, torch.float32)
-        reference = "fp32"
+    dtypes = {"bf16": torch.bfloat16, "tf32": torch.float32} if cuda else {"fp32": torch.float32}
+    gemm = {name: gemm_rate(torch.device("cuda" if cuda else "cpu"), sizes.gemm_size, dtype)
+            for name, dtype in dtypes.items()}
+    reference = next(iter(gemm))
     gemm_info = {"size": sizes.gemm_size, "flops": gemm, "reference": reference,
                  "reference_flops": gemm[reference],
                  "method": "median of 10 products on random data after 2 warm-ups, device synchronised"}
@@ -144,92 +134,50 @@ def phase_info(state: dict) -> None:
     write_phase(state, "info", {"info": info, "gemm": gemm_info})
 
 
-# ---------------------------------------------------------------------------
-# phase: timing (interleaved A/B ratios of engine variants)
-# ---------------------------------------------------------------------------
+# --- phase: timing (interleaved A/B ratios of engine variants) ---------------
 
-def timing_tasks(sizes: Sizes):
-    from ..bench_trainer import RandomTokenLM
-    from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
+def timing_tasks(sizes: Sizes) -> list:
+    """(label, task, batch size): the parity model and the LM model."""
+    from ..bench_trainer import RandomTokenLM, parity_timing_task
 
-    p = sizes.timing_parity
-    parity = ParityTask(ParityTaskConfig(**p, val_size=64, sampler="window:0,0.2", tbins=0, eval_train_max=64))
-    lm = RandomTokenLM(**sizes.timing_lm)
-    return {
-        f"parity ({p['n']},{p['k']}) {p['n_layer']}x{p['n_embd']} batch {sizes.timing_parity_batch}":
-            (parity, sizes.timing_parity_batch),
-        f"lm {sizes.timing_lm['n_layer']}x{sizes.timing_lm['n_embd']} L={sizes.timing_lm['block_size']} "
-        f"V={sizes.timing_lm['vocab_size']} batch {sizes.timing_lm_batch}": (lm, sizes.timing_lm_batch),
-    }
+    p, lm = sizes.timing_parity, sizes.timing_lm
+    return [(f"parity ({p['n']},{p['k']}) {p['n_layer']}x{p['n_embd']} batch {sizes.timing_parity_batch}",
+             parity_timing_task(**p), sizes.timing_parity_batch),
+            (f"lm {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']} V={lm['vocab_size']} "
+             f"batch {sizes.timing_lm_batch}", RandomTokenLM(**lm), sizes.timing_lm_batch)]
 
 
-def timing_plan(sizes: Sizes) -> list[tuple[str, str, Variant, Variant]]:
-    """(config index, comparison name, A, B) in priority order."""
-    plan = [(0, "fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
-            (1, "fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
-            (1, "unfused vs fused AdamW", Variant(fused_adamw=False), Variant(fused_adamw=True))]
-    if sizes.timing_compile:  # last: a cold compile may take most of the phase
-        plan += [(0, "eager vs compiled", Variant(), Variant(compile=True)),
-                 (1, "eager vs compiled", Variant(), Variant(compile=True))]
-    return plan
+def timing_plan(sizes: Sizes) -> list[tuple[int, str]]:
+    """(index of the task, comparison) in priority order; compiling comes
+    last: a cold compile may take most of the phase."""
+    return [(0, "bf16"), (1, "bf16"), (1, "fused")] + ([(0, "compile"), (1, "compile")] if sizes.timing_compile else [])
 
 
 def phase_timing(state: dict) -> None:
     sizes = Sizes(**state["sizes"])
     deadline = state["deadlines"]["timing"]
-    info = _read_phase(state, "info")
-    peak = info.get("gemm", {}).get("reference_flops")
+    gemm = read_phase(state["work"], "info").get("gemm")
     tasks = timing_tasks(sizes)
-    labels = list(tasks)
     rows, flops_of = [], {}
     skipped = [] if sizes.timing_compile else ["eager vs compiled: skipped in --tiny (a CPU compile takes "
                                                 "tens of seconds per model)"]
-    for index, name, a, b in timing_plan(sizes):
-        label = labels[index]
-        task, batch = tasks[label]
+    for index, comparison in timing_plan(sizes):
+        label, task, batch = tasks[index]
+        name, a, b = COMPARISONS[comparison]
         if time.time() >= deadline:
             skipped.append(f"{label}: {name}: no time left")
-            continue
-        if label not in flops_of:
-            flops_of[label] = float(task.build_model().flops_per_token(task.tokens_per_sequence))
-        flops = flops_of[label]
-        row = compare(task, a, b, batch_size=batch, steps=sizes.timing_steps, device="auto",
-                      pairs=sizes.timing_pairs, deadline=_monotonic_deadline(deadline),
-                      flops_per_token=flops, peak_flops=peak)
-        rows.append({"config": label, "comparison": name, **row})
-        log(_timing_line(rows[-1]))
-        write_phase(state, "timing", {"rows": rows, "skipped": skipped, "mfu_reference": info.get("gemm")})
-    write_phase(state, "timing", {"rows": rows, "skipped": skipped, "mfu_reference": info.get("gemm")})
+        else:
+            if label not in flops_of:
+                flops_of[label] = float(task.build_model().flops_per_token(task.tokens_per_sequence))
+            row = compare(task, a, b, batch_size=batch, steps=sizes.timing_steps, device="auto",
+                          pairs=sizes.timing_pairs, deadline=time.monotonic() + (deadline - time.time()),
+                          flops_per_token=flops_of[label], peak_flops=(gemm or {}).get("reference_flops"))
+            rows.append({"config": label, "comparison": name, **row})
+            log(f"timing {name}: {timing_line(rows[-1])}")
+        write_phase(state, "timing", {"rows": rows, "skipped": skipped, "mfu_reference": gemm})
 
 
-def _monotonic_deadline(wall_deadline: float) -> float:
-    return time.monotonic() + (wall_deadline - time.time())
-
-
-def _timing_line(r: dict) -> str:
-    head = f"timing {r['config']}: {r['comparison']}"
-    if "error" in r:
-        return f"{head}: {r['error']}"
-    if "median_ratio" not in r:
-        return f"{head}: {r.get('note', 'no pair measured')}"
-    mfu = ""
-    if "mfu_a" in r:
-        mfu = f", MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}"
-    return (f"{head}: B/A {r['median_ratio']:.3f}x (range {r['min_ratio']:.2f}-{r['max_ratio']:.2f}, "
-            f"{r['pairs']} pairs), tokens/s {r['median_rate_a']:,.0f} -> {r['median_rate_b']:,.0f}{mfu}")
-
-
-def _read_phase(state: dict, name: str) -> dict:
-    path = Path(state["work"]) / f"phase_{name}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-# ---------------------------------------------------------------------------
-# phase: grids (paper-scale parity grid and LM window sweep, one GPU, at once)
-# ---------------------------------------------------------------------------
+# --- phase: grids (paper-scale parity grid and LM window sweep, one GPU, at once)
 
 def parity_specs(sizes: Sizes) -> list:
     """The parity paper preset's MD windows (U[0,0.1..0.4], the theory's
@@ -237,9 +185,7 @@ def parity_specs(sizes: Sizes) -> list:
     from ..parity.presets import preset_paper
     from mdtheory.theory.numeric import best_t1_given_t0_zero
 
-    paper = [replace(r, **sizes.parity_base) for r in preset_paper()]
-    md = [r for r in paper if r.objective == "md"]
-    base = md[0]
+    base = next(replace(r, **sizes.parity_base) for r in preset_paper() if r.objective == "md")
     windows = [(0.0, t1) for t1 in (0.1, 0.2, 0.3, 0.4, round(best_t1_given_t0_zero(base.k), 3), 1.0)]
     specs = []
     for seed in sizes.parity_seeds:
@@ -252,12 +198,11 @@ def lm_preset(sizes: Sizes, steps: int, text_file: str | None, predicted: bool, 
     from ..lm.presets import Preset
 
     m = sizes.lm_model
-    eval_every = eval_every or max(1, steps // 4)
-    return Preset("gpu_check", "shakespeare", m["tokenizer"], m["vocab_size"], block_size=m["block_size"],
-                  n_layer=m["n_layer"], n_head=m["n_head"], n_embd=m["n_embd"], batch_size=m["batch_size"],
-                  steps=steps, eval_every=eval_every, eval_blocks=m["eval_blocks"], eval_nt=m["eval_nt"],
-                  lr=m["lr"], warmup=min(100, steps // 10), seeds=(0,), predicted=predicted,
-                  text_file=text_file)
+    return Preset("gpu_check", "shakespeare", m["tokenizer"], m["vocab_size"], steps=steps,
+                  eval_every=eval_every or max(1, steps // 4), warmup=min(100, steps // 10), seeds=(0,),
+                  predicted=predicted, text_file=text_file,
+                  **{k: m[k] for k in ("block_size", "n_layer", "n_head", "n_embd", "batch_size", "eval_blocks",
+                                       "eval_nt", "lr")})
 
 
 def prepare_lm(sizes: Sizes, lm_root: Path, text_file: str | None) -> dict:
@@ -290,36 +235,26 @@ def _worker_init():
     torch.set_num_threads(1)  # many runs share the machine's cores
 
 
-def _elapsed_per_step(records: list[dict]) -> float:
-    a, b = records[-2], records[-1]
+def _seconds_per_step(out: str) -> float:
+    from mdtheory.runfiles import read_metrics
+
+    a, b = read_metrics(Path(out))[-2:]
     return (b["elapsed_s"] - a["elapsed_s"]) / max(1, b["step"] - a["step"])
 
 
 def probe_parity(spec, steps: int, out: str) -> float:
     """Seconds per step of one parity run while the other probes run too."""
-    from mdtheory.runfiles import read_metrics
     from mdtheory.train import train
     from mdtheory.train.parity_task import ParityTask
 
     task, cfg = replace(spec, steps=steps, eval_every=max(1, steps // 2)).configs()
     train(ParityTask(task), replace(cfg, out_dir=out, progress=False))
-    return _elapsed_per_step(read_metrics(Path(out)))
+    return _seconds_per_step(out)
 
 
 def probe_lm(preset, spec, out: str) -> float:
-    from mdtheory.runfiles import read_metrics
-
-    _train_lm(preset, spec, out)
-    return _elapsed_per_step(read_metrics(Path(out)))
-
-
-def _train_lm(preset, spec, out: str) -> None:
-    """One run of the window sweep, exactly as experiments.lm.sweep trains it."""
-    from ..lm.sweep import train_one
-
-    error = train_one(preset, spec, out, threads=None)
-    if error:
-        raise UserError(error)
+    run_lm(preset, spec, out)
+    return _seconds_per_step(out)
 
 
 def run_parity(spec, root: str) -> tuple[str, str]:
@@ -329,7 +264,12 @@ def run_parity(spec, root: str) -> tuple[str, str]:
 
 
 def run_lm(preset, spec, out: str) -> tuple[str, str]:
-    _train_lm(preset, spec, out)
+    """One run of the window sweep, exactly as experiments.lm.sweep trains it."""
+    from ..lm.sweep import train_one
+
+    error = train_one(preset, spec, out, threads=None)
+    if error:
+        raise UserError(error)
     return spec.name, "complete"
 
 
@@ -343,10 +283,8 @@ def choose_steps(seconds: float, workers: int, share: float, n_runs: int, sec_pe
     slots = min(workers, n_runs)
     per_run = safety * seconds * share * workers / (slots * waves)
     steps = int(per_run / sec_per_step)
-    lo, hi = bounds
-    steps = max(lo, min(hi, steps))
-    unit = 10 if steps >= 100 else 2
-    return max(lo, steps - steps % unit)
+    steps = max(bounds[0], min(bounds[1], steps))
+    return max(bounds[0], steps - steps % (10 if steps >= 100 else 2))
 
 
 def phase_grids(state: dict) -> None:
@@ -390,12 +328,10 @@ def phase_grids(state: dict) -> None:
         probes = []
         for i in range(n_probes):
             out = str(probe_dir / f"p{i}")
-            if i < n_lm_probe:
-                spec = lm_runs[i % len(lm_runs)]
-                probes.append(("lm", pool.submit(probe_lm, probe_preset, spec, out)))
-            else:
-                spec = replace(specs[i % len(specs)], seed=0)
-                probes.append(("parity", pool.submit(probe_parity, spec, sizes.probe_steps, out)))
+            probes.append(("lm", pool.submit(probe_lm, probe_preset, lm_runs[i % len(lm_runs)], out))
+                          if i < n_lm_probe else
+                          ("parity", pool.submit(probe_parity, replace(specs[i % len(specs)], seed=0),
+                                                 sizes.probe_steps, out)))
         submitted += [f for _, f in probes]
         # the probe may take at most 40% of the grids' time (worker start-up included)
         done, _ = wait([f for _, f in probes], timeout=max(1.0, 0.4 * (deadline - time.time())))
@@ -438,17 +374,12 @@ def phase_grids(state: dict) -> None:
             + (f", {len(lm_runs)} LM runs x {report['lm']['steps']} steps" if lm_share else "")
             + f", {workers} at once; probe s/step {sec}")
         # 3) train until done or the deadline
-        status = {}
         pending = {f for _, _, f in jobs}
         while pending and time.time() < deadline:
             done, pending = wait(pending, timeout=max(0.1, deadline - time.time()), return_when=FIRST_COMPLETED)
-        for kind, name, fut in jobs:
-            if not fut.done():
-                status[name] = "cut at the deadline"
-            elif fut.exception() is not None:
-                status[name] = f"error: {type(fut.exception()).__name__}: {fut.exception()}"
-            else:
-                status[name] = fut.result()[1]
+        status = {name: "cut at the deadline" if not fut.done() else
+                  f"error: {type(fut.exception()).__name__}: {fut.exception()}" if fut.exception() is not None
+                  else fut.result()[1] for _, name, fut in jobs}
         for kind in ("parity", "lm"):
             mine = {name: status[name] for k, name, _ in jobs if k == kind}
             if mine:
@@ -483,9 +414,8 @@ def phase_grids(state: dict) -> None:
 
 
 def _spec_model(spec) -> dict:
-    return {"n": spec.n, "k": spec.k, "train_size": spec.train_size, "n_layer": spec.n_layer,
-            "n_head": spec.n_head, "n_embd": spec.n_embd, "batch_size": spec.batch_size,
-            "lr": spec.lr, "weight_decay": spec.weight_decay}
+    return {key: getattr(spec, key) for key in ("n", "k", "train_size", "n_layer", "n_head", "n_embd",
+                                                 "batch_size", "lr", "weight_decay")}
 
 
 def _interleave(a: list, b: list) -> list:
@@ -500,18 +430,12 @@ def _parity_finals(root: Path) -> list[dict]:
     from mdtheory.runfiles import read_metrics
 
     finals = []
-    runs = root / "runs"
-    if not runs.is_dir():
-        return finals
-    for run in sorted(p for p in runs.iterdir() if p.is_dir()):
+    for run in sorted(p for p in (root / "runs").glob("*") if p.is_dir()):
         try:
-            recs = read_metrics(run)
-        except Exception:
+            last = read_metrics(run)[-1]
+        except Exception:  # no record (yet), or a broken one
             continue
-        if recs:
-            last = recs[-1]
-            finals.append({"run": run.name, "step": last.get("step"), "train_acc": last.get("train_acc"),
-                           "val_acc": last.get("val_acc")})
+        finals.append({"run": run.name, **{key: last.get(key) for key in ("step", "train_acc", "val_acc")}})
     return finals
 
 
@@ -534,6 +458,5 @@ PHASES = {"info": phase_info, "timing": phase_timing, "grids": phase_grids}
 
 
 def run_phase(name: str, state_path: str) -> int:
-    state = load_state(state_path)
-    PHASES[name](state)
+    PHASES[name](json.loads(Path(state_path).read_text()))
     return 0

@@ -1,6 +1,6 @@
 """Does the window's gain last with more training, and with a larger model?
 
-    python -m experiments.lm.durability [--jobs 2] [--stages x4 x16 wide-x4] [--seeds 0 1]
+    python -m experiments.lm.durability [--jobs 2] [--stages x4 x16 wide-x4] [--seeds 0 1] [--collect-only]
 
 Trains, on the quick preset's corpus, data and evaluation, four mask-rate
 laws: U[0, 1], the window chosen on val by the committed quick sweep
@@ -12,9 +12,13 @@ laws: U[0, 1], the window chosen on val by the committed quick sweep
     wide-x4  a 4x larger model (width 128 instead of 64), 4x the steps
 
 and writes RESULTS/durability.csv (one row per run: stage, sampler, kind,
-n_params, steps, tokens, seed, full_range_{val,test}_loss(_se)) from the
-run records under RESULTS/durability/runs/<stage>/<run>/. Resumable like the
-sweep: finished runs are skipped, interrupted ones resume exactly.
+n_params, steps, tokens, seed, full_range_{val,test}_loss(_se), device) from
+the run records under RESULTS/durability/runs/<stage>/<run>/: every finished
+run of every stage, also those of stages or seeds not asked for in this call
+(trained earlier, or elsewhere and copied in). Resumable like the sweep:
+finished runs are skipped, interrupted ones resume exactly.
+``python -m experiments.lm.summarize`` turns the CSV into the gap to U[0, 1]
+per stage and sampler.
 """
 from __future__ import annotations
 
@@ -27,9 +31,11 @@ from tqdm.auto import tqdm
 
 from mdtheory.cli import OneLineParser, atomic_write_text, run_cli
 from mdtheory.errors import UserError
+from mdtheory.runfiles import read_runs
 
 from . import sweep
 from .presets import PRESETS, Preset
+from .summarize import folder_device, folder_n_params
 
 ADAPTIVE = ("adaptive",)
 STAGES = {  # name: changes to the quick preset
@@ -39,7 +45,7 @@ STAGES = {  # name: changes to the quick preset
 }
 SEEDS = (0, 1)
 FIELDS = ("stage", "run", "sampler", "kind", "n_params", "steps", "tokens", "seed", "full_range_val_loss",
-          "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "run_dir")
+          "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "device", "run_dir")
 
 
 def best_window(results: Path) -> tuple[float, float]:
@@ -57,22 +63,29 @@ def stage_preset(stage: str, window: tuple[float, float], seeds) -> Preset:
                    ar_baseline=False, adaptive=ADAPTIVE, seeds=tuple(seeds), **STAGES[stage])
 
 
-def n_params(preset: Preset, run_dir: Path) -> int:
-    """Parameters of the run's model (its vocabulary from its config.json)."""
-    from mdtheory.models import Transformer, TransformerConfig
-    vocab = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["task"]["tokenizer_vocab_size"]
-    model = Transformer(TransformerConfig(vocab_size=vocab, block_size=preset.block_size, n_layer=preset.n_layer,
-                                          n_head=preset.n_head, n_embd=preset.n_embd))
-    return sum(p.numel() for p in model.parameters())
+def stage_root(results: Path, stage: str) -> Path:
+    return results / "durability" / "runs" / stage
 
 
-def write_csv(plans, results: Path) -> int:
+def stage_plan(stage: str, window: tuple[float, float], seeds, results: Path):
+    """(preset, runs, run folder) of one stage."""
+    preset = stage_preset(stage, window, seeds)
+    runs, _ = sweep.plan(preset, results)
+    return preset, runs, stage_root(results, stage)
+
+
+def write_csv(results: Path, window: tuple[float, float], seeds=SEEDS) -> int:
+    """RESULTS/durability.csv from every finished run on disk, whatever this
+    call trains: separate calls (--stages x4, then --stages x16) never drop
+    each other's rows."""
     rows = []
-    for preset, runs, run_root in plans:
-        collected, _ = sweep.collect(preset, runs, run_root)
-        for row in collected:
-            rows.append({**{k: row.get(k) for k in FIELDS}, "stage": preset.name,
-                         "n_params": n_params(preset, Path(row["run_dir"]))})
+    for stage in STAGES:
+        on_disk = {run.seed for run in read_runs(stage_root(results, stage)) if run.seed is not None}
+        preset, runs, root = stage_plan(stage, window, sorted(set(seeds) | on_disk), results)
+        for row in sweep.collect(preset, runs, root)[0]:
+            run_dir = Path(row["run_dir"])
+            rows.append({**{k: row.get(k) for k in FIELDS}, "stage": stage, "n_params": folder_n_params(run_dir),
+                         "device": folder_device(run_dir)})
     atomic_write_text(results / "durability.csv", sweep._csv(rows, FIELDS))
     return len(rows)
 
@@ -85,27 +98,31 @@ def _main(argv) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train nothing: write durability.csv from the finished runs on disk (e.g. copied in)")
     args = p.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         raise UserError("--jobs and --threads must be >= 1")
     results = sweep.writable_folder(Path(args.results))
     window = best_window(results)
-    plans = []
-    for stage in args.stages:
-        preset = stage_preset(stage, window, args.seeds)
-        runs, _ = sweep.plan(preset, results)
-        plans.append((preset, runs, results / "durability" / "runs" / stage))
+    if args.collect_only:
+        print(f"{write_csv(results, window, args.seeds)} finished run(s) -> {results / 'durability.csv'}")
+        return 0
+    plans = [stage_plan(stage, window, args.seeds, results) for stage in args.stages]
     todo = [(preset, s, root / s.name) for preset, runs, root in plans for s in runs
             if not sweep.is_finished(root / s.name, preset.steps)]
     total = sum(len(runs) for _, runs, _ in plans)
     bar = tqdm(total=total, initial=total - len(todo), desc="lm durability", unit="run",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-    errors = sweep.train_all(todo, args.jobs, args.threads, lambda: (write_csv(plans, results), bar.update(1)))
+    errors = sweep.train_all(todo, args.jobs, args.threads,
+                             lambda: (write_csv(results, window, args.seeds), bar.update(1)))
     bar.close()
-    finished = write_csv(plans, results)
+    listed = write_csv(results, window, args.seeds)
     if errors:
         raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
-    print(f"{finished}/{total} runs finished -> {results / 'durability.csv'}")
+    finished = total - sum(not sweep.is_finished(root / s.name, preset.steps) for preset, runs, root in plans
+                           for s in runs)
+    print(f"{finished}/{total} runs finished; {listed} run(s) of all stages -> {results / 'durability.csv'}")
     return 0
 
 

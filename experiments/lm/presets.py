@@ -8,14 +8,15 @@ standard U[0, 1], and a width-0.1 window centred on the corpus-predicted t*
 
 tiny   seconds: a smoke test of the whole pipeline (3 windows + U[0,1] +
        predicted, 1 seed, a 1-layer 32-wide model, 6 steps)
-quick  <= 45 min on 2 CPU cores (measured here: 31 min for all 39 runs on one
+quick  <= 45 min on 2 CPU cores (measured here: 38 min for all 45 runs on one
        core shared with other jobs, one torch thread per run; every
        evaluation scores val and test): character-level Shakespeare,
        2-layer 64-wide bidirectional transformer (~0.1M parameters), block 64,
-       batch 32, 1000 steps (2.0M tokens per run), 3 seeds, plus an AR
+       batch 32, 1000 steps (2.0M tokens per run), 3 seeds: the ten windows,
+       U[0,1], the predicted window, both adaptive samplers, and an AR
        baseline per seed on the same backbone
-corpus the quick settings for a corpus of one's own (``--text-file``), with
-       the adaptive samplers (ours and improved DDPM's) added
+corpus the quick settings for a corpus of one's own (``--text-file``), AR
+       baseline left out
 paper  the paper's scale: WikiText-103 with a 32k BPE, a ~50M-parameter
        model (10 layers, width 640), block 150, batch 1024, 6000 steps
        (needs GPUs; the paper's own optimiser settings are not stated,
@@ -25,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# our adaptive sampler and improved DDPM's loss-aware importance sampling of t
+ADAPTIVE_SAMPLERS = ("adaptive", "adaptive:rule=loss_importance")
 TEN_WINDOWS = tuple((round(a / 10, 1), round(a / 10 + 0.1, 1)) for a in range(10))
 
 
@@ -76,14 +79,15 @@ PRESETS = {
                    ar_baseline=True),
     "quick": Preset("quick", "shakespeare", "char", 4096, block_size=64, n_layer=2, n_head=4,
                     n_embd=64, batch_size=32, steps=1000, eval_every=250, eval_blocks=128,
-                    eval_nt=16, lr=2e-3, warmup=50, seeds=(0, 1, 2), ar_baseline=True),
+                    eval_nt=16, lr=2e-3, warmup=50, seeds=(0, 1, 2), ar_baseline=True,
+                    adaptive=ADAPTIVE_SAMPLERS),
     # a corpus of one's own (python -m experiments.lm.sweep --text-file F): the
     # quick model and budget, the ten windows, U[0, 1], the window centred on
     # the corpus's t*, our adaptive sampler and improved DDPM's importance sampling
     "corpus": Preset("corpus", "shakespeare", "char", 4096, block_size=64, n_layer=2, n_head=4,
                      n_embd=64, batch_size=32, steps=1000, eval_every=250, eval_blocks=128,
                      eval_nt=16, lr=2e-3, warmup=50, seeds=(0, 1, 2),
-                     adaptive=("adaptive", "adaptive:rule=loss_importance")),
+                     adaptive=ADAPTIVE_SAMPLERS),
     "paper": Preset("paper", "wikitext103", "bpe", 32768, block_size=150, n_layer=10, n_head=10,
                     n_embd=640, batch_size=1024, steps=6000, eval_every=500, eval_blocks=1024,
                     eval_nt=32, lr=6e-4, warmup=300, seeds=(0,)),

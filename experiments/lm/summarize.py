@@ -19,6 +19,12 @@ choice; a sweep without val losses is refused) and is reported by its test
 loss; its gap to U[0, 1] is the paired per-seed test difference best -
 uniform (same seed = same initialisation, batches and evaluation masks) with
 a two-sided 95% Student-t interval over seeds, mean +- t_{0.975, n-1} sd/sqrt(n).
+
+When RESULTS/durability.csv is there (``python -m experiments.lm.durability``)
+it also writes RESULTS/durability_summary.csv: per stage and sampler, the
+mean full-range test loss and its gap to U[0, 1] (test, and val) paired by
+seed within the stage, with that interval; the sweep's own runs of the same
+samplers are stage "x1", so the series starts at the sweep's budget.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import pandas as pd
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
 from mdtheory.provenance import device_label
-from mdtheory.runfiles import is_run, read_run
+from mdtheory.runfiles import CONFIG_NAME, is_run, read_json_object, read_run
 
 TEST, VAL = "full_range_test_loss", "full_range_val_loss"
 CONFIDENCE = 0.95
@@ -42,6 +48,12 @@ MD_NAMES = ("val_loss_mean", "loss_mean", "loss_sd_seeds", "se_mean")
 AR_NAMES = ("nll_val_mean", "nll_test_mean", "nll_test_sd_seeds", "nll_test_se_mean")
 BY_WINDOW_COLUMNS = ["kind", "objective", "t0", "t1", "midpoint", "width", "seeds", "steps", *MD_NAMES, *AR_NAMES,
                      "err", "best_on_val", "device", "sampler"]
+DURABILITY, DURABILITY_SUMMARY = "durability.csv", "durability_summary.csv"
+SWEEP_STAGE = "x1"  # the sweep's own budget, the first point of the durability series
+STAGE_ORDER = (SWEEP_STAGE, "x4", "x16", "wide-x4")
+DURABILITY_COLUMNS = ["stage", "sampler", "kind", "n_params", "steps", "tokens", "device", "seeds", "test_loss_mean",
+                      "val_loss_mean", *(f"gap_{split}_{name}" for split in ("test", "val")
+                                         for name in ("mean", "ci_low", "ci_high", "per_seed"))]
 
 
 def _finite(obj):
@@ -86,10 +98,10 @@ def paired_difference(df: pd.DataFrame, best: dict, against: pd.DataFrame | None
     return paired(rows, df[df["kind"] == "uniform"] if against is None else against)
 
 
-def paired(rows: pd.DataFrame, baseline: pd.DataFrame) -> dict | None:
-    """Per-seed test loss of ``rows`` minus ``baseline``, with its interval."""
+def paired(rows: pd.DataFrame, baseline: pd.DataFrame, column: str = TEST) -> dict | None:
+    """Per-seed loss (``column``, default test) of ``rows`` minus ``baseline``, with its interval."""
     def per_seed(rows):
-        return rows.groupby("seed")[TEST].mean()
+        return rows.groupby("seed")[column].mean()
 
     u = per_seed(baseline)
     if u.empty:
@@ -102,7 +114,8 @@ def paired(rows: pd.DataFrame, baseline: pd.DataFrame) -> dict | None:
             "mean": float(np.mean(diffs)) if diffs else float("nan"),
             "sd_seeds": float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan"),
             "ci_low": lo, "ci_high": hi, "confidence": CONFIDENCE,
-            "interval": "two-sided Student t over seeds of the paired test difference",
+            "interval": f"two-sided Student t over seeds of the paired {'test' if column == TEST else column} "
+                        "difference",
             "beats_uniform_all_seeds": bool(diffs) and all(d < 0 for d in diffs)}
 
 
@@ -247,11 +260,113 @@ def table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_device(results: Path, row) -> str:
-    """What a sweep run trained on, from its run record (RESULTS/runs/<preset>/<run>,
-    where the sweep writes it); "" when the record is not there."""
-    folder = results / "runs" / str(getattr(row, "preset", "")) / str(getattr(row, "run", ""))
+def folder_device(folder: Path) -> str:
+    """What the run in ``folder`` trained on, from its run record: "cpu" or
+    the card's name; "" when the record is not there."""
     return device_label(read_run(folder).provenance) if is_run(folder) else ""
+
+
+def run_device(results: Path, row) -> str:
+    """What a sweep run trained on (its record is RESULTS/runs/<preset>/<run>,
+    where the sweep writes it)."""
+    return folder_device(results / "runs" / str(getattr(row, "preset", "")) / str(getattr(row, "run", "")))
+
+
+def folder_n_params(folder: Path) -> float:
+    """Parameters of the model of the run in ``folder``, built from its
+    config.json; NaN when the record is not there."""
+    if not is_run(folder):
+        return float("nan")
+    from mdtheory.models import Transformer, TransformerConfig
+    task = read_json_object(Path(folder) / CONFIG_NAME)["task"]
+    model = Transformer(TransformerConfig(vocab_size=task["tokenizer_vocab_size"], block_size=task["block_size"],
+                                          n_layer=task["n_layer"], n_head=task["n_head"], n_embd=task["n_embd"]))
+    return sum(p.numel() for p in model.parameters())
+
+
+def durability_runs(results: Path, sweep: pd.DataFrame) -> pd.DataFrame | None:
+    """The runs of RESULTS/durability.csv and, as stage x1, the sweep's runs
+    (at its full budget) of the same samplers; None when there is no
+    durability run yet."""
+    path = results / DURABILITY
+    if not path.exists():
+        return None
+    try:
+        runs = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not a CSV ({type(exc).__name__})") from None
+    missing = sorted({"stage", "sampler", "kind", "seed", "n_params", "steps", "tokens", TEST, VAL} - set(runs))
+    if missing:
+        raise UserError(f"{path} lacks the column(s) {', '.join(missing)}; rerun python -m experiments.lm.durability")
+    if runs.empty:
+        return None
+    if "device" not in runs:  # written before the CSV named it: ask the run records
+        runs["device"] = [folder_device(Path(d)) for d in runs["run_dir"]] if "run_dir" in runs else ""
+    if "sampler" in sweep:
+        sweep = sweep[(sweep["steps"] == sweep["steps"].max()) & (sweep["objective"] == "md")
+                      & sweep["sampler"].isin(set(runs["sampler"]))]
+        if not sweep.empty:
+            first = sweep.iloc[0]
+            model = folder_n_params(results / "runs" / str(first.get("preset", "")) / str(first.get("run", "")))
+            runs = pd.concat([sweep.assign(stage=SWEEP_STAGE, n_params=model), runs], ignore_index=True)
+    return runs
+
+
+def _seed_values(diff: dict) -> str:
+    """"seed:value;seed:value" of a paired difference."""
+    return ";".join(f"{seed}:{value:.6f}" for seed, value in zip(diff["seeds"], diff["per_seed"]))
+
+
+def _count(runs: pd.DataFrame, column: str):
+    """The largest value of an integer column (steps, tokens); NaN when not recorded."""
+    top = runs[column].max() if column in runs else float("nan")
+    return int(top) if pd.notna(top) else float("nan")
+
+
+def durability_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (stage, sampler) of ``runs`` (one row per run): the mean
+    test and val losses and the gap to the same stage's U[0, 1] paired by seed
+    (mean, t-interval over seeds, per seed) on test and on val."""
+    stage_rank = {stage: i for i, stage in enumerate(STAGE_ORDER)}
+    stages = sorted(runs["stage"].unique(), key=lambda s: (stage_rank.get(s, len(STAGE_ORDER)), s))
+    kind_rank = {"uniform": 0, "window": 1, "predicted": 2, "adaptive": 3}
+    samplers = sorted(dict.fromkeys(runs["sampler"]),
+                      key=lambda s: kind_rank.get(runs.loc[runs["sampler"] == s, "kind"].iloc[0], 4))
+    rows = []
+    for stage in stages:
+        at = runs[runs["stage"] == stage]
+        uniform = at[at["sampler"] == "uniform"]
+        for sampler in samplers:
+            g = at[at["sampler"] == sampler]
+            if g.empty:
+                continue
+            row = {"stage": stage, "sampler": sampler, "kind": g["kind"].iloc[0], "n_params": g["n_params"].max(),
+                   "steps": _count(g, "steps"), "tokens": _count(g, "tokens"),
+                   "device": "; ".join(sorted(set(g["device"].fillna("").astype(str)) - {""})),
+                   "seeds": ";".join(str(int(seed)) for seed in sorted(g["seed"])),
+                   "test_loss_mean": float(g[TEST].mean()), "val_loss_mean": float(g[VAL].mean())}
+            for split, column in (("test", TEST), ("val", VAL)):
+                diff = paired(g, uniform, column)
+                if diff is None or not diff["per_seed"]:
+                    row.update({f"gap_{split}_{name}": float("nan") for name in ("mean", "ci_low", "ci_high")},
+                               **{f"gap_{split}_per_seed": ""})
+                    continue
+                row.update({f"gap_{split}_mean": diff["mean"], f"gap_{split}_ci_low": diff["ci_low"],
+                            f"gap_{split}_ci_high": diff["ci_high"], f"gap_{split}_per_seed": _seed_values(diff)})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=DURABILITY_COLUMNS)
+
+
+def write_durability_summary(results: Path, sweep: pd.DataFrame) -> pd.DataFrame | None:
+    """RESULTS/durability_summary.csv when there are durability runs."""
+    runs = durability_runs(results, sweep)
+    if runs is None:
+        return None
+    table = durability_summary(runs)
+    atomic_write_text(results / DURABILITY_SUMMARY, table.to_csv(index=False))
+    return table
 
 
 def _main(argv) -> int:
@@ -278,6 +393,9 @@ def _main(argv) -> int:
     atomic_write_text(results / BY_WINDOW, by_window.to_csv(index=False))
     atomic_write_text(results / "window_sweep_summary.md", text)
     print(text, end="")
+    durability = write_durability_summary(results, df)
+    if durability is not None:
+        print(f"durability: {len(durability)} stage x sampler rows -> {results / DURABILITY_SUMMARY}")
     return 0
 
 

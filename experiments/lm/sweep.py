@@ -51,7 +51,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli, write_provenance_json
+from mdtheory.cli import (OneLineParser, atomic_write_json, atomic_write_text, check_output_dir, run_cli,
+                          write_provenance_json)
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
 from mdtheory.runfiles import read_metrics, read_run
@@ -250,16 +251,7 @@ def build_parser() -> OneLineParser:
 
 def writable_folder(path: Path) -> Path:
     """``path`` as an existing folder we can write into, or one UserError line."""
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--results {path} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-probe"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise UserError(f"--results {path} is not a writable folder ({exc.strerror or type(exc).__name__})") from None
-    return path
+    return check_output_dir(path, "--results")
 
 
 SIZE_FLAGS = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size")

@@ -23,6 +23,11 @@ Presets and where they write (``ROOTS``):
     phase        the (k, N) phase diagram at n = 16: OS,  results/parity/phase
                  MD at the sample-complexity-optimal
                  window and MD U[0,1], 6 seeds per cell
+    phase_windows  windows U[0, t1] in the phase grid's   results/parity/phase
+                 N = 8192 cells (where MD learns), same
+                 seeds; reuses the grid's two windows
+    phase_wd     weight decay 0 against the grid's 0.1    results/parity/phase
+                 at the boundary cells, OS and MD
 
 ``quick`` and ``tiny`` have their own roots so that ``make all`` never
 touches the committed full results; the figures read results/parity/runs.
@@ -43,6 +48,9 @@ ROOTS = {
     "paper": "results/parity/paper",
     "phase_calibration": "results/parity/phase_calibration",
     "phase": "results/parity/phase",
+    # both extend the grid: same root, so the runs they share with it are one folder
+    "phase_windows": "results/parity/phase",
+    "phase_wd": "results/parity/phase",
 }
 
 # windows U[0, t1] of the main comparison; the theory's best t1 for k is added
@@ -267,6 +275,36 @@ def preset_phase() -> list[RunSpec]:
     return runs
 
 
+# Windows U[0, t1] where MD learns at every k (N = 8192): is the fastest window
+# where P_S (best_t1_given_t0_zero) or the sample-complexity bound puts it?
+PHASE_WINDOW_T1 = (0.1, 0.2, 0.5)
+PHASE_WINDOW_N = 8192
+# weight decay 0 at the cells where OS generalises and MD does not yet (and
+# one where both learn): does OS's generalisation need weight decay?
+PHASE_WD_CELLS = ((3, 512), (4, 2048), (5, 2048), (4, 8192))
+
+
+def phase_windows(k: int) -> list[tuple[float, float]]:
+    """U[0, t1] for the fixed t1s, both theory t1s and 1.0, in increasing t1."""
+    t1s = {*PHASE_WINDOW_T1, sample_complexity_window(k)[1], round(best_t1_given_t0_zero(k), 3), 1.0}
+    return [(0.0, t1) for t1 in sorted(t1s)]
+
+
+def preset_phase_windows() -> list[RunSpec]:
+    return [replace(PHASE, k=k, train_size=PHASE_WINDOW_N, seed=seed, t0=t0, t1=t1)
+            for seed in PHASE_SEEDS for k in PHASE_K for t0, t1 in phase_windows(k)]
+
+
+def preset_phase_wd() -> list[RunSpec]:
+    runs = []
+    for seed in PHASE_SEEDS:
+        for k, n_train in PHASE_WD_CELLS:
+            cell = replace(PHASE, k=k, train_size=n_train, seed=seed, weight_decay=0.0)
+            runs += [replace(cell, objective="os", steps=PHASE_OS_STEPS),
+                     replace(cell, t0=sample_complexity_window(k)[0], t1=sample_complexity_window(k)[1])]
+    return runs
+
+
 def preset_phase_calibration() -> list[RunSpec]:
     """What was tried before fixing PHASE (one seed unless stated; README table)."""
     c = replace(PHASE, group="phase_calibration", steps=4000)
@@ -286,7 +324,8 @@ def preset_phase_calibration() -> list[RunSpec]:
 
 PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_calibration,
            "full": preset_full, "os_long": preset_os_long, "paper": preset_paper,
-           "phase_calibration": preset_phase_calibration, "phase": preset_phase}
+           "phase_calibration": preset_phase_calibration, "phase": preset_phase,
+           "phase_windows": preset_phase_windows, "phase_wd": preset_phase_wd}
 
 
 def runs_of(preset: str, only: str | None = None) -> list[RunSpec]:

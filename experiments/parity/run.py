@@ -27,8 +27,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per run: the machine is shared
 
-import json
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from mdtheory.cli import OneLineParser, run_cli
 from mdtheory.errors import UserError
-from mdtheory.runfiles import MARKER_NAME as RUN_MARKER, read_metrics, write_marker
+from mdtheory.runfiles import read_marker, read_metrics, write_marker
 
 from .presets import PRESETS, ROOTS, RunSpec, runs_of
 
@@ -53,20 +53,12 @@ def converged(records: list[dict], patience: int) -> bool:
 
 def run_status(run_dir: Path, spec: RunSpec) -> str | None:
     """'complete'/'early_stop'/'diverged' if the run needs no more training."""
-    marker = Path(run_dir) / RUN_MARKER
-    if not marker.exists():
-        return None
-    try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {marker}: {exc} (delete it to re-run the run)") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{marker} does not hold a JSON object (delete it to re-run the run)")
+    info = read_marker(run_dir)
     if info.get("status") in ("early_stop", "diverged"):
         return info["status"]
     if info.get("status") == "complete" and info.get("budget", 0) >= spec.steps:
         return "complete"
-    return None  # a larger budget than last time: continue the run
+    return None  # not finished, or a larger budget than last time: continue the run
 
 
 def _train_segment(spec: RunSpec, out: Path, steps: int) -> None:
@@ -149,10 +141,9 @@ def main(argv=None) -> int:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. --root names a file, or a read-only place
         raise UserError(f"cannot use {runs_dir} for the runs: {exc.strerror or exc}") from None
-    statuses = {}
-    todo = []
+    statuses, todo = {}, []
     for spec in runs:
-        status = run_status(Path(root) / "runs" / spec.name, spec)
+        status = run_status(runs_dir / spec.name, spec)
         if status is None:
             todo.append(spec)
         else:
@@ -173,9 +164,7 @@ def main(argv=None) -> int:
                 name, statuses[name] = fut.result()
                 bar.update(1)
     bar.close()
-    counts = {}
-    for status in statuses.values():
-        counts[status] = counts.get(status, 0) + 1
+    counts = Counter(statuses.values())
     print(f"{len(runs)} runs under {root}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 0
 

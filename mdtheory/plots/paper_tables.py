@@ -66,19 +66,16 @@ PAPER_NOT_RUN_ROWS = [  # 8B pre-training and SFT: beyond this toolkit's compute
 # --- parity -------------------------------------------------------------------
 
 def _condition_label(row) -> str:
+    from mdtheory.train.objectives import objective_label
     if row["objective"] == "md":
         return "MD " + fmt_window(row["t0"], row["t1"])
-    return {"os": "output supervision", "ar": "autoregressive"}.get(row["objective"], str(row["objective"]))
+    return str(objective_label(row["objective"]))
 
 
 def parity_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
     """The conditions of the main setting, as summarize wrote them."""
-    conditions = parity_plots.summary_table(results, "summary_by_condition.csv")
-    main = conditions[conditions["main_setting"]] if "main_setting" in conditions else conditions.iloc[:0]
-    if main.empty:
-        raise MissingData("no transformer parity rows")
-    setting = tuple(main.iloc[0][key] for key in ("n", "k", "train_size"))
-    return main.assign(label=main.apply(_condition_label, axis=1)).reset_index(drop=True), setting
+    main, setting = parity_plots.main_conditions(results)
+    return main.assign(label=main.apply(_condition_label, axis=1)), setting
 
 
 def parity_numbers(results: Path) -> tuple[dict, str]:
@@ -114,12 +111,15 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
             return f"not reached in {fmt_steps(row['budget'])}"
         return fmt_steps(row["val_99_median"])
 
+    def reached(row) -> str:
+        return f"{int(row['val_99_reached'])} of {int(row['seeds'])} seeds"
+
     macros["parityOSSteps"] = steps_or_never(os_row)
     # how many seeds the medians rest on (medians are over the seeds that got there)
     if not os_row.empty:
-        macros["parityOSReached"] = f"{int(os_row.iloc[0]['val_99_reached'])} of {int(os_row.iloc[0]['seeds'])} seeds"
+        macros["parityOSReached"] = reached(os_row.iloc[0])
     if best is not None:
-        macros["parityBestMDReached"] = f"{int(best['val_99_reached'])} of {int(best['seeds'])} seeds"
+        macros["parityBestMDReached"] = reached(best)
     macros["parityARSteps"] = steps_or_never(ar_row)
     macros["parityBestMDWindow"] = fmt_window(best["t0"], best["t1"]) if best is not None else "none reached 0.99"
     macros["parityBestMDSteps"] = fmt_steps(best["val_99_median"]) if best is not None else NOT_RUN
@@ -128,9 +128,6 @@ def parity_numbers(results: Path) -> tuple[dict, str]:
         ratio = os_row.iloc[0]["val_99_median"] / best["val_99_median"]
     macros["paritySpeedRatio"] = fmt(ratio, 1) if ratio is not None else "n/a"
     # A sentence whose direction follows the data, so the text cannot overclaim.
-    def reached(row) -> str:
-        return f"{int(row['val_99_reached'])} of {int(row['seeds'])} seeds"
-
     if best is None:
         outcome = "no masked-diffusion window reached 0.99 held-out accuracy within its budget"
     else:
@@ -255,8 +252,15 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
         if best is not None:
             inside = best["t0"] <= t_star <= best["t1"]
             macros["lmTStarInBest"] = "inside" if inside else "outside"
-    rows = [row(f"$[{float(r['t0']):g},{float(r['t1']):g}]" + ("^\\dagger$" if r["best_on_val"] else "$"),
-                f"{r['mid']:.2f}", int(r["seeds"]), fmt(r["val_loss"]), f"{fmt(r['loss'])} $\\pm$ {fmt(r['err'])}")
+    def law(r) -> tuple[str, str]:
+        """(label, midpoint) of a row: a window, or an adaptive law by its spec."""
+        if pd.isna(r["t0"]):
+            spec = str(r.get("sampler", "adaptive")).replace("_", r"\_")
+            return r"\texttt{" + spec + "}", "--"
+        return (f"$[{float(r['t0']):g},{float(r['t1']):g}]" + ("^\\dagger$" if r["best_on_val"] else "$"),
+                f"{r['mid']:.2f}")
+
+    rows = [row(*law(r), int(r["seeds"]), fmt(r["val_loss"]), f"{fmt(r['loss'])} $\\pm$ {fmt(r['err'])}")
             for _, r in table.iterrows()]
     footnote = span(5, r"\footnotesize $^\dagger$ lowest mean val loss: the window chosen; test loss reported")
     return macros, latex_table("lrrrr", row("training window", "midpoint", "seeds", "val loss",
@@ -276,8 +280,7 @@ def parity_comparison_rows(par: dict) -> list[str]:
 
     setting = (f"$({ours('parityN')},{ours('parityK')})$, wd {ours('parityWeightDecay')}"
                if "parityN" in par else NOT_RUN)
-    rows = []
-    for label, key, value in [
+    return [paper_row(*parity_row) for parity_row in [
         ("setting $(n,k)$", "parity_setting", setting),
         ("output supervision: steps to 0.99 held-out", "os_val_99",
          ours("parityOSSteps") + (f" ({ours('parityOSReached')})" if "parityOSReached" in par else "")),
@@ -285,10 +288,13 @@ def parity_comparison_rows(par: dict) -> list[str]:
          ours("parityBestMDSteps") + (f" ({ours('parityBestMDReached')})" if "parityBestMDReached" in par else "")),
         ("fastest MD window(s)", "md_fastest", ours("parityBestMDWindow")),
         ("seeds per condition", "seeds", ours("paritySeedsMin")),
-    ]:
-        paper, source = PAPER_NUMBERS[key]
-        rows.append(row(label, paper, value, source))
-    return rows
+    ]]
+
+
+def paper_row(label: str, key: str, ours: str) -> str:
+    """A comparison row: the paper's value and where it says so, beside ours."""
+    paper, source = PAPER_NUMBERS[key]
+    return row(label, paper, ours, source)
 
 
 def lm_comparison_rows(lm_macros: dict) -> list[str]:
@@ -347,10 +353,6 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
     from mdtheory.theory import numeric
 
     k = 6
-
-    def ours(key):
-        return par.get(key, NOT_RUN)
-
     rows = [span(4, r"\emph{Theory ($k=6$); ours from \texttt{mdtheory.theory.numeric}}")]
     theory_rows = [
         ("$t_1$ maximising $P_S(U[0,t_1])$", "t1_best_t0_zero_k6", fmt(numeric.best_t1_given_t0_zero(k))),
@@ -360,24 +362,19 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
         ("$t^*$, WikiText weights, squared", "t_star_sq",
          fmt(numeric.mixture_argmax(numeric.PAPER_WIKITEXT_WEIGHTS, squared=True))),
     ]
-    for label, key, value in theory_rows:
-        paper, source = PAPER_NUMBERS[key]
-        rows.append(row(label, paper, value, source))
+    rows += [paper_row(*theory_row) for theory_row in theory_rows]
     rows.append(row("$t^*$ from our corpus's weights", "--", lm_macros.get("lmTStar", NOT_RUN), "method of the appendix"))
 
     rows.append(r"\midrule")
     rows.append(span(4, r"\emph{Parity; ours from \texttt{results/parity}}"))
     rows += parity_comparison_rows(par)
-    rows.append(row("autoregressive: steps to 0.99 held-out", "not run", ours("parityARSteps"), "--"))
+    rows.append(row("autoregressive: steps to 0.99 held-out", "not run", par.get("parityARSteps", NOT_RUN), "--"))
 
     rows.append(r"\midrule")
     rows.append(span(4, r"\emph{Language model: full-range test loss; ours from \texttt{results/lm} "
                         r"(different corpus and model size: compare shapes, not values)}"))
-    ours_by_mid = {}
-    if lm_table is not None:
-        for _, r in lm_table.iterrows():
-            if abs(r["width"] - 0.1) < 1e-6:
-                ours_by_mid[round(r["mid"], 2)] = fmt(r["loss"])
+    ours_by_mid = {} if lm_table is None else {round(r["mid"], 2): fmt(r["loss"]) for _, r in lm_table.iterrows()
+                                               if abs(r["width"] - 0.1) < 1e-6}
     for mid, value in PAPER_LM_LOSS_BY_MIDPOINT.items():
         rows.append(row(f"window midpoint {mid:.2f}", f"{value:.3f}", ours_by_mid.get(round(mid, 2), NOT_RUN), FIG3))
     rows += lm_comparison_rows(lm_macros)
@@ -387,8 +384,7 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
 
     rows.append(r"\midrule")
     rows.append(span(4, r"\emph{LLaDA-8B pre-training and fine-tuning (beyond this toolkit's compute)}"))
-    for label, paper, source in PAPER_NOT_RUN_ROWS:
-        rows.append(row(label, paper, NOT_RUN, source))
+    rows += [row(label, paper, NOT_RUN, source) for label, paper, source in PAPER_NOT_RUN_ROWS]
 
     # a longtable: the comparison is longer than a page, so it breaks across pages (header repeated)
     return latex_table(r"p{0.36\linewidth}p{0.17\linewidth}p{0.15\linewidth}p{0.18\linewidth}",

@@ -55,9 +55,10 @@ class Run:
 
     @property
     def label(self) -> str:
+        from ..train.objectives import objective_label
         if self.objective == "md":
             return f"MD $U[{_fmt(self.t0)},{_fmt(self.t1)}]$"
-        return {"os": "output sup.", "ar": "AR"}.get(self.objective, self.objective)
+        return objective_label(self.objective, short=True)
 
     @property
     def condition(self):
@@ -80,13 +81,17 @@ def _require_runs(results: Path) -> list[Run]:
     return runs
 
 
-def main_setting(results: Path) -> tuple:
-    """The (n, k, N) that summarize marked as the main setting."""
-    cond = _read_csv(Path(results) / "parity" / "summary_by_condition.csv", SUMMARIZE)
+def main_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
+    """The conditions of the setting that summarize marked as the main one, and its (n, k, N)."""
+    cond = summary_table(results, "summary_by_condition.csv")
     main = cond[cond["main_setting"]] if "main_setting" in cond else cond.iloc[:0]
     if main.empty:
         raise MissingData("summary_by_condition.csv marks no main setting (no transformer runs)")
-    return tuple(int(main.iloc[0][key]) for key in ("n", "k", "train_size"))
+    return main.reset_index(drop=True), tuple(int(main.iloc[0][key]) for key in ("n", "k", "train_size"))
+
+
+def main_setting(results: Path) -> tuple:
+    return main_conditions(results)[1]
 
 
 def seed_band(runs: list[Run], column: str) -> pd.DataFrame:
@@ -176,12 +181,10 @@ def accuracy(results: Path):
 def os_long(results: Path):
     """Fig 6: output supervision over its full run."""
     runs = [r for r in _require_runs(results) if r.objective == "os" and r.model == MAIN_MODEL]
-    if not runs:
-        raise MissingData("no output-supervision runs")
-    setting = main_setting(results)
+    setting = main_setting(results) if runs else None
     runs = [r for r in runs if r.setting == setting]
     if not runs:
-        raise MissingData(f"no output-supervision runs in the main setting {setting}")
+        raise MissingData("no output-supervision runs" + (f" in the main setting {setting}" if setting else ""))
     groups = _group(runs)
     fig, axes = figure("column")
     ax = axes[0, 0]
@@ -412,16 +415,11 @@ def phase_cells(results: Path, needed=()) -> pd.DataFrame:
     return cells.reset_index(drop=True)
 
 
-def _main_decay(cells: pd.DataFrame) -> float:
-    """The paper's setting: the largest weight decay."""
-    return float(cells["weight_decay"].max())
-
-
 def _rate_panels(cells: pd.DataFrame, rate: str, low: str, high: str, ylabel: str, bounds: bool):
     """One panel per k: ``rate`` with its interval [low, high] against N, a
     series per objective and window; weight decays other than the main one
     dotted with open markers."""
-    ks, main_wd = sorted(cells["k"].unique()), _main_decay(cells)
+    ks, main_wd = sorted(cells["k"].unique()), float(cells["weight_decay"].max())  # the paper's setting
     palette = _phase_palette()
     fig, axes = figure("full", aspect=0.3, ncols=len(ks), sharex=True, sharey=True, layout="constrained")
     for ax, k in zip(axes[0], ks):
@@ -444,13 +442,18 @@ def _rate_panels(cells: pd.DataFrame, rate: str, low: str, high: str, ylabel: st
         ax.set_title(f"$k={int(k)}$, $n={n}$")
         ax.set_xlabel("training set size $N$")
     axes[0, 0].set_ylabel(ylabel)
-    labels = {}
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            labels.setdefault(label, handle)
     title = "bars: 95% Wilson interval"
     if bounds:
         title += rf"; dashed: the theory's $N$-bound of the window ($\delta={BOUND_DELTA:g}$)"
+    return _shared_legend(fig, axes[0], title)
+
+
+def _shared_legend(fig, axes, title: str):
+    """One legend below the panels, each label once."""
+    labels = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
     fig.legend(labels.values(), labels.keys(), loc="outside lower center", ncol=min(len(labels), 4),
                title=title, fontsize="small", title_fontsize="small")
     return fig
@@ -485,7 +488,7 @@ def km_cell_sizes(cells: pd.DataFrame) -> dict:
     sample-complexity-optimal window and OS differ most in success rate
     (ties: smaller log-rank p, then larger N); the largest N without a pair."""
     chosen = {}
-    main = cells[np.isclose(cells["weight_decay"], _main_decay(cells))]
+    main = cells[np.isclose(cells["weight_decay"], cells["weight_decay"].max())]
     for k, rows in main.groupby("k"):
         os_rate = rows[rows["objective"] == "os"].groupby("train_size")["success_rate"].first()
         md = rows[rows["series"] == PHASE_SERIES[("md", "sample-complexity optimal")]].set_index("train_size")
@@ -508,7 +511,7 @@ def phase_km(results: Path):
     if not needed <= set(km.columns):
         raise MissingData(f"km_curves.csv lacks columns {sorted(needed - set(km.columns))}")
     km = km.assign(_key=_keys(km))
-    cells = cells[np.isclose(cells["weight_decay"], _main_decay(cells))].assign(_key=lambda f: _keys(f))
+    cells = cells[np.isclose(cells["weight_decay"], cells["weight_decay"].max())].assign(_key=lambda f: _keys(f))
     sizes = km_cell_sizes(cells)
     palette = _phase_palette()
     fig, axes = figure("full", aspect=0.3, ncols=len(sizes), sharey=True, layout="constrained")
@@ -535,14 +538,8 @@ def phase_km(results: Path):
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("step")
     axes[0, 0].set_ylabel("share not yet at 0.99 held-out")
-    labels = {}
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            labels.setdefault(label, handle)
-    fig.legend(labels.values(), labels.keys(), loc="outside lower center", ncol=min(len(labels), 4),
-               title="band: 95% log-log interval; |: run ended without reaching 0.99 (censored); "
-                     "p: MD $U[0,t_1^{\\mathrm{SC}}]$ vs OS", fontsize="small", title_fontsize="small")
-    return fig
+    return _shared_legend(fig, axes[0], "band: 95% log-log interval; |: run ended without reaching 0.99 "
+                                        "(censored); p: MD $U[0,t_1^{\\mathrm{SC}}]$ vs OS")
 
 
 FIGURES = {

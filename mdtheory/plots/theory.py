@@ -21,7 +21,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
 from ..errors import UserError
-from .style import MissingData, colours, figure
+from ..theory import numeric as num
+from .style import colours, figure
 
 SIGNAL_KS = (1, 2, 4, 6, 10)
 WINDOW_KS = (2, 4, 6, 10)
@@ -30,33 +31,12 @@ PAPER_N = 20
 DELTA = 0.05
 
 
-def _numeric():
-    """The theory module, or MissingData when it is not installed yet."""
-    try:
-        from mdtheory.theory import numeric
-    except ImportError as exc:  # theory core not present in this checkout
-        raise MissingData(f"mdtheory.theory.numeric unavailable ({exc})") from None
-    return numeric
-
-
-def _curve(fn, xs, *args):
-    """Evaluate fn(x, *args) on a grid, element-wise if fn is scalar-only."""
-    try:
-        ys = np.asarray(fn(xs, *args), dtype=float)
-        if ys.shape == xs.shape:
-            return ys
-    except Exception:  # noqa: BLE001 - scalar-only implementation
-        pass
-    return np.array([float(fn(x, *args)) for x in xs])
-
-
 def signal_curves(results: Path):
-    num = _numeric()
     t = np.linspace(0.0, 1.0, 401)
     fig, axes = figure("column")
     ax = axes[0, 0]
     for colour, k in zip(colours(len(SIGNAL_KS)), SIGNAL_KS):
-        ax.plot(t, _curve(num.p_signal_at, t, k), color=colour, label=f"$k={k}$")
+        ax.plot(t, num.p_signal_at(t, k), color=colour, label=f"$k={k}$")
         t_opt = float(num.signal_optimal_t(k))
         ax.plot([t_opt], [float(num.p_signal_at(t_opt, k))], "o", color=colour, mec="black", mew=0.5)
     ax.axhline(1 / np.e, color="grey", ls=":", lw=0.8)
@@ -70,7 +50,6 @@ def signal_curves(results: Path):
 
 
 def window_signal(results: Path):
-    num = _numeric()
     t1 = np.linspace(0.01, 1.0, 200)
     fig, axes = figure("column")
     ax = axes[0, 0]
@@ -93,7 +72,6 @@ def window_signal(results: Path):
 
 def sample_complexity(results: Path):
     """(a) log10 of the bound over (t0, t1) for k = 6; (b) t0 = 0 slices."""
-    num = _numeric()
     fig, axes = figure("full", aspect=0.36, ncols=2)
     ax = axes[0, 0]
     grid = np.linspace(0.0, 1.0, 101)
@@ -225,7 +203,6 @@ def _read_predicted(path: Path) -> dict:
 
 
 def mixture_signal(results: Path):
-    num = _numeric()
     t = np.linspace(0.0, 1.0, 401)
     curves = [("paper WikiText weights", _weights_dict(num.PAPER_WIKITEXT_WEIGHTS))]
     predicted = Path(results) / "lm" / "predicted_t.json"

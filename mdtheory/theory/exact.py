@@ -40,9 +40,7 @@ from .numeric import check_k, check_window
 MAX_ENUMERATED_LENGTH = 14
 
 
-# ---------------------------------------------------------------------------
-# building blocks
-# ---------------------------------------------------------------------------
+# --- building blocks ---
 
 def rate_quadrature(t0: float, t1: float, degree: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes and probability weights integrating polynomials in t of the given
@@ -127,9 +125,7 @@ def _signal_target(inputs: np.ndarray, secret_ext: Sequence[int]) -> tuple[np.nd
     return signal, target
 
 
-# ---------------------------------------------------------------------------
-# exhaustive enumeration
-# ---------------------------------------------------------------------------
+# --- exhaustive enumeration ---
 
 class ParityEnumeration:
     """All inputs x all masks for (n, k)-parity, t ~ U[t0, t1] (t1=None: point t0).
@@ -316,9 +312,7 @@ class ParityEnumeration:
                                    constant=float(self.lossw @ self.m))
 
 
-# ---------------------------------------------------------------------------
-# closed-form constants (used to check enumeration and Monte Carlo)
-# ---------------------------------------------------------------------------
+# --- closed-form constants (used to check enumeration and Monte Carlo) ---
 
 def squared_loss_constant(n: int, k: int, t0: float, t1: float | None = None) -> float:
     """Theorem 4.3's constant for the shared-output model:
@@ -340,9 +334,7 @@ def squared_loss_constant(n: int, k: int, t0: float, t1: float | None = None) ->
     return float(total)
 
 
-# ---------------------------------------------------------------------------
-# Monte Carlo for larger n
-# ---------------------------------------------------------------------------
+# --- Monte Carlo for larger n ---
 
 def check_sampling_window(k: int, t0: float, t1: float) -> tuple[int, float, float]:
     """Validated (k, t0, t1) for Monte Carlo over corrupted inputs; the window

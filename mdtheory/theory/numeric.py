@@ -35,9 +35,7 @@ _NARROW = 1e-3  # below this width, use exact quadrature instead of the closed f
 _MAX_NODES = 200
 
 
-# ---------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------
+# --- checks ---
 
 def check_k(k) -> int:
     """k must be an integer >= 1 (the parity order)."""
@@ -60,9 +58,7 @@ def check_window(t0, t1) -> tuple[float, float]:
     return t0, t1
 
 
-# ---------------------------------------------------------------------------
-# point values and window averages
-# ---------------------------------------------------------------------------
+# --- point values and window averages ---
 
 def p_signal_at(t, k):
     """P_S(t) = (k+1) t (1-t)^k: exactly one of the k+1 elements of S' masked."""
@@ -153,9 +149,7 @@ def sample_complexity_bound(n, k, delta, t0, t1):
         return 4.0 * np.log(4.0 * n / delta) / denom
 
 
-# ---------------------------------------------------------------------------
-# optimal rates and windows
-# ---------------------------------------------------------------------------
+# --- optimal rates and windows ---
 
 def signal_optimal_t(k):
     """argmax_t t (1-t)^k = 1/(k+1) (Corollary 4.8)."""
@@ -260,9 +254,7 @@ def best_window_of_width(k, width) -> tuple[float, float]:
     return t0, t0 + width
 
 
-# ---------------------------------------------------------------------------
-# Bayes risk of a masked bit (cross-entropy, nats)
-# ---------------------------------------------------------------------------
+# --- Bayes risk of a masked bit (cross-entropy, nats) ---
 
 def bayes_risk_bit(t, k, secret: bool):
     """Bayes risk of a masked bit at rate t: log 2 for a noise bit (not in S');
@@ -280,9 +272,7 @@ def bayes_risk_window(k, t0, t1, secret: bool):
     return (1.0 - expected_one_minus_t_pow(k, t0, t1)) * math.log(2.0)
 
 
-# ---------------------------------------------------------------------------
-# language as a mixture of dependency orders
-# ---------------------------------------------------------------------------
+# --- language as a mixture of dependency orders ---
 
 def _weights_dict(weights) -> dict[int, float]:
     """Accept {order: w} or a sequence of weights for orders 2, 3, ..."""

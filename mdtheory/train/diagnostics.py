@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..masking import MaskRateSampler, corrupt
+from ..theory import landscape
 from .objectives import masked_diffusion_loss
 from .task import step_generator
 
@@ -109,8 +110,8 @@ def mlp_energy(model, tokens: torch.Tensor, sampler: MaskRateSampler, secret, ma
     uniform inputs, the population quantity); its statistics put the secret
     at positions 0..k-1, so W's position columns are permuted to match
     (bits 0/1 play the theory's -1/+1, the mask is the third value in both
-    layouts). Otherwise, or without the theory module, a Monte Carlo estimate
-    over the training sequences is used. Both are plug-in estimates c^T
+    layouts). Otherwise a Monte Carlo estimate over the training sequences
+    is used. Both are plug-in estimates c^T
     Sigma^+ c from ``samples`` draws: biased upwards unless samples >> hidden
     width (with samples <= hidden E no longer depends on W at all), so
     compare values within one run, not across widths. ``cache`` keeps the
@@ -119,19 +120,14 @@ def mlp_energy(model, tokens: torch.Tensor, sampler: MaskRateSampler, secret, ma
     W = model.W.weight.detach().double().cpu().numpy().T        # (hidden, vocab * L)
     L = tokens.shape[1]
     lo, hi = sampler.support()
-    try:
-        from ..theory import landscape
-    except ImportError:
-        landscape = None
     # 4L columns: the parity vocabulary also has a BOS id (3), which never occurs here
-    if landscape is not None and sampler.describe()["kind"] == "window" and W.shape[1] in (3 * L, 4 * L) \
+    if sampler.describe()["kind"] == "window" and W.shape[1] in (3 * L, 4 * L) \
             and model.config.activation in landscape.ACTIVATIONS and model.b is None:
+        cache = {} if cache is None else cache
         key = ("stats", samples, seed)
-        if cache is None or key not in cache:
-            stats = landscape.sample_statistics(L - 1, len(secret), lo, hi, num_samples=samples, seed=seed)
-            if cache is not None:
-                cache[key] = stats
-        stats = cache[key] if cache is not None else stats
+        if key not in cache:
+            cache[key] = landscape.sample_statistics(L - 1, len(secret), lo, hi, num_samples=samples, seed=seed)
+        stats = cache[key]
         secret = [int(j) for j in secret]
         order = secret + [j for j in range(L - 1) if j not in secret] + [L - 1]
         columns = [value * L + j for value in range(3) for j in order]

@@ -249,20 +249,22 @@ class MetricsLog:
 
 class Accumulator:
     """Sums and counts of per-step values between two records (NaN skipped).
-    Kept on the device so steps do not sync; saved in checkpoints so a resumed
-    run reports the same averages."""
+    Kept on the training device so steps do not sync (host-side values such as
+    the token rate are moved there too, or the pack in ``averages`` would mix
+    devices); saved in checkpoints so a resumed run reports the same averages."""
 
-    def __init__(self):
+    def __init__(self, device="cpu"):
+        self.device = torch.device(device)
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, torch.Tensor] = {}
 
     def add(self, values: dict):
         for key, value in values.items():
-            v = torch.as_tensor(value).detach().double().reshape(())
+            v = torch.as_tensor(value).detach().to(self.device, torch.double).reshape(())
             ok = torch.isfinite(v)
             if key not in self.sums:
-                self.sums[key] = torch.zeros((), dtype=torch.double, device=v.device)
-                self.counts[key] = torch.zeros((), dtype=torch.double, device=v.device)
+                self.sums[key] = torch.zeros((), dtype=torch.double, device=self.device)
+                self.counts[key] = torch.zeros((), dtype=torch.double, device=self.device)
             self.sums[key] += torch.where(ok, v, torch.zeros_like(v))
             self.counts[key] += ok.double()
 
@@ -289,9 +291,9 @@ class Accumulator:
         return {"sums": {k: v.cpu() for k, v in sums.items()},
                 "counts": {k: v.cpu() for k, v in counts.items()}}
 
-    def load_state_dict(self, state: dict, device):
-        self.sums = {k: v.to(device) for k, v in state["sums"].items()}
-        self.counts = {k: v.to(device) for k, v in state["counts"].items()}
+    def load_state_dict(self, state: dict):
+        self.sums = {k: v.to(self.device) for k, v in state["sums"].items()}
+        self.counts = {k: v.to(self.device) for k, v in state["counts"].items()}
 
     def reset(self):
         self.sums, self.counts = {}, {}
@@ -526,7 +528,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
     optimizer = build_optimizer(raw_model, cfg, device)
     if rt.rank > 0:  # dropout and other draws differ between ranks (nanoGPT: seed + rank)
         _seed_everything(cfg.seed + rt.rank)
-    acc = Accumulator()
+    acc = Accumulator(device)
     start_step = 0
     if ckpt is not None:
         try:
@@ -538,7 +540,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
         if rt.rank < len(ckpt["rng"]):  # a rank the saved run did not have keeps seed + rank
             set_rng_state(ckpt["rng"][rt.rank])
         if rt.is_main:  # the saved sums are already totals over the ranks
-            acc.load_state_dict(ckpt["accumulator"], device)
+            acc.load_state_dict(ckpt["accumulator"])
         start_step = int(ckpt["step"])
         load_task_state = getattr(task, "load_state_dict", None)
         if load_task_state is not None:  # what the task learnt from past steps (older checkpoints: none)

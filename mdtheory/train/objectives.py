@@ -23,18 +23,17 @@ subclass of ``Objective`` (in its own file if you like) plus one
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
-from ..masking import corrupt
+from ..masking import MaskedLoss, corrupt, md_loss
 
 
 class Objective:
     name = ""
-    label = ""                    # what figures and tables call it
+    label = ""                    # what tables call it
+    short_label = ""              # what figure legends call it
     attention = "bidirectional"   # what the backbone may attend to
     uses_sampler = False          # draws a mask rate per sequence from the task's sampler
     needs_label = False           # trains on the label position alone (k-parity)
@@ -66,25 +65,14 @@ def diagnose(task, hook: str, *parts) -> dict:
     return fn(*parts) if fn is not None else {}
 
 
-class MaskedLoss(NamedTuple):
-    loss: torch.Tensor       # scalar, with gradient
-    weighted: torch.Tensor   # (B, L) weighted CE, zero where visible: sums to loss * denom
-    ce: torch.Tensor         # (B, L) plain CE at every position
-    denom: torch.Tensor | int
-
-
 def masked_diffusion_loss(model, tokens: torch.Tensor, noisy: torch.Tensor, mask: torch.Tensor,
                           weight: torch.Tensor, normalization: str = "tokens") -> MaskedLoss:
     """MD loss of ``model`` on ``noisy`` with per-sequence weights (B,)."""
-    logits = model(noisy)
-    ce = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="none").view_as(tokens)
-    weighted = ce * mask * weight[:, None]
-    denom = tokens.numel() if normalization == "tokens" else mask.sum().clamp(min=1)
-    return MaskedLoss(weighted.sum() / denom, weighted.detach(), ce.detach(), denom)
+    return md_loss(model(noisy), tokens, mask, weight, normalization, reduction="parts")
 
 
 class MaskedDiffusion(Objective):
-    name, label = "md", "masked diffusion"
+    name, label, short_label = "md", "masked diffusion", "MD"
     uses_sampler = True
 
     def mask_rate(self, n: int, task, generator: torch.Generator) -> torch.Tensor:
@@ -109,7 +97,7 @@ class MaskedDiffusion(Objective):
 
 
 class OutputSupervision(Objective):
-    name, label = "os", "output supervision"
+    name, label, short_label = "os", "output supervision", "output sup."
     needs_label = True
 
     def loss(self, model, batch, task):
@@ -119,7 +107,7 @@ class OutputSupervision(Objective):
 
 
 class Autoregressive(Objective):
-    name, label = "ar", "autoregressive"
+    name, label, short_label = "ar", "autoregressive", "AR"
     attention = "causal"
     context_tokens = 1
 
@@ -142,6 +130,13 @@ def register_objective(cls: type[Objective]) -> type[Objective]:
         raise ValueError(f"{cls.__name__} needs a name")
     OBJECTIVES[cls.name] = cls
     return cls
+
+
+def objective_label(name, short: bool = False):
+    """What tables (figure legends if ``short``) call objective ``name``; an
+    unknown name as it is."""
+    cls = OBJECTIVES.get(name)
+    return name if cls is None else cls.short_label if short else cls.label
 
 
 def make_objective(name: str, allowed=None) -> Objective:
