@@ -187,3 +187,23 @@ def test_adaptive_laws_are_named_in_the_lm_table(results, tmp_path):  # noqa: F8
     table = (tmp_path / "lm_table.tex").read_text()
     assert "\\texttt{adaptive:rule=loss\\_importance} & -- & " in table
     assert "nan" not in table
+
+
+def test_durability_table_pairs_gaps_and_names_devices(tmp_path):
+    (tmp_path / "res" / "lm").mkdir(parents=True)
+    rows = [
+        "stage,sampler,kind,n_params,steps,tokens,device,seeds,test_loss_mean,val_loss_mean,gap_test_mean,"
+        "gap_test_ci_low,gap_test_ci_high,gap_test_per_seed",
+        "x1,uniform,uniform,114048,1000,2048000,cpu,0;1,3.0,3.0,0,0,0,0:0;1:0",
+        'x1,"window:0.3,0.4",window,114048,1000,2048000,cpu,0;1,2.8,2.8,-0.2,-0.5,0.1,0:-0.1;1:-0.3',
+        "x4,uniform,uniform,114048,4000,8192000,NVIDIA H100 80GB HBM3,0,2.5,2.5,0,,,0:0",
+        "x4,adaptive,adaptive,114048,4000,8192000,NVIDIA H100 80GB HBM3,0,2.6,2.6,0.1,,,0:0.1",
+    ]
+    (tmp_path / "res" / "lm" / "durability_summary.csv").write_text("\n".join(rows) + "\n")
+    paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
+    table = (tmp_path / "gen" / "lm_durability_table.tex").read_text()
+    assert "x1: CPU & 0.11M & 2.0M & $[0.3,0.4]$ (val) & 2 & 2.800 & -0.200 [-0.500, 0.100]" in table
+    assert "x4: H100 & 0.11M & 8.2M & \\texttt{adaptive} & 1 & 2.600 & 0.100 \\\\" in table  # one seed: no interval
+    (tmp_path / "res" / "lm" / "durability_summary.csv").unlink()
+    paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
+    assert "not run" in (tmp_path / "gen" / "lm_durability_table.tex").read_text()

@@ -228,7 +228,8 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     phase_root.rename(results / "parity" / "phase")
     macros, tex = paper_tables.parity_phase_numbers(results)
     # OS 2/4, MD 3/4 at N = 512: short of the target (MD >= 80%, OS <= 20%, p < 0.01)
-    assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none"}
+    assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none",
+                      "parityPhaseReverseCells": "none"}
     assert r"4 & 512 & 614 & 2/4 (0.15--0.85) & 3/4 (0.30--0.95) & 0/4 (0.00--0.49) & 0.88 \\" in tex
     assert r"4 & 2{,}048 & 614 & -- & 2/2 (0.34--1.00) & -- & -- \\" in tex
     # a cell that meets it is named
@@ -239,6 +240,11 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.9, 0.001]
     cells.to_csv(path, index=False)
     assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseAimCells"] == "$k=4$, $N=512$"
+    # and one where OS generalises and MD does not is named as the reverse
+    cells.loc[at_512 & (cells["objective"] == "os"), "success_rate"] = 1.0
+    cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.0, 0.02]
+    cells.to_csv(path, index=False)
+    assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseReverseCells"] == "$k=4$, $N=512$ ($p=0.02$)"
     macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
     assert macros == {} and "not run" in tex
 

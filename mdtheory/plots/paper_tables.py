@@ -10,6 +10,8 @@ writes into --out:
     parity_phase_table.tex  the (k, N) phase grid: success rates with Wilson
                      intervals, the theory's N-bound, log-rank p
     lm_table.tex     full-range test loss per training window
+    lm_durability_table.tex  per stage of longer training (and a wider model):
+                     each law's test loss and its paired gap to U[0,1]
 
 The source paper's own numbers (Huang & Mirzasoleiman, arXiv:2601.22450,
 as restated in the project's digest) live in PAPER_NUMBERS below, each with
@@ -181,7 +183,7 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
 
     optimal = cells[cells["series"] == series[("md", "sample-complexity optimal")]]
     bounds = optimal.groupby("k")["sample_complexity_bound"].first()  # depends on k (and n) only
-    rows, aim = [], []
+    rows, aim, reverse = [], [], []
     for (k, size), g in cells.groupby(["k", "train_size"]):
         by = {key: g[g["series"] == label].iloc[0] if (g["series"] == label).any() else None
               for key, label in series.items()}
@@ -194,8 +196,13 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
         if k >= 4 and md is not None and os_ is not None and md["success_rate"] >= 0.8 \
                 and os_["success_rate"] <= 0.2 and p is not None and p < 0.01:
             aim.append(f"$k={int(k)}$, $N={fmt_steps(size)}$")
+        # and the reverse: OS generalises where MD at the theory's window does not
+        if md is not None and os_ is not None and os_["success_rate"] >= 0.8 \
+                and md["success_rate"] <= 0.2 and p is not None and p < 0.05:
+            reverse.append(f"$k={int(k)}$, $N={fmt_steps(size)}$ ($p={p:.2g}$)")
     macros = {"parityPhaseRuns": str(int(cells["runs"].sum())), "parityPhaseSeedsMin": str(int(cells["runs"].min())),
-              "parityPhaseAimCells": "; ".join(aim) if aim else "none"}
+              "parityPhaseAimCells": "; ".join(aim) if aim else "none",
+              "parityPhaseReverseCells": "; ".join(reverse) if reverse else "none"}
     header = row("$k$", "$N$", r"$N$-bound of $U[0,t_1^{\mathrm{SC}}]$", "OS",
                  r"MD $U[0,t_1^{\mathrm{SC}}]$", r"MD $U[0,1]$", "log-rank $p$ (MD vs OS)")
     return macros, latex_table("rrrlllr", header, rows)
@@ -265,6 +272,30 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
     footnote = span(5, r"\footnotesize $^\dagger$ lowest mean val loss: the window chosen; test loss reported")
     return macros, latex_table("lrrrr", row("training window", "midpoint", "seeds", "val loss",
                                             "full-range test loss"), rows, footer=(footnote,)), table
+
+
+def durability_numbers(results: Path) -> str:
+    """Does the window's gain last: per stage and law, the test loss and its
+    gap to U[0,1] of the same stage, paired by seed (95% t-interval)."""
+    try:
+        table = lm_plots.durability_table(results)
+    except MissingData:
+        return empty_table("durability study not run", 7)
+    labels = lm_plots.stage_labels(table)
+    rows = []
+    for _, r in table.iterrows():
+        law = ("$U[0,1]$" if r["kind"] == "uniform" else
+               fmt_window(*str(r["sampler"]).split(":", 1)[1].split(",")) + (" ($t^*$)" if r["kind"] == "predicted"
+                                                                          else " (val)")
+               if r["kind"] in ("window", "predicted") else r"\texttt{" + str(r["sampler"]) + "}")
+        gap = "--" if r["kind"] == "uniform" else fmt(r["gap_test_mean"])
+        if r["kind"] != "uniform" and math.isfinite(r["gap_test_ci_low"]):
+            gap += f" [{fmt(r['gap_test_ci_low'])}, {fmt(r['gap_test_ci_high'])}]"
+        seeds = len(r["seed_gaps"]) or len(str(r["seeds"]).split(";"))
+        rows.append(row(labels[r["stage"]], f"{r['n_params'] / 1e6:.2f}M", f"{r['tokens'] / 1e6:.1f}M", law, seeds,
+                        fmt(r["test_loss_mean"]), gap))
+    return latex_table("llllrrl", row("stage", "params", "tokens", "law", "seeds", "test loss",
+                                      "gap to $U[0,1]$ [95\\% CI]"), rows)
 
 
 # --- comparison with the paper ------------------------------------------------------
@@ -394,6 +425,9 @@ def comparison_tex(par: dict, lm_macros: dict, lm_table: pd.DataFrame | None, re
 
 # --- entry point ----------------------------------------------------------------------
 
+TABLES = ("comparison.tex", "parity_table.tex", "parity_phase_table.tex", "lm_table.tex", "lm_durability_table.tex")
+
+
 def write_all(results: Path, out: Path) -> dict[str, str]:
     par, parity_tex = parity_numbers(results)
     phase_macros, phase_tex = parity_phase_numbers(results)
@@ -407,6 +441,7 @@ def write_all(results: Path, out: Path) -> dict[str, str]:
         "parity_table.tex": header + parity_tex,
         "parity_phase_table.tex": header + phase_tex,
         "lm_table.tex": header + lm_tex,
+        "lm_durability_table.tex": header + durability_numbers(results),
     }
     for name, text in files.items():
         atomic_write_text(out / name, text)
@@ -424,7 +459,7 @@ def main(argv=None) -> int:
     if not results.is_dir():
         raise UserError(f"results folder {results} does not exist")
     macros = write_all(results, check_output_dir(args.out))
-    print(f"wrote {len(macros)} result macros and 4 tables to {args.out}")
+    print(f"wrote {len(macros)} result macros and {len(TABLES)} tables to {args.out}")
     return 0
 
 
