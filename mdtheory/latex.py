@@ -75,6 +75,11 @@ def fmt_window(t0, t1) -> str:
     return f"$[{float(t0):g},{float(t1):g}]$"
 
 
+def code(text) -> str:
+    """``text`` in typewriter type, its underscores escaped (e.g. a sampler spec)."""
+    return r"\texttt{" + str(text).replace("_", r"\_") + "}"
+
+
 # --- tables --------------------------------------------------------------------
 
 def row(*cells) -> str:

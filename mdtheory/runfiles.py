@@ -92,7 +92,12 @@ def _window(task: dict) -> tuple[float, float] | None:
     law = task.get("sampler_law") or {}
     if "t0" in law and "t1" in law:
         return float(law["t0"]), float(law["t1"])
-    spec = str(task.get("sampler", ""))
+    return spec_window(str(task.get("sampler", "")))
+
+
+def spec_window(spec: str) -> tuple[float, float] | None:
+    """(t0, t1) of a ``--sampler`` spec that is a window ("window:0.3,0.4",
+    "stratified:...", "uniform"); None for any other law."""
     if spec.startswith(("window:", "stratified:")):
         t0, t1 = spec.split(":", 1)[1].split(",")
         return float(t0), float(t1)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..runfiles import RunRecord, read_runs
+from ..runfiles import RunRecord, read_runs, spec_window
 from .style import MissingData, figure
 
 LOSS = "full_range_test_loss"
@@ -306,8 +306,8 @@ def _sampler_style(row) -> tuple[str, str]:
     if row["kind"] == "predicted":
         return "C2", "window centred on $t^*$"
     if row["kind"] == "window":
-        t0, t1 = str(row["sampler"]).split(":", 1)[1].split(",")
-        return "C0", f"$U[{t0},{t1}]$ (chosen on val)"
+        t0, t1 = spec_window(str(row["sampler"]))
+        return "C0", f"$U[{t0:g},{t1:g}]$ (chosen on val)"
     return None, str(row["sampler"])
 
 

@@ -29,9 +29,10 @@ import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_text, check_output_dir, run_cli, write_provenance_json
 from mdtheory.errors import UserError
-from mdtheory.latex import NOT_RUN, empty_table, fmt, fmt_steps, fmt_window, result_macro, row, span
+from mdtheory.latex import NOT_RUN, code, empty_table, fmt, fmt_steps, fmt_window, result_macro, row, span
 from mdtheory.latex import table as latex_table
 from mdtheory.provenance import provenance
+from mdtheory.runfiles import spec_window
 
 from . import lm as lm_plots
 from . import parity as parity_plots
@@ -262,8 +263,7 @@ def lm_numbers(results: Path) -> tuple[dict, str, pd.DataFrame | None]:
     def law(r) -> tuple[str, str]:
         """(label, midpoint) of a row: a window, or an adaptive law by its spec."""
         if pd.isna(r["t0"]):
-            spec = str(r.get("sampler", "adaptive")).replace("_", r"\_")
-            return r"\texttt{" + spec + "}", "--"
+            return code(r.get("sampler", "adaptive")), "--"
         return (f"$[{float(r['t0']):g},{float(r['t1']):g}]" + ("^\\dagger$" if r["best_on_val"] else "$"),
                 f"{r['mid']:.2f}")
 
@@ -285,9 +285,8 @@ def durability_numbers(results: Path) -> str:
     rows = []
     for _, r in table.iterrows():
         law = ("$U[0,1]$" if r["kind"] == "uniform" else
-               fmt_window(*str(r["sampler"]).split(":", 1)[1].split(",")) + (" ($t^*$)" if r["kind"] == "predicted"
-                                                                          else " (val)")
-               if r["kind"] in ("window", "predicted") else r"\texttt{" + str(r["sampler"]) + "}")
+               fmt_window(*spec_window(str(r["sampler"]))) + (" ($t^*$)" if r["kind"] == "predicted" else " (val)")
+               if r["kind"] in ("window", "predicted") else code(r["sampler"]))
         gap = "--" if r["kind"] == "uniform" else fmt(r["gap_test_mean"])
         if r["kind"] != "uniform" and math.isfinite(r["gap_test_ci_low"]):
             gap += f" [{fmt(r['gap_test_ci_low'])}, {fmt(r['gap_test_ci_high'])}]"
