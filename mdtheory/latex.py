@@ -71,6 +71,14 @@ def fmt_steps(x) -> str:
     return f"{int(round(float(x))):,}".replace(",", "{,}")
 
 
+def fmt_p(p: float) -> str:
+    """A p-value for math mode: 0.025, or 1.3\\times10^{-5} below 0.001."""
+    if p >= 1e-3:
+        return f"{p:.2g}"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return rf"{mantissa}\times10^{{{int(exponent)}}}"
+
+
 def fmt_window(t0, t1) -> str:
     return f"$[{float(t0):g},{float(t1):g}]$"
 

@@ -207,3 +207,9 @@ def test_durability_table_pairs_gaps_and_names_devices(tmp_path):
     (tmp_path / "res" / "lm" / "durability_summary.csv").unlink()
     paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
     assert "not run" in (tmp_path / "gen" / "lm_durability_table.tex").read_text()
+
+
+def test_p_values_are_written_for_math_mode():
+    from mdtheory.latex import fmt_p
+    assert fmt_p(0.025) == "0.025" and fmt_p(0.001) == "0.001"
+    assert fmt_p(1.26e-5) == r"1.3\times10^{-5}" and fmt_p(4.58e-4) == r"4.6\times10^{-4}"

@@ -230,7 +230,7 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     # OS 2/4, MD 3/4 at N = 512: short of the target (MD >= 80%, OS <= 20%, p < 0.01)
     assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none",
                       "parityPhaseReverseCells": "none"}
-    assert r"4 & 512 & 614 & 2/4 (0.15--0.85) & 3/4 (0.30--0.95) & 0/4 (0.00--0.49) & 0.88 \\" in tex
+    assert r"4 & 512 & 614 & 2/4 (0.15--0.85) & 3/4 (0.30--0.95) & 0/4 (0.00--0.49) & $0.88$ \\" in tex
     assert r"4 & 2{,}048 & 614 & -- & 2/2 (0.34--1.00) & -- & -- \\" in tex
     # a cell that meets it is named
     path = results / "parity" / "phase" / "cells.csv"
@@ -247,6 +247,23 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseReverseCells"] == "$k=4$, $N=512$ ($p=0.02$)"
     macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
     assert macros == {} and "not run" in tex
+
+
+def test_paper_window_sentence_needs_a_window_sweep(phase_root, tmp_path):
+    from mdtheory.plots import paper_tables
+    results = phase_root.parent
+    (results / "parity").mkdir()
+    phase_root.rename(results / "parity" / "phase")
+    assert paper_tables.phase_window_sentence(results) is None  # two windows per cell: no sweep
+    path = results / "parity" / "phase" / "theory_vs_speed.csv"
+    speed = pd.read_csv(path)
+    speed.loc[0, ["windows", "fastest_t1", "spearman_rho_PS_speed", "rho_low", "rho_high"]] = [6, 0.1, -0.2, -0.3, 0.1]
+    speed.to_csv(path, index=False)
+    sentence = paper_tables.phase_window_sentence(results)
+    row = speed.iloc[0]
+    assert sentence.startswith(f"$k=4$, $N={row['train_size']}$ ({row['runs']} runs)")
+    assert "fastest $U[0,0.1]$" in sentence and r"$\rho(P_S)=-0.20$ $[-0.30, 0.10]$" in sentence
+    assert f"t_1^{{P_S}}={row['theory_best_t1']:.3g}" in sentence
 
 
 def test_window_and_weight_decay_presets_extend_the_grid():
@@ -268,3 +285,45 @@ def test_window_and_weight_decay_presets_extend_the_grid():
     for r in decay:  # each has its weight-decay-0.1 twin in the grid: paired by seed
         assert any(g.weight_decay == 0.1 and (g.k, g.train_size, g.objective, g.t1, g.seed)
                    == (r.k, r.train_size, r.objective, r.t1, r.seed) for g in grid.values())
+
+
+def test_phase_grid_has_more_seeds_where_objectives_disagreed_and_n_at_four_times_the_bound():
+    from experiments.parity.presets import (PHASE_BOUND_CONTRAST_K, PHASE_BOUND_FACTOR, PHASE_CONTRAST_CELLS,
+                                            PHASE_K, PHASE_N, PHASE_SEEDS, runs_of)
+
+    grid = runs_of("phase")
+    assert len({r.name for r in grid}) == len(grid)
+    seeds = {}
+    for r in grid:
+        seeds.setdefault((r.k, r.train_size, r.objective, r.t1), set()).add(r.seed)
+    for k in PHASE_K:
+        sc_t1 = round(sample_complexity_optimal_t1(k), 3)
+        for n_train in PHASE_N:
+            want = 10 if (k, n_train) in PHASE_CONTRAST_CELLS else len(PHASE_SEEDS)
+            assert len(seeds[(k, n_train, "os", None)]) == len(seeds[(k, n_train, "md", sc_t1)]) == want
+            assert len(seeds[(k, n_train, "md", 1.0)]) == len(PHASE_SEEDS)
+        # the extra N column: just above 4x the bound of the window, OS and the window only
+        bound = float(sample_complexity_bound(16, k, summarize.BOUND_DELTA, 0.0, sc_t1))
+        extra = {r.train_size for r in grid if r.k == k} - set(PHASE_N)
+        assert len(extra) == 1
+        n_extra = extra.pop()
+        assert PHASE_BOUND_FACTOR * bound <= n_extra < PHASE_BOUND_FACTOR * bound + 1
+        assert {(r.objective, r.t1) for r in grid if r.train_size == n_extra and r.k == k} == \
+            {("os", None), ("md", sc_t1)}
+        want = 10 if k in PHASE_BOUND_CONTRAST_K else len(PHASE_SEEDS)
+        assert len(seeds[(k, n_extra, "os", None)]) == len(seeds[(k, n_extra, "md", sc_t1)]) == want
+
+
+def test_paper_weight_decay_sentence_counts_seeds_run_at_both(phase_root, tmp_path):
+    from mdtheory.plots import paper_tables
+    results = phase_root.parent
+    assert paper_tables.weight_decay_sentence(results / "nothing") is None
+    # weight decay 0 for OS on seeds 0 and 1 only, both generalising
+    write_phase_run(phase_root, "os", 0, _reaches(400), wd=0.0)
+    write_phase_run(phase_root, "os", 1, _reaches(300), wd=0.0)
+    summarize.summarize_root(phase_root)
+    (results / "parity").mkdir()
+    phase_root.rename(results / "parity" / "phase")
+    # seeds 0, 1 at wd 0.1: OS reached in seed 0 only (see write_phase_root); MD was not run at wd 0
+    assert paper_tables.weight_decay_sentence(results) == \
+        "reached 0.99 at weight decay 0.1 vs 0, same seeds: $k=4$, $N=512$: OS 1/2 vs 2/2"

@@ -301,7 +301,8 @@ def test_phase_figures_read_the_aggregators_cells(results):
 
 def test_km_panel_is_where_md_and_os_differ_most(results):
     cells = parity.phase_cells(results)
-    assert parity.km_cell_sizes(cells) == {4: 512}  # the only N with both MD and OS
+    # the only N with both MD and OS, then the largest N
+    assert parity.km_cell_sizes(cells) == {4: (512, 2048)}
     apply_style()
     fig = parity.phase_km(results)
     ax = fig.axes[0]
@@ -309,6 +310,7 @@ def test_km_panel_is_where_md_and_os_differ_most(results):
     steps = {line.get_label(): list(line.get_xdata()) for line in ax.get_lines() if not line.get_label().startswith("_")}
     assert steps[parity.PHASE_SERIES[("md", "sample-complexity optimal")]] == [0, 400, 500, 600, 1000]
     assert steps[parity.PHASE_SERIES[("os", "")]] == [0, 200, 300, 1000]
+    assert "N=2048" in fig.axes[1].get_title()
 
 
 def test_phase_bound_delta_is_the_aggregators():

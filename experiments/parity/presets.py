@@ -35,6 +35,7 @@ touches the committed full results; the figures read results/parity/runs.
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import asdict, dataclass, replace
 
 from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_optimal_t1
@@ -255,6 +256,15 @@ PHASE_K = (3, 4, 5)
 PHASE_N = (128, 512, 2048, 8192)
 PHASE_SEEDS = tuple(range(6))
 PHASE_OS_STEPS = 4000   # OS reached 0.99 within 1,250 steps wherever it generalised in calibration
+# OS reached 0.99 and MD did not in every one of seeds 0-2 at these (k, N), so
+# OS and MD at the theory's window get seeds up to 10 for the log-rank test
+PHASE_CONTRAST_CELLS = ((3, 512), (4, 2048), (5, 2048))
+PHASE_CONTRAST_SEEDS = tuple(range(6, 10))
+# the grid's N are 4x apart, too coarse to say whether MD's boundary lies
+# within 4x of the bound: OS and MD at the theory's window at N = 4 x bound
+PHASE_BOUND_FACTOR = 4
+# there OS learnt in 6/6 seeds and MD in 4/6 (k = 4) and 0/6 (k = 5): seeds up to 10
+PHASE_BOUND_CONTRAST_K = (4, 5)
 
 
 def sample_complexity_window(k: int) -> tuple[float, float]:
@@ -262,16 +272,34 @@ def sample_complexity_window(k: int) -> tuple[float, float]:
     return 0.0, round(sample_complexity_optimal_t1(k), 3)
 
 
+def phase_cell(k: int, n_train: int, seed: int, md_full_range: bool = True) -> list[RunSpec]:
+    """OS, MD at the sample-complexity window (and MD U[0,1]) on one seed's data."""
+    cell = replace(PHASE, k=k, train_size=n_train, seed=seed)
+    windows = (sample_complexity_window(k), (0.0, 1.0)) if md_full_range else (sample_complexity_window(k),)
+    return [replace(cell, objective="os", steps=PHASE_OS_STEPS),
+            *(replace(cell, t0=t0, t1=t1) for t0, t1 in windows)]
+
+
+def n_at_bound_factor(k: int) -> int:
+    """PHASE_BOUND_FACTOR times the theory's N-bound of the sample-complexity window."""
+    from experiments.parity.summarize import BOUND_DELTA
+    from mdtheory.theory.numeric import sample_complexity_bound
+    t0, t1 = sample_complexity_window(k)
+    return math.ceil(PHASE_BOUND_FACTOR * float(sample_complexity_bound(PHASE.n, k, BOUND_DELTA, t0, t1)))
+
+
 def preset_phase() -> list[RunSpec]:
-    """Seed-major order, so a half-finished grid has every cell at equal depth."""
-    runs = []
-    for seed in PHASE_SEEDS:
-        for k in PHASE_K:
-            for n_train in PHASE_N:
-                cell = replace(PHASE, k=k, train_size=n_train, seed=seed)
-                runs.append(replace(cell, objective="os", steps=PHASE_OS_STEPS))
-                for t0, t1 in (sample_complexity_window(k), (0.0, 1.0)):
-                    runs.append(replace(cell, t0=t0, t1=t1))
+    """Seed-major order, so a half-finished grid has every cell at equal depth;
+    then more seeds where OS and MD disagreed, then N at 4x the bound (with
+    more seeds where they disagreed there)."""
+    runs = [run for seed in PHASE_SEEDS for k in PHASE_K for n_train in PHASE_N
+            for run in phase_cell(k, n_train, seed)]
+    runs += [run for seed in PHASE_CONTRAST_SEEDS for k, n_train in PHASE_CONTRAST_CELLS
+             for run in phase_cell(k, n_train, seed, md_full_range=False)]
+    runs += [run for seed in PHASE_SEEDS for k in PHASE_K
+             for run in phase_cell(k, n_at_bound_factor(k), seed, md_full_range=False)]
+    runs += [run for seed in PHASE_CONTRAST_SEEDS for k in PHASE_BOUND_CONTRAST_K
+             for run in phase_cell(k, n_at_bound_factor(k), seed, md_full_range=False)]
     return runs
 
 

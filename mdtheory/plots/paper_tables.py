@@ -29,7 +29,7 @@ import pandas as pd
 
 from mdtheory.cli import OneLineParser, atomic_write_text, check_output_dir, run_cli, write_provenance_json
 from mdtheory.errors import UserError
-from mdtheory.latex import NOT_RUN, code, empty_table, fmt, fmt_steps, fmt_window, result_macro, row, span
+from mdtheory.latex import NOT_RUN, code, empty_table, fmt, fmt_p, fmt_steps, fmt_window, result_macro, row, span
 from mdtheory.latex import table as latex_table
 from mdtheory.provenance import provenance
 from mdtheory.runfiles import spec_window
@@ -175,9 +175,10 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
                                                           "reached", "logrank_p_vs_os", "sample_complexity_bound"))
     except MissingData:
         return {}, empty_table("parity phase grid not run", 7)
-    cells = cells[cells["weight_decay"] == cells["weight_decay"].max()]
     series = {key: parity_plots.PHASE_SERIES[key] for key in
               (("os", ""), ("md", "sample-complexity optimal"), ("md", "full range"))}
+    decay = weight_decay_sentence(results)
+    cells = cells[cells["weight_decay"] == cells["weight_decay"].max()]
 
     def success(r) -> str:
         return f"{int(r['reached'])}/{int(r['runs'])} ({r['wilson_low']:.2f}--{r['wilson_high']:.2f})"
@@ -192,7 +193,7 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
         p = md["logrank_p_vs_os"] if md is not None else None
         rows.append(row(int(k), fmt_steps(size), fmt_steps(bounds[k]) if k in bounds else "--",
                         *(success(r) if r is not None else "--" for r in (os_, md, full)),
-                        "--" if p is None or pd.isna(p) else f"{p:.2g}"))
+                        "--" if p is None or pd.isna(p) else f"${fmt_p(p)}$"))
         # the study's target: k >= 4, MD >= 80% of seeds, OS <= 20%, log-rank p < 0.01
         if k >= 4 and md is not None and os_ is not None and md["success_rate"] >= 0.8 \
                 and os_["success_rate"] <= 0.2 and p is not None and p < 0.01:
@@ -200,13 +201,69 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
         # and the reverse: OS generalises where MD at the theory's window does not
         if md is not None and os_ is not None and os_["success_rate"] >= 0.8 \
                 and md["success_rate"] <= 0.2 and p is not None and p < 0.05:
-            reverse.append(f"$k={int(k)}$, $N={fmt_steps(size)}$ ($p={p:.2g}$)")
-    macros = {"parityPhaseRuns": str(int(cells["runs"].sum())), "parityPhaseSeedsMin": str(int(cells["runs"].min())),
+            reverse.append(f"$k={int(k)}$, $N={fmt_steps(size)}$ ($p={fmt_p(p)}$)")
+    tabled = cells[cells["series"].isin(series.values())]
+    macros = {"parityPhaseRuns": str(int(tabled["runs"].sum())), "parityPhaseSeedsMin": str(int(tabled["runs"].min())),
               "parityPhaseAimCells": "; ".join(aim) if aim else "none",
               "parityPhaseReverseCells": "; ".join(reverse) if reverse else "none"}
+    if decay:
+        macros["parityPhaseWeightDecay"] = decay
+    windows = phase_window_sentence(results)
+    if windows:
+        macros["parityPhaseWindows"] = windows
     header = row("$k$", "$N$", r"$N$-bound of $U[0,t_1^{\mathrm{SC}}]$", "OS",
                  r"MD $U[0,t_1^{\mathrm{SC}}]$", r"MD $U[0,1]$", "log-rank $p$ (MD vs OS)")
     return macros, latex_table("rrrlllr", header, rows)
+
+
+def weight_decay_sentence(results: Path) -> str | None:
+    """Per (k, N, objective, window) run at a second weight decay: how many
+    of the seeds run at both reached 0.99 held-out, at each weight decay
+    (largest first), from the phase root's summary.csv."""
+    try:
+        runs = parity_plots.phase_table(results, "summary.csv")
+    except MissingData:
+        return None
+    decays = sorted(runs["weight_decay"].unique(), reverse=True)
+    if len(decays) < 2:
+        return None
+    parts = []
+    for (k, size), cell in runs.groupby(["k", "train_size"]):
+        counts = []
+        series = sorted(cell.groupby(["objective", cell["t1"].fillna(-1.0)]), key=lambda kv: kv[0][0] != "os")
+        for (objective, t1), g in series:
+            seeds = set.intersection(*(set(g.loc[g["weight_decay"] == wd, "seed"]) for wd in decays))
+            if not seeds:
+                continue
+            paired = g[g["seed"].isin(seeds)]
+            reached = [int(paired.loc[paired["weight_decay"] == wd, "steps_to_val_99"].notna().sum()) for wd in decays]
+            what = "OS" if objective == "os" else f"{objective.upper()} $U[0,{t1:g}]$"
+            counts.append(f"{what} " + " vs ".join(f"{r}/{len(seeds)}" for r in reached))
+        if counts:
+            parts.append(f"$k={int(k)}$, $N={fmt_steps(size)}$: " + ", ".join(counts))
+    head = "reached 0.99 at weight decay " + " vs ".join(f"{wd:g}" for wd in decays) + ", same seeds"
+    return head + ": " + "; ".join(parts) if parts else None
+
+
+def phase_window_sentence(results: Path) -> str | None:
+    """Per k where the window sweep ran (at least 5 windows U[0, t1]): the
+    fastest t1 by Kaplan-Meier median against the theory's two t1, and the
+    Spearman correlations of P_S and of the N-bound with speed (bootstrap 95%
+    interval over seeds), from the phase root's theory_vs_speed.csv."""
+    try:
+        table = parity_plots.phase_table(results, "theory_vs_speed.csv")
+    except MissingData:
+        return None
+    table = table[(table["windows"] >= 5) & (table["weight_decay"] == table["weight_decay"].max())]
+    parts = []
+    for _, r in table.sort_values(["k", "train_size"]).iterrows():
+        fastest = "none reached 0.99" if pd.isna(r["fastest_t1"]) else f"fastest $U[0,{r['fastest_t1']:g}]$"
+        parts.append(f"$k={int(r['k'])}$, $N={fmt_steps(r['train_size'])}$ ({int(r['runs'])} runs): {fastest} "
+                     f"(theory: $t_1^{{\\mathrm{{SC}}}}={r['sc_window_t1']:g}$, $t_1^{{P_S}}={r['theory_best_t1']:.3g}$), "
+                     f"$\\rho(P_S)={r['spearman_rho_PS_speed']:.2f}$ $[{r['rho_low']:.2f}, {r['rho_high']:.2f}]$, "
+                     f"$\\rho(N\\text{{-bound}})={r['spearman_rho_bound_speed']:.2f}$ "
+                     f"$[{r['rho_bound_low']:.2f}, {r['rho_bound_high']:.2f}]$")
+    return "; ".join(parts) or None
 
 
 # --- language model -------------------------------------------------------------

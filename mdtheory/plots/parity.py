@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from ..latex import fmt_p
 from ..runfiles import RunRecord, read_runs
 from .style import MissingData, colours, figure
 
@@ -484,27 +485,30 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
 
 
 def km_cell_sizes(cells: pd.DataFrame) -> dict:
-    """Per k, the N whose Kaplan-Meier curves are drawn: where MD at the
+    """Per k, the N whose Kaplan-Meier curves are drawn: first where MD at the
     sample-complexity-optimal window and OS differ most in success rate
-    (ties: smaller log-rank p, then larger N); the largest N without a pair."""
+    (ties: smaller log-rank p, then larger N; the largest N without a pair),
+    then the largest N, where the speeds of the objectives that learn differ."""
     chosen = {}
     main = cells[np.isclose(cells["weight_decay"], cells["weight_decay"].max())]
     for k, rows in main.groupby("k"):
         os_rate = rows[rows["objective"] == "os"].groupby("train_size")["success_rate"].first()
         md = rows[rows["series"] == PHASE_SERIES[("md", "sample-complexity optimal")]].set_index("train_size")
         pairs = md.index.intersection(os_rate.index)
+        largest = rows["train_size"].max()
         if len(pairs):
             p = md["logrank_p_vs_os"].fillna(1.0) if "logrank_p_vs_os" in md else pd.Series(1.0, md.index)
-            chosen[k] = max(pairs, key=lambda N: (abs(md.loc[N, "success_rate"] - os_rate[N]), -p[N], N))
+            contrast = max(pairs, key=lambda N: (abs(md.loc[N, "success_rate"] - os_rate[N]), -p[N], N))
+            chosen[k] = tuple(dict.fromkeys((contrast, largest)))
         else:
-            chosen[k] = rows["train_size"].max()
+            chosen[k] = (largest,)
     return chosen
 
 
 def phase_km(results: Path):
     """Kaplan-Meier curves of the steps to 0.99 held-out accuracy (share of
     runs not there yet; censoring marks: runs that ended without it), one
-    panel per k at the N where MD and OS differ most."""
+    column per k: the N where MD and OS differ most, and below it the largest N."""
     cells = phase_cells(results, needed=("success_rate",))
     km = phase_table(results, "km_curves.csv")
     needed = {"step", "survival", "survival_low", "survival_high", "censored"}
@@ -514,32 +518,43 @@ def phase_km(results: Path):
     cells = cells[np.isclose(cells["weight_decay"], cells["weight_decay"].max())].assign(_key=lambda f: _keys(f))
     sizes = km_cell_sizes(cells)
     palette = _phase_palette()
-    fig, axes = figure("full", aspect=0.3, ncols=len(sizes), sharey=True, layout="constrained")
-    for ax, (k, size) in zip(axes[0], sorted(sizes.items())):
-        chosen = cells[(cells["k"] == k) & (cells["train_size"] == size)]
-        chosen = chosen.sort_values("series", key=lambda s: s.map(list(PHASE_SERIES.values()).index))
-        p_values = []
-        for _, cell in chosen.iterrows():
-            curve = km[km["_key"] == cell["_key"]].sort_values("step")
-            if curve.empty:
+    nrows = max(len(v) for v in sizes.values())
+    fig, axes = figure("full", aspect=0.3, ncols=len(sizes), nrows=nrows, sharey=True, layout="constrained")
+    for col, (k, chosen_sizes) in enumerate(sorted(sizes.items())):
+        for row in range(nrows):
+            ax = axes[row, col]
+            if row >= len(chosen_sizes):
+                ax.set_visible(False)
                 continue
-            colour = palette[cell["series"]]
-            steps = np.concatenate([[0.0], curve["step"]])
-            surv, lo, hi = (np.concatenate([[1.0], curve[c]]) for c in ("survival", "survival_low", "survival_high"))
-            ax.step(steps, surv, where="post", color=colour, label=cell["series"])
-            ax.fill_between(steps, lo, hi, step="post", color=colour, alpha=0.15, lw=0)
-            cens = curve[curve["censored"] > 0]
-            ax.plot(cens["step"], cens["survival"], "|", color=colour, ms=7, mew=1.2)
-            if cell["series"] == PHASE_SERIES[("md", "sample-complexity optimal")] \
-                    and pd.notna(cell.get("logrank_p_vs_os")):
-                p_values.append(cell["logrank_p_vs_os"])
-        title = f"$k={int(k)}$, $N={int(size)}$"
-        ax.set_title(title + (f", log-rank $p={p_values[0]:.2g}$" if p_values else ""))
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_xlabel("step")
-    axes[0, 0].set_ylabel("share not yet at 0.99 held-out")
-    return _shared_legend(fig, axes[0], "band: 95% log-log interval; |: run ended without reaching 0.99 "
-                                        "(censored); p: MD $U[0,t_1^{\\mathrm{SC}}]$ vs OS")
+            _km_panel(ax, k, chosen_sizes[row], cells, km, palette)
+            ax.set_xlabel("step" if row == nrows - 1 else "")
+    for row in range(nrows):
+        axes[row, 0].set_ylabel("share not yet at 0.99\nheld-out")
+    return _shared_legend(fig, axes.ravel(), "band: 95% log-log interval; |: run ended without reaching 0.99 "
+                                         "(censored); p: MD $U[0,t_1^{\\mathrm{SC}}]$ vs OS")
+
+
+def _km_panel(ax, k, size, cells: pd.DataFrame, km: pd.DataFrame, palette: dict):
+    chosen = cells[(cells["k"] == k) & (cells["train_size"] == size)]
+    chosen = chosen.sort_values("series", key=lambda s: s.map(list(PHASE_SERIES.values()).index))
+    p_values = []
+    for _, cell in chosen.iterrows():
+        curve = km[km["_key"] == cell["_key"]].sort_values("step")
+        if curve.empty:
+            continue
+        colour = palette[cell["series"]]
+        steps = np.concatenate([[0.0], curve["step"]])
+        surv, lo, hi = (np.concatenate([[1.0], curve[c]]) for c in ("survival", "survival_low", "survival_high"))
+        ax.step(steps, surv, where="post", color=colour, label=cell["series"])
+        ax.fill_between(steps, lo, hi, step="post", color=colour, alpha=0.15, lw=0)
+        cens = curve[curve["censored"] > 0]
+        ax.plot(cens["step"], cens["survival"], "|", color=colour, ms=7, mew=1.2)
+        if cell["series"] == PHASE_SERIES[("md", "sample-complexity optimal")] \
+                and pd.notna(cell.get("logrank_p_vs_os")):
+            p_values.append(cell["logrank_p_vs_os"])
+    title = f"$k={int(k)}$, $N={int(size)}$"
+    ax.set_title(title + (f"\nlog-rank $p={fmt_p(p_values[0])}$" if p_values else ""), fontsize="medium")
+    ax.set_ylim(-0.03, 1.03)
 
 
 FIGURES = {
