@@ -296,10 +296,11 @@ def preset_phase() -> list[RunSpec]:
             for run in phase_cell(k, n_train, seed)]
     runs += [run for seed in PHASE_CONTRAST_SEEDS for k, n_train in PHASE_CONTRAST_CELLS
              for run in phase_cell(k, n_train, seed, md_full_range=False)]
+    n_bound = {k: n_at_bound_factor(k) for k in PHASE_K}  # one quadrature per k
     runs += [run for seed in PHASE_SEEDS for k in PHASE_K
-             for run in phase_cell(k, n_at_bound_factor(k), seed, md_full_range=False)]
+             for run in phase_cell(k, n_bound[k], seed, md_full_range=False)]
     runs += [run for seed in PHASE_CONTRAST_SEEDS for k in PHASE_BOUND_CONTRAST_K
-             for run in phase_cell(k, n_at_bound_factor(k), seed, md_full_range=False)]
+             for run in phase_cell(k, n_bound[k], seed, md_full_range=False)]
     return runs
 
 
