@@ -101,6 +101,7 @@ class Variant:
     compile: bool = False
     precision: str = "engine"   # engine: as train() does it (bf16 autocast on CUDA, fp32 on CPU)
     fused_adamw: bool | None = None  # None: the engine's own choice
+    first_layer: str | None = None   # the reduced MLP's first layer (models.mlp.ReducedMLP.first_layer)
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -113,6 +114,8 @@ class Variant:
             parts.append(self.precision)
         if self.fused_adamw is not None:
             parts.append("fused-adamw" if self.fused_adamw else "unfused-adamw")
+        if self.first_layer is not None:
+            parts = [f"{self.first_layer} first layer"]
         return " ".join(parts)
 
 
@@ -122,13 +125,22 @@ class ObservedTask:
     loss runs under the variant's autocast (nested inside the engine's, so
     ``fp32`` turns the engine's bf16 off and ``bf16`` turns it on on CPU)."""
 
-    def __init__(self, task, precision: str, device_type: str):
+    def __init__(self, task, precision: str, device_type: str, first_layer: str | None = None):
         self._task, self._precision, self._device_type = task, precision, device_type
+        self._first_layer = first_layer
         self.compiled: set[bool] = set()
         self.autocast: set[bool] = set()
+        self.first_layer: set[str] = set()
 
     def __getattr__(self, name):  # everything else is the wrapped task's
         return getattr(self._task, name)
+
+    def build_model(self):
+        model = self._task.build_model()
+        if self._first_layer is not None:
+            model.first_layer = self._first_layer
+        self.first_layer.add(getattr(model, "first_layer", "none"))
+        return model
 
     def loss(self, model, batch):
         training = torch.is_grad_enabled()  # the engine's step-0 record calls loss under no_grad, uncompiled
@@ -172,6 +184,7 @@ class Observation:
     compiled: set = field(default_factory=set)
     autocast: set = field(default_factory=set)
     fused: set = field(default_factory=set)
+    first_layer: set = field(default_factory=set)
 
     def as_dict(self) -> dict:
         return {k: sorted(v) for k, v in asdict(self).items()}
@@ -181,7 +194,7 @@ def engine_rate(task, variant: Variant, *, batch_size: int, steps: int, device: 
                 observation: Observation | None = None, lr: float = 1e-4) -> float:
     """Tokens/s of ``steps`` engine steps after ``steps`` warm-up steps."""
     device_type = "cuda" if (device == "cuda" or (device == "auto" and torch.cuda.is_available())) else "cpu"
-    observed = ObservedTask(task, variant.precision, device_type)
+    observed = ObservedTask(task, variant.precision, device_type, variant.first_layer)
     cfg = TrainConfig(steps=2 * steps, eval_every=steps, ckpt_every=10 ** 9, batch_size=batch_size,
                       device=device, compile=variant.compile, progress=False, lr=lr)
     with adamw_fused(variant.fused_adamw) as built:
@@ -190,6 +203,7 @@ def engine_rate(task, variant: Variant, *, batch_size: int, steps: int, device: 
         observation.compiled |= observed.compiled
         observation.autocast |= observed.autocast
         observation.fused |= set(built)
+        observation.first_layer |= observed.first_layer
     rate = result.final.get("tokens_per_s")
     if not rate:
         raise UserError(f"the engine reported no tokens/s for {getattr(task, 'name', 'task')}")
@@ -202,7 +216,8 @@ def differs(a: Observation, b: Observation, what: str) -> bool:
     return len(sa) == 1 and len(sb) == 1 and sa != sb
 
 
-CHANGED_BY = {"compile": "compiled", "precision": "autocast", "fused_adamw": "fused"}
+CHANGED_BY = {"compile": "compiled", "precision": "autocast", "fused_adamw": "fused",
+              "first_layer": "first_layer"}
 
 
 def compare(task, a: Variant, b: Variant, *, batch_size: int, steps: int, device: str,
@@ -247,7 +262,13 @@ COMPARISONS = {
     "compile": ("eager vs compiled", Variant(), Variant(compile=True)),
     "fused": ("unfused vs fused AdamW", Variant(fused_adamw=False), Variant(fused_adamw=True)),
     "bf16": ("fp32 vs bf16", Variant(precision="fp32"), Variant(precision="bf16")),
+    # the reduced MLP's first layer: row gather + sum, and embedding_bag, each against z~ @ W
+    "mlp_gather": ("gathered rows vs one-hot product", Variant(first_layer="gather"), Variant(first_layer="onehot")),
+    "mlp_bag": ("embedding_bag vs one-hot product", Variant(first_layer="embedding_bag"),
+                Variant(first_layer="onehot")),
 }
+# comparisons that apply only to the reduced MLP (and the MLP configurations only to them)
+MLP_COMPARISONS = ("mlp_gather", "mlp_bag")
 
 
 def timing_line(r: dict) -> str:

@@ -4,11 +4,16 @@ A run folder holds ``config.json`` (task config, engine config, world size,
 provenance, resumes), ``metrics.jsonl`` (one record per evaluation) and, for
 runs launched by an experiment runner, ``run.json`` (status and budget).
 ``read_run`` turns a folder into a ``RunRecord``; older layouts are
-normalised here and nowhere else, so consumers never guess.
+normalised here and nowhere else, so consumers never guess. ``hold_root``
+keeps a results root to one process at a time.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,8 +196,10 @@ def read_runs(runs_dir: str | Path) -> list[RunRecord]:
 
 def write_config(path: Path, task: dict, train: dict, world_size: int, provenance: dict,
                  resume: dict | None = None, changed_from: dict | None = None) -> None:
-    """config.json of a fresh run (``resume`` None), or the stored one with
-    ``resume`` (from_step, provenance, world_size) appended: "train" then
+    """config.json of a fresh run (``resume`` None), or the stored one with a
+    short entry for ``resume`` (from_step, provenance, world_size) appended:
+    the step, time and git commit, plus only those provenance fields (device,
+    packages, ...) that differ from the run's first provenance. "train" then
     holds the settings that ran last, and ``changed_from`` the old values of
     the settings this resume changed."""
     path = Path(path) / CONFIG_NAME
@@ -204,7 +211,13 @@ def write_config(path: Path, task: dict, train: dict, world_size: int, provenanc
         stored = json.loads(path.read_text(encoding="utf-8"))
     else:  # config.json was deleted; the checkpoint vouched for the settings
         stored = {**fresh, "config_json_rewritten_at_step": resume["from_step"]}
-    entry = {"from_step": resume["from_step"], "provenance": resume["provenance"]}
+    now, first = resume["provenance"], stored.get("provenance") or {}
+    entry = {"from_step": resume["from_step"], "time": now.get("created_utc"),
+             "git_commit": now.get("git_commit")}
+    changed_provenance = {k: v for k, v in now.items()
+                          if k not in ("created_utc", "git_commit") and first.get(k) != v}
+    if changed_provenance:
+        entry["provenance_changes"] = changed_provenance
     if changed_from:
         entry["changed_from"] = changed_from
         stored["train"].update({k: train[k] for k in changed_from})
@@ -217,3 +230,30 @@ def write_marker(path: Path, status: str, budget: int, steps_done: int, **detail
     """run.json: how an experiment runner left the run (its status and budget)."""
     atomic_write_json(Path(path) / MARKER_NAME,
                       {"status": status, "budget": budget, "steps_done": steps_done, **details})
+
+
+@contextlib.contextmanager
+def hold_root(lock_path: str | Path, what: str):
+    """Hold ``lock_path`` (an flock on a small file holding our pid) for the
+    block: one process per results root. A second process gets a one-line
+    UserError naming the holder's pid; the lock goes with the process, so a
+    killed holder never leaves a stale one."""
+    lock_path = Path(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UserError(f"cannot lock {what} ({lock_path}): {exc.strerror or exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise UserError(f"{what} is in use by another process (pid {holder}; lock {lock_path})") from None
+            raise UserError(f"cannot lock {what} ({lock_path}): {exc.strerror or exc}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -94,12 +94,22 @@ def test_records_and_files(tmp_path):
                                               ("os", "mlp")])
 def test_objectives_and_models_run(objective, model):
     extra = {"n_embd": 32} if model == "mlp" else {}
-    task = tiny_task(objective=objective, model=model, energy_samples=256, **extra)
-    result = train(task, tiny_config(steps=4, eval_every=4))
+    task = tiny_task(objective=objective, model=model, energy_samples=256, energy_every=4, **extra)
+    result = train(task, tiny_config(steps=4, eval_every=2))
     last = result.final
     assert math.isfinite(last["loss"]) and 0 <= last["val_acc"] <= 1
     if model == "mlp" and objective == "md":
+        # E(W) at steps 0 and 4 (multiples of energy_every), not at the evaluation of step 2
+        assert [("energy" in r) for r in result.records] == [True, False, True]
         assert math.isfinite(last["energy"]) and last["energy"] >= 0
+
+
+def test_energy_every_zero_turns_the_energy_off_and_bad_values_are_refused():
+    task = tiny_task(model="mlp", n_embd=32, energy_samples=256, energy_every=0)
+    assert not any("energy" in r for r in train(task, tiny_config(steps=4, eval_every=2)).records)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(UserError, match="energy_every"):
+            tiny_task(model="mlp", n_embd=32, energy_every=bad)
 
 
 def test_ar_rejects_models_without_causal_attention():
@@ -201,7 +211,7 @@ def test_tiny_md_run_learns_parity():
 def test_reduced_mlp_learns_parity_and_energy_grows():
     """The theory's reduced MLP learns (8, 2)-parity with md in a few hundred
     steps, and its energy E(W) grows while it does (training maximises E)."""
-    task = tiny_task(model="mlp", n_embd=64, tbins=0, energy_samples=4096)
+    task = tiny_task(model="mlp", n_embd=64, tbins=0, energy_samples=4096, energy_every=100)
     result = train(task, TrainConfig(steps=300, batch_size=192, lr=1e-2, eval_every=100,
                                      progress=False, device="cpu"))
     assert result.final["train_acc"] == 1.0 and result.final["val_acc"] == 1.0

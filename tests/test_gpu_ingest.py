@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -94,8 +95,9 @@ def test_ingest_runs_both_aggregators_and_names_the_card(gpu_results):
     assert by_window.loc[by_window["best_on_val"], "t0"].item() == 0.4
     assert json.loads((gpu / "gpu_check_summary.json").read_text())["device"] == CARD
     assert (gpu / "gpu_check.log").is_file() and (gpu / "phases" / "phase_info.json").is_file()
-    # nothing left beside it: the staging folder was renamed into place
-    assert sorted(p.name for p in gpu_results.iterdir()) == ["gpu"]
+    # nothing left beside it but the lock file: the staging folder was renamed into place
+    assert sorted(p.name for p in gpu_results.iterdir()) == [".gpu.ingest.lock", "gpu"]
+    assert json.loads((gpu / ".gpu_ingest.json").read_text())["card"] == CARD
 
 
 def test_ingest_again_replaces_the_results(gpu_results, tmp_path):
@@ -127,7 +129,7 @@ def test_a_tarball_that_escapes_its_folder_is_refused_and_old_results_kept(gpu_r
     proc = ingest("--from", check, "--results", gpu_results / "gpu")
     assert proc.returncode == 2 and "not a plain file inside it" in proc.stderr
     assert (gpu_results / "gpu" / "parity" / "summary.csv").read_text() == before
-    assert sorted(p.name for p in gpu_results.iterdir()) == ["gpu"]
+    assert sorted(p.name for p in gpu_results.iterdir()) == [".gpu.ingest.lock", "gpu"]
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
@@ -136,13 +138,16 @@ def test_a_tarball_that_escapes_its_folder_is_refused_and_old_results_kept(gpu_r
     (lambda c: (c / "gpu_check_summary.json").write_text("{"), "not readable JSON"),
     (lambda c: (c / "gpu_check_runs.tar.gz").write_bytes(b"garbage"), "not a readable tar.gz"),
     (lambda c: (c / "gpu_check_runs.tar.gz").unlink(), "not found"),
+    # a download cut short: the gzip stream ends inside the archive
+    (lambda c: (c / "gpu_check_runs.tar.gz").write_bytes((c / "gpu_check_runs.tar.gz").read_bytes()[:300]),
+     "tar.gz"),
 ])
 def test_bad_check_folder_is_one_line_and_exit_2(tmp_path, damage, message):
     check = fake_check(tmp_path / "check")
     damage(check)
     proc = ingest("--from", check, "--results", tmp_path / "gpu")
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.splitlines()) == 1
-    assert not (tmp_path / "gpu").exists() and not list(tmp_path.glob(".gpu.*"))
+    assert not (tmp_path / "gpu").exists() and not list(tmp_path.glob(".gpu.ingest-*"))
 
 
 def test_missing_from_folder(tmp_path):
@@ -188,3 +193,40 @@ def test_figures_name_the_card_only_for_gpu_results(tmp_path, monkeypatch, card)
     assert set(notes) == {"parity_accuracy", "lm_window_sweep"}
     for texts in notes.values():
         assert (f"trained on {CARD}" in texts) if card else not [t for t in texts if "trained on" in t]
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["results", "dot", "file"])
+def test_ingest_never_replaces_a_folder_it_did_not_write(tmp_path, target):
+    """--results naming the whole results tree, the working folder or a file is
+    refused with one line before anything is touched."""
+    check = fake_check(tmp_path / "check")
+    work = tmp_path / "work"
+    (work / "results" / "lm" / "mine").mkdir(parents=True)
+    (work / "results" / "lm" / "mine" / "run.json").write_text("uncommitted work")
+    (work / "afile").write_text("keep me")
+    before = _tree(work)
+    arg = {"results": "results", "dot": ".", "file": "afile"}[target]
+    proc = subprocess.run([sys.executable, "-m", "experiments.gpu_check.ingest", "--from", str(check),
+                           "--results", arg], cwd=work, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert _tree(work) == before
+
+
+def test_ingest_into_an_empty_folder_and_then_again(tmp_path):
+    (tmp_path / "gpu").mkdir()
+    assert ingest("--from", fake_check(tmp_path / "check"), "--results", tmp_path / "gpu").returncode == 0
+    assert (tmp_path / "gpu" / ".gpu_ingest.json").is_file()
+
+
+def test_a_second_ingest_into_the_same_target_is_refused_naming_the_holder(tmp_path):
+    from mdtheory.runfiles import hold_root
+
+    with hold_root(tmp_path / ".gpu.ingest.lock", "test"):
+        proc = ingest("--from", fake_check(tmp_path / "check"), "--results", tmp_path / "gpu")
+    assert proc.returncode == 2 and f"pid {os.getpid()}" in proc.stderr
+    assert not (tmp_path / "gpu").exists()

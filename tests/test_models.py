@@ -69,3 +69,24 @@ def test_reduced_mlp_is_a_function_of_z_tilde():
     # explicit v^T relu(W z~) with W the embedding table transposed
     explicit = model.v(torch.relu(z @ model.W.weight))
     assert torch.allclose(out[:, 0], explicit, atol=1e-5)
+
+
+@pytest.mark.parametrize("way", ["embedding_bag", "gather"])
+def test_reduced_mlp_first_layer_matches_the_row_gather(way):
+    """The one-hot product gives the outputs and gradients of summing gathered rows."""
+    torch.manual_seed(0)
+    model = ReducedMLP(MLPConfig(vocab_size=4, seq_len=21, hidden=256))
+    idx = torch.randint(0, 4, (64, 21))
+    grads = {}
+    for first_layer in ("onehot", way):
+        model.first_layer = first_layer
+        model.zero_grad()
+        out = model(idx)
+        out.square().mean().backward()
+        grads[first_layer] = (out.detach(), model.W.weight.grad.clone(), model.v.weight.grad.clone())
+    for fast, slow in zip(grads["onehot"], grads[way]):
+        assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
+    assert grads["onehot"][1].abs().sum() > 0
+    model.first_layer = "sideways"
+    with pytest.raises(UserError):
+        model(idx)

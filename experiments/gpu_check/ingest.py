@@ -7,7 +7,10 @@ tarball's parity/ and lm/ are unpacked into RESULTS/parity and RESULTS/lm
 and the two studies' aggregators run there (so their ``device`` columns name
 the card); the check's summary and log are kept beside them. Everything is
 built in a staging folder that then replaces RESULTS as a whole, so a failed
-ingest leaves the old one. A --tiny check ran on the CPU: it is refused
+ingest leaves the old one. RESULTS must be new, empty, or an earlier ingest
+(it carries the marker file ``.gpu_ingest.json``): anything else is refused
+before a file is touched, so a mistyped --results never deletes results.
+One ingest at a time holds RESULTS (a lock file beside it). A --tiny check ran on the CPU: it is refused
 unless --rehearsal says that is meant (its device column then says "cpu").
 ``make all`` then fills the paper's paper-scale rows from results/gpu.
 """
@@ -18,18 +21,22 @@ import os
 import shutil
 import sys
 import tarfile
+import zlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from mdtheory.cli import OneLineParser, run_cli
 from mdtheory.errors import UserError
+from mdtheory.runfiles import hold_root
 
 from .__main__ import OUTPUTS
 
 LOG, SUMMARY, RUNS = OUTPUTS
 STUDIES = ("parity", "lm")
 KEPT = ("phases",)  # the phase records (GEMM, timing rows) travel with the runs
+MARKER = ".gpu_ingest.json"  # what an ingest leaves in RESULTS; only such a folder may be replaced
 
 
 def read_summary(source: Path) -> dict:
@@ -51,11 +58,15 @@ def unpack(tarball: Path, dest: Path) -> list[str]:
         tar = tarfile.open(tarball, "r:gz")
     except FileNotFoundError:
         raise UserError(f"{tarball} not found") from None
-    except (OSError, tarfile.TarError) as exc:
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise UserError(f"{tarball} is not a readable tar.gz ({type(exc).__name__})") from None
     with tar:
         members = []
-        for m in tar.getmembers():
+        try:
+            listing = tar.getmembers()
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # e.g. a truncated download
+            raise UserError(f"{tarball} is damaged or truncated ({type(exc).__name__})") from None
+        for m in listing:
             parts = Path(m.name).parts
             if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
                 raise UserError(f"{tarball} holds {m.name!r}, which is not a plain file inside it")
@@ -63,7 +74,7 @@ def unpack(tarball: Path, dest: Path) -> list[str]:
                 members.append(m)
         try:
             tar.extractall(dest, members=members)
-        except (OSError, tarfile.TarError) as exc:
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
             raise UserError(f"cannot unpack {tarball}: {exc}") from None
     return sorted({Path(m.name).parts[0] for m in members})
 
@@ -86,27 +97,61 @@ def aggregate(staging: Path) -> dict:
     return devices
 
 
+def check_target(results: Path) -> None:
+    """RESULTS may be replaced only if it is absent, an empty folder, or an
+    earlier ingest's folder (its marker file); refuse anything else."""
+    if not results.exists():
+        return
+    if not results.is_dir() or results.is_symlink():
+        raise UserError(f"--results {results} exists and is not a folder of an earlier ingest")
+    try:
+        entries = [p.name for p in results.iterdir()]
+    except OSError as exc:
+        raise UserError(f"cannot read --results {results}: {exc.strerror or exc}") from None
+    if entries and MARKER not in entries:
+        raise UserError(f"--results {results} holds other files ({', '.join(sorted(entries)[:3])}"
+                        f"{', ...' if len(entries) > 3 else ''}) and no {MARKER} of an earlier ingest: "
+                        f"choose a new or empty folder (nothing was changed)")
+
+
 def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
     summary = read_summary(source)
     mode = summary["check"].get("mode")
     if mode != "gpu" and not rehearsal:
         raise UserError(f"{source} holds a --{mode} check (a CPU rehearsal, not GPU results); "
                         "pass --rehearsal to ingest it anyway")
-    if results.exists() and not results.is_dir():
-        raise UserError(f"--results {results} exists and is not a folder")
-    results.parent.mkdir(parents=True, exist_ok=True)
+    results = Path(os.path.abspath(results))  # "." and "dir/" name a real parent and folder name
+    if results.parent == results:
+        raise UserError(f"--results {results} is a filesystem root; choose a folder for the GPU results")
+    check_target(results)
+    with hold_root(results.parent / f".{results.name}.ingest.lock", f"--results {results}"):
+        check_target(results)  # again, now that no other ingest can change it
+        return _replace(source, results, summary, mode)
+
+
+def _replace(source: Path, results: Path, summary: dict, mode: str) -> dict:
+    """Build the new RESULTS in a staging folder, then swap it in by renames."""
     staging = results.parent / f".{results.name}.ingest-{os.getpid()}"
     old = results.parent / f".{results.name}.old-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise UserError(f"cannot write next to --results {results}: {exc.strerror or exc}") from None
     try:
         found = unpack(source / RUNS, staging)
         if not set(found) & set(STUDIES):
             raise UserError(f"{source / RUNS} holds neither parity/ nor lm/ results")
         devices = aggregate(staging)
-        shutil.copyfile(source / SUMMARY, staging / SUMMARY)
-        if (source / LOG).is_file():
-            shutil.copyfile(source / LOG, staging / LOG)
+        try:
+            shutil.copyfile(source / SUMMARY, staging / SUMMARY)
+            if (source / LOG).is_file():
+                shutil.copyfile(source / LOG, staging / LOG)
+            (staging / MARKER).write_text(json.dumps({
+                "ingested_from": str(source.resolve()), "card": summary.get("device"), "mode": mode,
+                "ingested_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+        except OSError as exc:
+            raise UserError(f"cannot write the GPU results next to {results}: {exc.strerror or exc}") from None
         if results.exists():
             results.rename(old)
         try:

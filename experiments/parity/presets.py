@@ -28,6 +28,14 @@ Presets and where they write (``ROOTS``):
                  seeds; reuses the grid's two windows
     phase_wd     weight decay 0 against the grid's 0.1    results/parity/phase
                  at the boundary cells, OS and MD
+    phase_extend the phase cells where MD ended between   results/parity/phase_extend
+                 0.90 and 0.99, every MD seed again with
+                 3x the budget (same names as in phase)
+    phase_batch  full batch against the grid's 256 at      results/parity/phase_batch
+                 three cells, OS and MD, 6 seeds
+    paper_mlp    the paper's Fig. 5 setting: (20,6),       results/parity/paper_mlp
+                 N = 5000, full batch, reduced MLP 2560
+                 wide, OS and MD windows, 25k steps
 
 ``quick`` and ``tiny`` have their own roots so that ``make all`` never
 touches the committed full results; the figures read results/parity/runs.
@@ -52,6 +60,9 @@ ROOTS = {
     # both extend the grid: same root, so the runs they share with it are one folder
     "phase_windows": "results/parity/phase",
     "phase_wd": "results/parity/phase",
+    "phase_extend": "results/parity/phase_extend",
+    "phase_batch": "results/parity/phase_batch",
+    "paper_mlp": "results/parity/paper_mlp",
 }
 
 # windows U[0, t1] of the main comparison; the theory's best t1 for k is added
@@ -81,6 +92,7 @@ class RunSpec:
     eval_every: int = 100
     group: str = "main"                 # main, ksweep, models, calibration, ablation, ...
     tag: str = ""                       # distinguishes otherwise equal runs (e.g. "long")
+    early_stop: bool = True             # stop at 0.99 (run.py); not in the name: the records agree up to the stop
 
     @property
     def name(self) -> str:
@@ -351,10 +363,70 @@ def preset_phase_calibration() -> list[RunSpec]:
     ]
 
 
+# MD cells (k, N, t1, weight decay) of the phase presets where a run ended at
+# its 10k budget with held-out accuracy in [0.90, 0.99) (results/parity/phase/summary.csv)
+PHASE_EXTEND_CELLS = ((3, 1896, 0.328, 0.1), (3, 2048, 1.0, 0.1), (4, 2048, 0.261, 0.0),
+                      (4, 2048, 0.261, 0.1), (4, 2048, 1.0, 0.1), (4, 2458, 0.261, 0.1),
+                      (5, 2048, 0.216, 0.0), (5, 2048, 0.216, 0.1), (5, 3021, 0.216, 0.1),
+                      (5, 8192, 0.2, 0.1), (5, 8192, 0.216, 0.1), (5, 8192, 0.285, 0.1),
+                      (5, 8192, 0.5, 0.1))
+PHASE_EXTEND_FACTOR = 3
+
+
+def preset_phase_extend() -> list[RunSpec]:
+    """Every MD seed of those cells, trained again (the committed runs kept no
+    checkpoint) with 3x the budget; a run that reaches 0.99 stops as before."""
+    cells = set(PHASE_EXTEND_CELLS)
+    runs = [r for r in preset_phase() + preset_phase_windows() + preset_phase_wd()
+            if r.objective == "md" and (r.k, r.train_size, r.t1, r.weight_decay) in cells]
+    runs = list({r.name: replace(r, steps=PHASE_EXTEND_FACTOR * r.steps, group="phase_extend")
+                 for r in runs}.values())  # the presets share some runs
+    return sorted(runs, key=lambda r: (r.seed, r.k, r.train_size, r.t1))
+
+
+# full batch against the grid's minibatch of 256, where MD was slowest or failed
+PHASE_BATCH_CELLS = ((3, 512), (4, 2048), (5, None))   # None: N = 4 x the bound (3021 at k = 5)
+
+
+def preset_phase_batch() -> list[RunSpec]:
+    runs = []
+    for seed in PHASE_SEEDS:
+        for k, n_train in PHASE_BATCH_CELLS:
+            n_train = n_train or n_at_bound_factor(k)
+            runs += [replace(r, batch_size=n_train, group="phase_batch")
+                     for r in phase_cell(k, n_train, seed, md_full_range=False)]
+    return runs
+
+
+# --- the paper's Fig. 5 setting: reduced MLP, full batch (see the README) ----
+PAPER_MLP = RunSpec(objective="md", n=20, k=6, train_size=5000, steps=25_000, model="mlp", n_embd=2560,
+                    batch_size=5000, eval_every=250, group="paper_mlp")
+PAPER_MLP_T1 = (0.1, 0.2, 0.3, 0.4, 1.0)
+PAPER_MLP_SEEDS = {"os": 5, 0.2: 5}          # seeds per arm; the other windows get 3
+PAPER_MLP_NO_EARLY_STOP = {"os": 3, 0.2: 3}  # seeds 0..2 of these train to the full budget
+
+
+def preset_paper_mlp() -> list[RunSpec]:
+    """OS and MD U[0, t1] on one model, data and seeds. Order: the first three
+    seeds of OS, U[0,0.2] and U[0,1], then the other windows, then seeds 3-4."""
+    arms = ["os", *PAPER_MLP_T1]
+    runs = []
+    for seed in range(max(PAPER_MLP_SEEDS.values())):
+        for arm in arms:
+            if seed >= PAPER_MLP_SEEDS.get(arm, 3):
+                continue
+            spec = replace(PAPER_MLP, seed=seed, early_stop=seed >= PAPER_MLP_NO_EARLY_STOP.get(arm, 0))
+            runs.append(replace(spec, objective="os") if arm == "os" else replace(spec, t0=0.0, t1=arm))
+    first = {"os", 0.2, 1.0}
+    return sorted(runs, key=lambda r: (r.seed >= 3, (r.t1 if r.objective == "md" else "os") not in first, r.seed))
+
+
 PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_calibration,
            "full": preset_full, "os_long": preset_os_long, "paper": preset_paper,
            "phase_calibration": preset_phase_calibration, "phase": preset_phase,
-           "phase_windows": preset_phase_windows, "phase_wd": preset_phase_wd}
+           "phase_windows": preset_phase_windows, "phase_wd": preset_phase_wd,
+           "phase_extend": preset_phase_extend, "phase_batch": preset_phase_batch,
+           "paper_mlp": preset_paper_mlp}
 
 
 def runs_of(preset: str, only: str | None = None) -> list[RunSpec]:

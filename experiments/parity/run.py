@@ -7,14 +7,16 @@ Each run trains with the project's one training loop (mdtheory.train) into
 ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and, once finished,
 ROOT/runs/<run>/run.json (the spec, its status and the budget).
 
-Runs are trained in segments of ``2 x eval_every`` steps, each resuming from
-the checkpoint of the previous one, so that
+Each run is one call of the training loop with a stop rule, so that
 
-* a run killed at any point continues from its last segment next time;
+* a run killed at any point continues from its last checkpoint next time;
 * a finished run (run.json present, same budget) is skipped;
 * a run stops early once train and held-out accuracy have both been >= 0.99
   for ``--patience`` consecutive evaluations: the study measures the time to
-  0.99, and the budget is spent on runs that have not got there yet.
+  0.99, and the budget is spent on runs that have not got there yet. A spec
+  with ``early_stop=False`` trains to its budget (its records up to the
+  stop are those of the early-stopped run: training does not depend on the
+  rule), and continues a run that an earlier rule had stopped.
 
 A diverged run (the engine's TrainingDiverged) is recorded (status
 "diverged") and the sweep goes on. On a terminal one progress bar shows the
@@ -51,33 +53,34 @@ def converged(records: list[dict], patience: int) -> bool:
         r.get("train_acc", 0) >= ACC and r.get("val_acc", 0) >= ACC for r in last)
 
 
+class EarlyStop:
+    """The engine's stop rule: ``converged`` over the run's records so far
+    (those written before a resume included)."""
+
+    def __init__(self, patience: int, records: list[dict]):
+        self.patience, self.records = patience, list(records)
+
+    def __call__(self, record: dict) -> bool:
+        self.records.append(record)
+        return converged(self.records, self.patience)
+
+
 def run_status(run_dir: Path, spec: RunSpec) -> str | None:
     """'complete'/'early_stop'/'diverged' if the run needs no more training."""
     info = read_marker(run_dir)
-    if info.get("status") in ("early_stop", "diverged"):
+    if info.get("status") == "diverged" or (info.get("status") == "early_stop" and spec.early_stop):
         return info["status"]
     if info.get("status") == "complete" and info.get("budget", 0) >= spec.steps:
         return "complete"
-    return None  # not finished, or a larger budget than last time: continue the run
-
-
-def _train_segment(spec: RunSpec, out: Path, steps: int) -> None:
-    from mdtheory.train import train
-    from mdtheory.train.parity_task import ParityTask
-
-    task, cfg = spec.configs()
-    train(ParityTask(task), replace(cfg, steps=steps, out_dir=str(out), resume=True,
-                                    ckpt_every=segment_length(spec), progress=False))
-
-
-def segment_length(spec: RunSpec) -> int:
-    return 2 * spec.eval_every
+    return None  # not finished, a larger budget than last time, or no early stop now: continue
 
 
 def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
     """Train one run to its budget (or early stop); returns (name, status)."""
     import torch
+    from mdtheory.train import train
     from mdtheory.train.engine import TrainingDiverged
+    from mdtheory.train.parity_task import ParityTask
 
     torch.set_num_threads(1)
     out = Path(root) / "runs" / spec.name
@@ -85,28 +88,24 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
     if status is not None:
         return spec.name, f"{status} (skipped)"
     out.mkdir(parents=True, exist_ok=True)
-    seg = segment_length(spec)
     records = read_metrics(out) if (out / "ckpt.pt").exists() else []
-    step = records[-1]["step"] if records else 0
+    rule = EarlyStop(patience, records) if spec.early_stop else None
     status = "complete"
-    try:
-        while step < spec.steps:
-            if converged(records, patience):
-                status = "early_stop"
-                break
-            target = min(spec.steps, (step // seg + 1) * seg)
-            _train_segment(spec, out, target)
-            step, records = target, read_metrics(out)
-        else:
-            if converged(records, patience) and step < spec.steps:
-                status = "early_stop"
-    except TrainingDiverged:
-        status = "diverged"
+    if rule is not None and converged(records, patience) and records[-1]["step"] < spec.steps:
+        status = "early_stop"  # stopped by the rule before; the marker was lost
+    else:
+        task, cfg = spec.configs()
+        try:
+            result = train(ParityTask(task), replace(cfg, out_dir=str(out), resume=True, progress=False),
+                           stop=rule)
+            status = "early_stop" if result.stopped_early else "complete"
+        except TrainingDiverged:
+            status = "diverged"
         records = read_metrics(out)
     last = records[-1] if records else {}
-    write_marker(out, status, spec.steps, last.get("step", 0),
-                 early_stop_rule=f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations",
-                 spec=spec.describe())
+    rule_text = f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations" \
+        if spec.early_stop else "none: trained to the budget"
+    write_marker(out, status, spec.steps, last.get("step", 0), early_stop_rule=rule_text, spec=spec.describe())
     return spec.name, status
 
 

@@ -20,6 +20,10 @@ same), drops records past the checkpoint and continues: batches are a
 function of (seed, step), so a killed and resumed CPU run ends with exactly
 the metrics of an uninterrupted one. A non-finite loss stops training with a
 UserError before any checkpoint of the diverged state is written.
+
+``train(task, cfg, stop=rule)`` ends a run early: ``rule`` sees each new
+metrics record and returns True to stop there (after a checkpoint); a later
+resume with a larger ``steps`` or no rule continues from that step.
 """
 from __future__ import annotations
 
@@ -63,6 +67,7 @@ class TrainingDiverged(UserError):
 class TrainResult:
     model: nn.Module
     records: list[dict] = field(default_factory=list)  # metrics written in this call
+    stopped_early: bool = False  # the stop rule ended the run before cfg.steps
 
     @property
     def final(self) -> dict:
@@ -313,10 +318,14 @@ def _changed_fields(old, new, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if old != new else []
 
 
-def _settings_changes(stored_task, stored_train, task_json: dict, cfg: TrainConfig) -> list[str]:
+def _settings_changes(stored_task, stored_train, task_json: dict, cfg: TrainConfig,
+                      resumable_task: frozenset = frozenset()) -> list[str]:
     """Fields of the task (``task.<name>``) and of the training settings that
-    differ from a stored run; settings that may change on resume are ignored."""
-    changed = [] if stored_task is None else _changed_fields(stored_task, task_json, "task.")
+    differ from a stored run; settings that may change on resume are ignored,
+    the task's own included (``resumable_task``: e.g. a diagnostic's spacing)."""
+    changed = [] if stored_task is None else [
+        f for f in _changed_fields(stored_task, task_json, "task.")
+        if f.split(".")[1] not in resumable_task]
     if stored_train is not None:
         skip = RESUMABLE_CHANGES | {"lr_horizon"}
         old = {k: v for k, v in stored_train.items() if k not in skip}
@@ -347,14 +356,15 @@ def _check_lr_curve(old_horizon, done: int, cfg: TrainConfig):
                         f"--lr-decay-steps {old_horizon} to extend training on the same curve")
 
 
-def _check_resume(ckpt: dict, stored: dict | None, task_json: dict, cfg: TrainConfig) -> None:
+def _check_resume(ckpt: dict, stored: dict | None, task_json: dict, cfg: TrainConfig,
+                  resumable_task: frozenset = frozenset()) -> None:
     """Refuse a resume whose task or settings differ from the run's, naming
     the fields. The checkpoint's own copy is checked too, so a deleted
     config.json does not let a different run continue."""
     changed = []
     for stored_task, stored_train in ((ckpt.get("task"), ckpt.get("train")),
                                       ((stored or {}).get("task"), (stored or {}).get("train"))):
-        changed += [f for f in _settings_changes(stored_task, stored_train, task_json, cfg)
+        changed += [f for f in _settings_changes(stored_task, stored_train, task_json, cfg, resumable_task)
                     if f not in changed]
     if changed:
         raise UserError(f"cannot resume: settings differ from the stored run ({', '.join(changed)})")
@@ -407,7 +417,7 @@ def _lock_run_folder(out: Path) -> int:
     return fd
 
 
-def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig):
+def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig, resumable_task: frozenset = frozenset()):
     """Lock ``out`` and decide how to start; every refusal happens here,
     before anything in the folder is changed.
 
@@ -421,7 +431,7 @@ def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig):
                 raise UserError(f"{out} already holds a run; pass --resume to continue it "
                                 f"or choose another --out")
             ckpt = load_checkpoint(ckpt_path)
-            _check_resume(ckpt, stored, task_json, cfg)
+            _check_resume(ckpt, stored, task_json, cfg, resumable_task)
             read_metrics(out / METRICS_NAME)  # a damaged file is refused before anything is written
             return fd, ckpt
         if stored is None:
@@ -433,7 +443,7 @@ def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig):
             return fd, None
         # a run of ours that stopped before its first checkpoint: the same
         # command starts it again (its records will be the same); others are refused
-        changed = _settings_changes(stored["task"], stored["train"], task_json, cfg)
+        changed = _settings_changes(stored["task"], stored["train"], task_json, cfg, resumable_task)
         same_command = RESUMABLE_CHANGES - {"resume", "progress", "out_dir", "device", "compile"}
         changed += [k for k in sorted(same_command) if stored["train"].get(k) != cfg.record().get(k)]
         if changed:
@@ -470,12 +480,13 @@ def _on_main_then_share(rt: Runtime, fn):
     return result
 
 
-def train(task, cfg: TrainConfig) -> TrainResult:
-    """Train ``task`` as configured; see the module docstring."""
+def train(task, cfg: TrainConfig, stop=None) -> TrainResult:
+    """Train ``task`` as configured; ``stop(record) -> bool`` may end it early
+    at an evaluation (see the module docstring)."""
     rt = setup_runtime(cfg.device)
     try:
         with contextlib.ExitStack() as cleanup:
-            return _train(task, cfg, rt, cleanup)
+            return _train(task, cfg, rt, cleanup, stop)
     finally:
         if rt.owns_process_group:
             torch.distributed.destroy_process_group()
@@ -487,7 +498,7 @@ def _seed_everything(seed: int):
     random.seed(seed)
 
 
-def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -> TrainResult:
+def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack, stop=None) -> TrainResult:
     shards = rt.world_size * cfg.grad_accum
     if cfg.batch_size % shards:
         raise UserError(f"batch_size={cfg.batch_size} is not divisible by world_size x grad_accum = {shards}")
@@ -512,7 +523,8 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
     ckpt = None
     if out is not None:
         def prepare():
-            fd, main_ckpt = _prepare_run_folder(out, task_json, cfg)
+            fd, main_ckpt = _prepare_run_folder(out, task_json, cfg,
+                                                frozenset(getattr(task, "resumable_settings", ())))
             cleanup.callback(os.close, fd)  # the lock is held until training ends
             return main_ckpt
         ckpt = _on_main_then_share(rt, prepare)
@@ -595,8 +607,8 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                dynamic_ncols=True, desc=getattr(task, "name", "train"))
     raw_model.train()
     interval_t0, interval_tokens = time.time(), 0
-    step = start_step
-    while step < cfg.steps:
+    step, stopping = start_step, False
+    while step < cfg.steps and not stopping:
         lr = cfg.lr_at(step)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -656,7 +668,10 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                 bar.set_postfix(loss=f"{rec['loss']:.4f}",
                                 **{k: f"{rec[k]:.3f}" for k in ("train_acc", "val_acc") if k in rec})
             interval_t0, interval_tokens = time.time(), 0
-        if ckpt_path is not None and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+            if stop is not None:  # rank 0 decides, every rank stops
+                wants = torch.tensor(float(bool(rec) and bool(stop(rec))), device=device)
+                stopping = bool(_all_reduce_sum(rt, wants) > 0) and step < cfg.steps
+        if ckpt_path is not None and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopping):
             rng_states, acc_state = gather_rng_states(rt), acc.state_dict(rt)  # collectives
             if rt.is_main:
                 save_checkpoint(ckpt_path, {
@@ -666,7 +681,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack) -
                     "task_state": task.state_dict() if hasattr(task, "state_dict") else {}})
             _barrier(rt)
     bar.close()
-    return TrainResult(model=raw_model, records=records)
+    return TrainResult(model=raw_model, records=records, stopped_early=stopping)
 
 
 def _write_config(out: Path, task_config: dict, cfg: TrainConfig, rt: Runtime,

@@ -35,6 +35,9 @@ MODELS = ("transformer", "uniform-attention", "mlp")
 MODEL_WIDTH_DEFAULT = {"transformer": 128, "uniform-attention": 128, "mlp": 2560}
 # each t-bin costs a forward and backward pass at every evaluation
 MAX_TBINS = 64
+# E(W) inverts a hidden x hidden matrix: at this spacing it costs under 5% of a
+# run of the phase diagram and of the paper's Fig. 5 setting (experiments/parity/README.md)
+ENERGY_EVERY_DEFAULT = 5000
 GIB = 2 ** 30
 
 
@@ -69,7 +72,8 @@ def estimate_memory(cfg: "ParityTaskConfig") -> dict[str, int]:
     if cfg.model == "mlp":
         params = d * V * L + d * V
         # features of the energy estimate (float64) and its hidden x hidden pseudo-inverse
-        activations = max(eval_rows * d * 4 * 3, cfg.energy_samples * d * 8 * 3 + d * d * 8 * 4)
+        energy = cfg.energy_samples * d * 8 * 3 + d * d * 8 * 4 if cfg.energy_every else 0
+        activations = max(eval_rows * (d + V * L) * 4 * 3, energy)
     else:
         params = layers * 12 * d * d + (V + L) * d + d * V
         evaluation = eval_rows * L * (4 * d + heads * L) * 4 * 3
@@ -99,6 +103,8 @@ class ParityTaskConfig(TaskConfig):
     tbins: int = setting(4, "t-bins of the md diagnostics (0: off)")
     tbin_batch: int = setting(256, "sequences of the t-bin diagnostics")
     energy_samples: int = setting(8192, "Monte Carlo samples of the MLP energy E(W)")
+    energy_every: int = setting(ENERGY_EVERY_DEFAULT,
+                                "steps between estimates of the MLP energy E(W), at evaluations (0: off)")
 
     def __post_init__(self):
         if self.n_embd is None:
@@ -107,6 +113,8 @@ class ParityTaskConfig(TaskConfig):
 
 class ParityTask(SamplerStateHooks):
     name = "parity"
+    # diagnostics only: a resumed run may change them (training is the same)
+    resumable_settings = frozenset({"energy_every"})
 
     def __init__(self, cfg: ParityTaskConfig):
         self.cfg = cfg
@@ -117,6 +125,8 @@ class ParityTask(SamplerStateHooks):
             raise UserError(f"objective {cfg.objective!r} needs causal attention; model {cfg.model!r} has none")
         if cfg.normalization not in NORMALIZATIONS:
             raise UserError(f"unknown normalization {cfg.normalization!r}; choose from {NORMALIZATIONS}")
+        if isinstance(cfg.energy_every, bool) or not isinstance(cfg.energy_every, int) or cfg.energy_every < 0:
+            raise UserError(f"energy_every must be an integer >= 0 (0 turns E(W) off), got {cfg.energy_every!r}")
         if not 0 <= cfg.tbins <= MAX_TBINS:
             raise UserError(f"tbins must lie in [0, {MAX_TBINS}] (0 turns the t-bin diagnostics off), "
                             f"got {cfg.tbins}")
@@ -185,7 +195,7 @@ class ParityTask(SamplerStateHooks):
                 diag_tokens = self.data.train_tokens[: self.cfg.tbin_batch].to(device)
                 record["tbin"] = diagnostics.tbin_diagnostics(
                     model, diag_tokens, self.sampler, MASK, edges, self.cfg.seed, self.cfg.normalization)
-            if self.cfg.model == "mlp":
+            if self.cfg.model == "mlp" and self.cfg.energy_every and step % self.cfg.energy_every == 0:
                 record["energy"] = diagnostics.mlp_energy(
                     model, self.data.train_tokens.to(device), self.sampler, self.data.secret,
                     MASK, samples=self.cfg.energy_samples, seed=self.cfg.seed, cache=self._energy_cache)
