@@ -28,7 +28,7 @@ import typing
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from .errors import UserError
+from .errors import OutputError, UserError
 
 EXIT_USAGE = 2
 
@@ -142,13 +142,41 @@ def run_cli(main: Callable[[Sequence[str] | None], int | None], argv=None) -> in
     return int(code or 0)
 
 
+def umask_mode(base: int = 0o666) -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file: ``base``
+    less this process's umask (read from /proc, so it is never changed)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            umask = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)  # no /proc: read it by setting it, then put it back
+        os.umask(umask)
+    return base & ~umask
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """Start of the name of a temporary sibling of ``path`` written by this
+    process: ``.<name>.<pid>.``; the pid tells a stale one (its writer died)
+    from one being written."""
+    return f".{Path(path).name}.{os.getpid()}."
+
+
+def write_failed(path, exc: BaseException) -> OutputError:
+    """One line for an output that could not be written (disk full, ...)."""
+    reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    return OutputError(f"cannot write {path}: {reason}", getattr(exc, "errno", None), reason, str(path))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> bool:
     """Write a file via a temporary sibling and rename, so readers never see
     a half-written file even if the process is killed mid-write.
 
     A file that already holds exactly ``text`` is left alone (same bytes,
-    same modification time, so make sees nothing new). Returns whether the
-    file was written.
+    same modification time, so make sees nothing new). The new file gets the
+    mode a plain write would (0o666 less the umask), not mkstemp's 0o600.
+    A failed write (disk full, no permission) leaves the old file as it was
+    and raises an OutputError naming ``path`` (an OSError too). Returns
+    whether the file was written.
     """
     path = Path(path)
     try:
@@ -156,19 +184,33 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> bool:
             return False
     except (OSError, UnicodeDecodeError):
         pass  # missing, unreadable or not text: write it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path), suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), umask_mode())
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        if isinstance(exc, OutputError):
+            raise
+        raise write_failed(path, exc) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove_quietly(tmp)
         raise
     return True
+
+
+def _remove_quietly(path) -> None:
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 # Keys that mdtheory.provenance.provenance() writes (spread at the top level of

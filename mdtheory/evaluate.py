@@ -31,6 +31,22 @@ How the integral is taken (deterministic)
     same number whatever the batch size, and different checkpoints are scored
     on identical masks.
 
+Exact counts (``scheme='exact-count'``)
+    Integrating t out of the Bernoulli masks gives the same negative ELBO
+    as a sum over the number m of masked tokens, since
+    integral_0^1 (1/t) C(L,m) t^m (1-t)^(L-m) dt = 1/m:
+
+        G(x) = (1/L) * sum_{m=1..L} E_{|M| = m} [ mean over j in M of -log p(x_j | x_M) ]
+
+    (M a uniformly random set of m positions). The counts 1..L are cut into
+    n_t consecutive strata; in stratum k each sequence gets one m drawn
+    uniformly from the stratum and exactly m masked positions, and scores the
+    mean cross-entropy over them; the strata are weighted by their share of
+    1..L. This is an unbiased, stratified estimate of G, with no 1/t factor
+    and no noise from the realised count (with Bernoulli masks at small t a
+    few masked tokens carry the whole 1/(tL) weight). Its node t_k is the
+    stratum's mean m / L.
+
 Error bars
     Each sequence gets its own quadrature estimate G_n; the reported loss is
     their mean and ``full_range_test_loss_se`` is std(G_n) / sqrt(N). It
@@ -51,7 +67,7 @@ import torch.nn.functional as F
 from .errors import UserError
 from .masking import corrupt
 
-SCHEMES = ("midpoint", "gauss-legendre")
+SCHEMES = ("midpoint", "gauss-legendre", "exact-count")
 
 
 @dataclass
@@ -104,6 +120,22 @@ def quadrature(n_t: int, scheme: str = "midpoint") -> tuple[np.ndarray, np.ndarr
     return 0.5 * (x + 1.0), 0.5 * w
 
 
+def count_strata(n_t: int, length: int) -> list[np.ndarray]:
+    """The counts 1..length cut into n_t consecutive, near-equal strata."""
+    if not 1 <= int(n_t) <= int(length):
+        raise UserError(f"exact-count strata need 1 <= n_t <= sequence length ({length}), got {n_t}")
+    edges = np.round(np.linspace(0, length, int(n_t) + 1)).astype(int)
+    return [np.arange(lo + 1, hi + 1) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def exact_count_masks(n: int, length: int, counts: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """(n, length) masks: each row draws m from ``counts`` and masks exactly m
+    positions chosen uniformly at random."""
+    m = torch.from_numpy(counts)[torch.randint(len(counts), (n,), generator=generator)]
+    ranks = torch.rand((n, length), generator=generator).argsort(dim=1).argsort(dim=1)
+    return ranks < m[:, None]
+
+
 def _node_generator(seed: int, node: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed((int(seed) * 1_000_003 + int(node) * 7_919 + 17) % (2**63 - 1))
@@ -123,8 +155,13 @@ def full_range_loss(model: Callable[[torch.Tensor], torch.Tensor], sequences: to
     """
     if sequences.dim() != 2 or sequences.numel() == 0:
         raise UserError(f"sequences must be a non-empty (N, L) tensor, got shape {tuple(sequences.shape)}")
-    nodes, weights = quadrature(n_t, scheme)
     n, length = sequences.shape
+    if scheme == "exact-count":
+        strata = count_strata(n_t, length)
+        nodes = np.array([c.mean() / length for c in strata])
+        weights = np.array([len(c) / length for c in strata])
+    else:
+        nodes, weights = quadrature(n_t, scheme)
     device = torch.device(device) if device is not None else sequences.device
     per_node = np.zeros((len(nodes), n))  # g(x_n, t_k)
     it = range(len(nodes))
@@ -133,14 +170,19 @@ def full_range_loss(model: Callable[[torch.Tensor], torch.Tensor], sequences: to
         it = tqdm(it, desc="full-range eval", leave=False)
     for k in it:
         t = float(nodes[k])
-        noisy, masks = corrupt(sequences.cpu(), t, mask_id, _node_generator(seed, k))
+        if scheme == "exact-count":
+            masks = exact_count_masks(n, length, strata[k], _node_generator(seed, k))
+            noisy = torch.where(masks, torch.full_like(sequences.cpu(), mask_id), sequences.cpu())
+        else:
+            noisy, masks = corrupt(sequences.cpu(), t, mask_id, _node_generator(seed, k))
         for lo in range(0, n, batch_size):
             x = sequences[lo:lo + batch_size].to(device)
             m = masks[lo:lo + batch_size].to(device)
             logits = model(noisy[lo:lo + batch_size].to(device))
             ce = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), x.reshape(-1),
                                  reduction="none").view_as(x)
-            g = (ce * m).sum(dim=1) / (t * length)
+            # exact counts: the mean over the m masked tokens; Bernoulli: the 1/(tL)-weighted sum
+            g = (ce * m).sum(dim=1) / (m.sum(dim=1) if scheme == "exact-count" else t * length)
             per_node[k, lo:lo + x.size(0)] = g.double().cpu().numpy()
     per_seq = weights @ per_node  # quadrature estimate per sequence
     se = float(per_seq.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")

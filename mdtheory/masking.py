@@ -268,13 +268,25 @@ class PointSampler(MaskRateSampler):
 
 @dataclass(repr=False)
 class MixtureSampler(MaskRateSampler):
-    """Each sequence picks component j with probability w_j."""
+    """Each sequence picks component j with probability w_j.
+
+    Components are fixed laws: a law that learns from the training losses
+    (``observe``, i.e. ``adaptive``) is refused, since the mixture does not
+    record which component drew each t, so it could neither hand each
+    component the losses of its own draws nor give ``loss_importance`` its
+    unbiased weight. ``adaptive:floor=F`` is the adaptive law with a share F
+    of uniform mass on [eps, 1]."""
 
     components: Sequence[tuple[float, MaskRateSampler]] = field(default_factory=list)
 
     def __post_init__(self):
         if not self.components:
             raise UserError("a mixture needs at least one component")
+        for _, comp in self.components:
+            if hasattr(comp, "observe"):
+                raise UserError(f"a mixture cannot hold the adaptive law {comp.spec()!r}: it learns from "
+                                f"the losses of its own draws, which a mixture does not track; for a "
+                                f"uniform share F use adaptive:floor=F instead")
         weights = np.array([float(w) for w, _ in self.components])
         if np.any(weights < 0) or weights.sum() <= 0:
             raise UserError("mixture weights must be non-negative with a positive sum")
@@ -325,6 +337,8 @@ def signal_optimal(k: int, width: float = 0.0, eps: float = DEFAULT_EPS,
 
 
 ADAPTIVE_RULES = ("signal", "loss_importance")
+# past losses an adaptive law keeps (bins x history float64: 8 MB at most)
+MAX_ADAPTIVE_HISTORY = 1_000_000
 
 
 class AdaptiveSampler(MaskRateSampler):
@@ -373,6 +387,10 @@ class AdaptiveSampler(MaskRateSampler):
             raise UserError(f"unknown adaptive rule {rule!r}; choose from {', '.join(ADAPTIVE_RULES)}")
         if int(bins) != bins or not 2 <= bins <= 1000 or int(history) != history or history < 1:
             raise UserError(f"adaptive sampler needs 2 <= bins <= 1000 and history >= 1, got {bins}, {history}")
+        if bins * history > MAX_ADAPTIVE_HISTORY:
+            raise UserError(f"adaptive sampler keeps bins x history past losses (float64, in every "
+                            f"checkpoint): bins * history must be <= {MAX_ADAPTIVE_HISTORY:,}, got "
+                            f"{int(bins)} x {int(history)}")
         self.rule, self.bins, self.history = rule, int(bins), int(history)
         self.floor = _check_rate("floor", floor if floor is not None else
                                  (0.2 if rule == "signal" else 0.001))
@@ -574,7 +592,7 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
         return PointSampler(*nums(1), weighting=weighting)
     if kind in ("signal-optimal", "signal_optimal"):
         vals = nums((1, 2))
-        if vals[0] != int(vals[0]):
+        if not math.isfinite(vals[0]) or vals[0] != int(vals[0]):
             raise UserError(f"signal-optimal needs an integer k, got {args[0]!r}")
         return signal_optimal(int(vals[0]), vals[1] if len(vals) > 1 else 0.0,
                               eps=eps, weighting=weighting)

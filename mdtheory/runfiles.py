@@ -36,9 +36,11 @@ def read_metrics(path: str | Path) -> list[dict]:
     """Records of a ``metrics.jsonl`` (or of the run folder holding one).
 
     A missing file gives []. Only the last line may be broken (a run killed
-    while writing it): it is dropped. A broken line anywhere else, or a file
-    that is not UTF-8, is a UserError naming the file and line, so no later
-    record is ever silently lost.
+    while writing it): it is dropped (``no_records_reason`` says so when it
+    was the only one). A broken line anywhere else, a file that is not
+    UTF-8, a record whose ``step`` is not an integer >= 0, or steps that do
+    not increase (two processes wrote into one run) is a UserError naming
+    the file and line, so no later record is ever silently lost or mixed up.
     """
     path = Path(path)
     if path.is_dir():
@@ -53,20 +55,45 @@ def read_metrics(path: str | Path) -> list[dict]:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     numbered = [(i + 1, line) for i, line in enumerate(lines) if line.strip()]
-    records = []
+    records, previous = [], None
     for pos, (lineno, line) in enumerate(numbered):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             record = None
-        if isinstance(record, dict):
-            records.append(record)
-        elif pos == len(numbered) - 1 and record is None:
-            break  # torn last line of a killed run
-        else:
+        if not isinstance(record, dict):
+            if pos == len(numbered) - 1 and record is None:
+                break  # torn last line of a killed run
             raise UserError(f"{path} line {lineno} is not a metrics record; fix or remove it "
                             f"(only a torn last line is dropped)")
+        step = record.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise UserError(f"{path} line {lineno}: step {step!r} is not an integer >= 0; not a "
+                            f"metrics record of this trainer")
+        if previous is not None and step <= previous:
+            raise UserError(f"{path} line {lineno}: step {step} does not follow step {previous} "
+                            f"(steps must increase: did two processes train into this run?)")
+        previous = step
+        records.append(record)
     return records
+
+
+def no_records_reason(path: str | Path) -> str:
+    """Why the run folder ``path`` has no metrics record to offer, in words
+    (for the aggregators' notes on the folders they skip)."""
+    path = Path(path)
+    if not (path / CONFIG_NAME).is_file():
+        return f"no {CONFIG_NAME}"
+    metrics = path / METRICS_NAME
+    if not metrics.is_file():
+        return f"no {METRICS_NAME}"
+    try:
+        text = metrics.read_bytes()
+    except OSError as exc:
+        return f"unreadable {METRICS_NAME} ({exc.strerror or exc})"
+    if not text.strip():
+        return f"an empty {METRICS_NAME} (stopped before its first evaluation)"
+    return f"only a torn line in {METRICS_NAME} (killed while writing its first record)"
 
 
 def read_json_object(path: Path) -> dict:
@@ -185,13 +212,22 @@ def read_run(path: str | Path) -> RunRecord:
                      resumes=config.get("resumes", []))
 
 
-def read_runs(runs_dir: str | Path) -> list[RunRecord]:
-    """Every run directly under ``runs_dir`` that has evaluated at least once, by name."""
+def read_runs(runs_dir: str | Path, skipped: list | None = None) -> list[RunRecord]:
+    """Every run directly under ``runs_dir`` that has evaluated at least once,
+    by name. ``skipped``, when given, receives a (folder name, reason) pair
+    for every other folder there (``no_records_reason``), so a caller can
+    say what it left out; a damaged run is a UserError, never skipped."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [read_run(d) for d in sorted(runs_dir.iterdir()) if is_run(d)]
-    return [r for r in runs if r.metrics]
+    runs = []
+    for folder in sorted(d for d in runs_dir.iterdir() if d.is_dir()):
+        run = read_run(folder) if is_run(folder) else None
+        if run is not None and run.metrics:
+            runs.append(run)
+        elif skipped is not None and not folder.name.startswith("."):  # .submitit and the like
+            skipped.append((folder.name, no_records_reason(folder)))
+    return runs
 
 
 def write_config(path: Path, task: dict, train: dict, world_size: int, provenance: dict,
@@ -252,8 +288,11 @@ def hold_root(lock_path: str | Path, what: str):
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 raise UserError(f"{what} is in use by another process (pid {holder}; lock {lock_path})") from None
             raise UserError(f"cannot lock {what} ({lock_path}): {exc.strerror or exc}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:  # the pid is only for the message of a second process: a full disk does not matter
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)

@@ -43,6 +43,7 @@ TOOLS = {  # the prefix shown in the table -> module whose main(argv) the tool r
     "parity.run": "experiments.parity.run",
     "parity.summarize": "experiments.parity.summarize",
     "lm.sweep": "experiments.lm.sweep",
+    "lm.durability": "experiments.lm.durability",
 }
 
 
@@ -76,6 +77,29 @@ def _dir(rel: str):
     return lambda tmp: (tmp / rel).mkdir(parents=True, exist_ok=True)
 
 
+_HELD = []  # open lock files: the lock lasts as long as the test process
+
+
+def _held(rel: str, pid: str = "12345"):
+    """A results root held by another sweep (its lock file, flocked through
+    an open file of its own, as another process's would be)."""
+    def make(tmp: Path):
+        import fcntl
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp / rel, os.O_RDWR | os.O_CREAT)
+        os.write(fd, pid.encode())
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _HELD.append(fd)
+    return make
+
+
+def _fifo(rel: str):
+    def make(tmp: Path):
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(tmp / rel)
+    return make
+
+
 _PARITY_METRICS = '{"step": 10, "loss": 0.7, "train_acc": 0.5, "val_acc": 0.5}\n'
 _CONFIG = '{"task": {"name": "parity", "n": 8, "k": 2, "objective": "md", "window": [0, 0.3]}, "train": {}}\n'
 TINY = ["--n", "8", "--k", "2", "--train-size", "64", "--val-size", "32", "--n-layer", "1",
@@ -101,6 +125,10 @@ CASES = [
          "ngram --text-file missing"),
     Case("derive", ["ngram", "--text-file", "{tmp}/adir", "--out", "{tmp}/t.json"],
          "ngram --text-file is a directory", _dir("adir")),
+    Case("derive", ["ngram", "--text-file", "/proc/self/mem", "--out", "{tmp}/t.json"],
+         "ngram --text-file unreadable (/proc/self/mem)"),
+    Case("derive", ["ngram", "--text-file", "{tmp}/fifo", "--out", "{tmp}/t.json"],
+         "ngram --text-file is a FIFO", _fifo("fifo")),
     # plots
     Case("plots", ["--results", "{tmp}/nothing", "--out", "{tmp}/fig"], "--results missing"),
     Case("plots", ["--results", "{tmp}/afile", "--out", "{tmp}/fig"], "--results is a file", _file("afile")),
@@ -154,10 +182,27 @@ CASES = [
     Case("train", ["parity", *TINY, "--steps", "-5", "--out", "{tmp}/run"], "parity --steps -5"),
     Case("train", ["parity", *TINY, "--batch-size", "0", "--out", "{tmp}/run"], "parity --batch-size 0"),
     Case("train", ["parity", *TINY, "--lr", "nan", "--out", "{tmp}/run"], "parity --lr nan"),
+    Case("train", ["parity", *TINY, "--batch-size", "100000000", "--out", "{tmp}/run"],
+         "parity --batch-size 100000000 (out of memory)"),
+    Case("train", ["parity", *TINY, "--model", "mlp", "--batch-size", "100000000", "--out", "{tmp}/run"],
+         "parity --model mlp --batch-size 100000000 (out of memory)"),
+    Case("train", ["parity", *TINY, "--sampler", "signal-optimal:inf", "--out", "{tmp}/run"],
+         "parity --sampler signal-optimal:inf"),
+    Case("train", ["parity", *TINY, "--sampler", "signal-optimal:nan", "--out", "{tmp}/run"],
+         "parity --sampler signal-optimal:nan"),
+    Case("train", ["parity", *TINY, "--sampler", "adaptive:history=999999999", "--out", "{tmp}/run"],
+         "parity --sampler adaptive:history=999999999 (160 GB of history)"),
+    Case("train", ["parity", *TINY, "--sampler", "mixture:0.5*adaptive+0.5*uniform", "--out", "{tmp}/run"],
+         "parity adaptive law inside a mixture"),
     # train lm
     Case("train", ["lm", "--text-file", "{tmp}/adir", "--out", "{tmp}/run"], "lm --text-file is a directory",
          _dir("adir")),
     Case("train", ["lm", "--text-file", "{tmp}/missing.txt", "--out", "{tmp}/run"], "lm --text-file missing"),
+    Case("train", ["lm", "--text-file", "/proc/self/mem", "--out", "{tmp}/run"],
+         "lm --text-file unreadable (/proc/self/mem)"),
+    Case("train", ["lm", "--text-file", "{tmp}/fifo", "--out", "{tmp}/run"], "lm --text-file is a FIFO",
+         _fifo("fifo")),
+    Case("train", ["lm", "--text-file", "/dev/null", "--out", "{tmp}/run"], "lm --text-file /dev/null"),
     Case("train", ["lm", "--eval-nt", "1000000000", "--steps", "1", "--out", "{tmp}/run"],
          "lm --eval-nt 1000000000 (TBs of eval masks)"),
     Case("train", ["lm", "--n-embd", "1000000", "--steps", "1", "--out", "{tmp}/run"],
@@ -177,6 +222,23 @@ CASES = [
     Case("lm.sweep", ["--preset", "tiny", "--jobs", "0", "--results", "{tmp}/res"], "--jobs 0"),
     Case("lm.sweep", ["--preset", "tiny", "--results", "{tmp}/res", "--no-progress"],
          "corrupt predicted_t.json under --results", _file("res/predicted_t.json", "{not json")),
+    Case("lm.sweep", ["--preset", "tiny", "--seeds", "0", "0", "--results", "{tmp}/res", "--no-progress"],
+         "--seeds 0 0 (a seed twice)"),
+    Case("lm.sweep", ["--preset", "tiny", "--seeds", "-1", "--results", "{tmp}/res", "--no-progress"],
+         "--seeds -1"),
+    Case("lm.sweep", ["--preset", "tiny", "--steps", "0", "--results", "{tmp}/res", "--no-progress"],
+         "--steps 0"),
+    Case("lm.sweep", ["--preset", "tiny", "--runs", "nomatch*", "--results", "{tmp}/res", "--no-progress"],
+         "--runs matching no run", _file("res/predicted_t.json", '{"t_star": 0.46}')),
+    Case("lm.sweep", ["--text-file", "/dev/null", "--corpus", "null", "--results", "{tmp}/res", "--no-progress"],
+         "--text-file /dev/null"),
+    Case("lm.sweep", ["--preset", "tiny", "--results", "{tmp}/res", "--no-progress"],
+         "--results in use by another sweep",
+         _both(_file("res/predicted_t.json", '{"t_star": 0.46}'), _held("res/.lock"))),
+    Case("lm.durability", ["--seeds", "0", "0", "--results", "{tmp}/res", "--no-progress"],
+         "--seeds 0 0 (a seed twice)"),
+    Case("lm.durability", ["--results", "{tmp}/res", "--no-progress"], "--results in use by another sweep",
+         _held("res/.lock")),
 ]
 
 

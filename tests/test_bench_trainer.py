@@ -116,3 +116,19 @@ def test_compiled_variant_is_observed_as_compiled():
         pytest.skip(f"torch.compile is not usable here: {row['error']}")
     assert row["observed"]["a"]["compiled"] == [False] and row["observed"]["b"]["compiled"] == [True]
     assert row["median_ratio"] > 0
+
+
+def test_bench_trainer_times_the_mlp_first_layers_and_the_energy_cost(tmp_path):
+    from experiments.bench_trainer import main
+
+    path = tmp_path / "bench.json"
+    assert main(["--tiny", "--only", "mlp_gather", "mlp_bag", "--pairs", "5", "--steps", "1",
+                 "--energy-steps", "4", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    first_layer = [r for r in rows if r.get("comparison") in ("mlp_gather", "mlp_bag")]
+    assert len(first_layer) == 2 and all(r["config"].startswith("mlp") for r in first_layer)
+    for row in first_layer:  # each side really ran its own first layer, and a ratio came out
+        assert row["observed"]["a"]["first_layer"] != row["observed"]["b"]["first_layer"]
+        assert row["observed"]["b"]["first_layer"] == ["onehot"] and row["pairs"] == 5 and row["median_ratio"] > 0
+    energy = [r for r in rows if "energy" in r.get("b", "")]
+    assert len(energy) == 1 and energy[0]["pairs"] == 5 and energy[0]["median_ratio"] > 0

@@ -122,3 +122,57 @@ def test_eval_blocks():
         eval_blocks(ids[:5], 10)
     with pytest.raises(UserError):
         full_range_loss(UniformModel(), torch.zeros(0, dtype=torch.long), MASK)
+
+
+class CountAwareModel(torch.nn.Module):
+    """A model whose loss at every masked token is a known function of how many
+    tokens are masked: the true answer of token j gets probability
+    exp(-(A + B m / L)) (m masked of L), the rest spread evenly. Its negative
+    ELBO per token is then (1/L) sum_{m=1..L} (A + B m / L) = A + B (L + 1) / (2L)."""
+
+    A, B = 0.5, 2.0
+
+    def __init__(self, clean):
+        super().__init__()
+        self.clean = clean
+
+    def forward(self, ids):
+        n, length = ids.shape
+        m = (ids == MASK).sum(dim=1, keepdim=True).float()
+        nll = self.A + self.B * m / length                           # (n, 1)
+        p_true = torch.exp(-nll)
+        probs = ((1 - p_true) / (V - 1)).expand(n, length).unsqueeze(-1).repeat(1, 1, V)
+        probs.scatter_(2, self.clean[:n, :, None], p_true.expand(n, length)[:, :, None])
+        return probs.log()
+
+
+def test_exact_count_strata_are_an_unbiased_estimate_of_the_same_elbo():
+    gen = torch.Generator().manual_seed(2)
+    length = 32
+    data = torch.randint(0, MASK, (400, length), generator=gen)
+    truth = CountAwareModel.A + CountAwareModel.B * (length + 1) / (2 * length)
+    exact = full_range_loss(CountAwareModel(data), data, MASK, n_t=8, seed=0, scheme="exact-count",
+                            batch_size=400)
+    bernoulli = full_range_loss(CountAwareModel(data), data, MASK, n_t=8, seed=0, scheme="midpoint",
+                                batch_size=400)
+    # both estimate the same number; exact counts within 3 standard errors, and more precisely
+    assert abs(exact.loss - truth) < 3 * exact.se + 1e-9
+    assert abs(bernoulli.loss - truth) < 4 * bernoulli.se
+    assert exact.se < bernoulli.se
+    # each stratum's value is the known loss at its mean count (no 1/t noise, no first-bin artefact)
+    for t, loss, se in zip(exact.t, exact.bin_loss, exact.bin_se):
+        assert loss == pytest.approx(CountAwareModel.A + CountAwareModel.B * t, abs=4 * se + 1e-6)
+    assert sum(exact.weights) == pytest.approx(1.0) and exact.t[0] == pytest.approx(2.5 / length)
+
+
+def test_exact_count_masks_hold_exactly_m_tokens_and_bad_strata_are_refused():
+    from mdtheory.evaluate import count_strata, exact_count_masks
+
+    strata = count_strata(4, 10)
+    assert [list(c) for c in strata] == [[1, 2], [3, 4, 5], [6, 7, 8], [9, 10]]
+    masks = exact_count_masks(50, 10, np.array([3]), torch.Generator().manual_seed(0))
+    assert masks.sum(dim=1).tolist() == [3] * 50 and masks.float().mean(dim=0).min() > 0
+    with pytest.raises(UserError):
+        count_strata(11, 10)
+    with pytest.raises(UserError):
+        full_range_loss(UniformModel(), torch.zeros(2, 4, dtype=torch.long), MASK, n_t=8, scheme="exact-count")

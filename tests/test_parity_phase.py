@@ -19,10 +19,14 @@ SC_T1 = round(sample_complexity_optimal_t1(4), 3)  # 0.261, as the phase preset 
 STEPS = range(0, 1001, 100)
 
 
-def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_train=512, window=None, wd=0.1):
-    """A run folder as experiments.parity.run leaves it; curve = [(step, train_acc, val_acc)]."""
+def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_train=512, window=None, wd=0.1,
+                    batch=256, budget=1000, group="phase", lr=1e-3, finished=True, spec=None):
+    """A run folder as experiments.parity.run leaves it; curve = [(step, train_acc, val_acc)].
+    ``finished=False``: still training (no run.json yet); ``spec``: more run.json spec fields."""
     what = objective if window is None else f"md{window[0]:g}-{window[1]:g}"
-    run = root / "runs" / f"{what}_n16k{k}_N{n_train}_wd{wd:g}_s{seed}"
+    name = f"{what}_n16k{k}_N{n_train}_wd{wd:g}" + ("" if batch == 256 else f"_bs{batch}") \
+        + ("" if lr == 1e-3 else f"_lr{lr:g}") + f"_s{seed}"
+    run = root / "runs" / name
     run.mkdir(parents=True)
     task = {"name": "parity", "n": 16, "k": k, "train_size": n_train, "val_size": 1000, "seed": seed,
             "objective": objective, "model": "mlp", "n_layer": 2, "n_embd": 1024,
@@ -31,11 +35,13 @@ def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_trai
         task.update(sampler=f"window:{window[0]!r},{window[1]!r}",
                     sampler_law={"kind": "window", "t0": window[0], "t1": window[1]},
                     p_signal=p_signal(k, *window))
-    write_config(run, task, {"steps": 1000, "lr": 1e-3, "weight_decay": wd, "batch_size": 256}, 1, {})
+    write_config(run, task, {"steps": budget, "lr": lr, "weight_decay": wd, "batch_size": batch}, 1, {})
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train_acc": a, "val_acc": v}) + "\n"
                                                for s, a, v in curve))
-    write_marker(run, "early_stop" if curve[-1][2] >= 0.99 else "complete", 1000, curve[-1][0],
-                 spec={"group": "phase"})
+    if finished:
+        write_marker(run, "early_stop" if curve[-1][2] >= 0.99 else "complete", budget, curve[-1][0],
+                     spec={"group": group, **(spec or {})})
+    return run
 
 
 def _reaches(at: int):
@@ -179,26 +185,51 @@ def test_km_curves_are_the_cells(phase_root):
 
 # --- bootstrap CIs of the window-speed correlation ------------------------------
 
-def test_row_spearman_is_scipys():
-    from scipy.stats import spearmanr
-    rng = np.random.default_rng(1)
-    x, y = rng.integers(0, 4, (40, 12)).astype(float), rng.integers(0, 3, (40, 12)).astype(float)
-    x[:, -3:] = y[:, -3:] = np.nan  # padding of a seed with fewer runs
-    rows = summarize._row_spearman(x, y)
-    assert rows == pytest.approx([spearmanr(a[:9], b[:9])[0] for a, b in zip(x, y)], nan_ok=True)
-
-
 def test_bootstrap_resamples_whole_seeds():
     windows = np.tile([0.1, 0.2, 0.3], 4)
     seeds = np.repeat([0, 1, 2, 3], 3)
-    # every seed ranks the windows the same way: every resample has rho = 1
-    assert summarize.bootstrap_spearman(seeds, windows, windows * 10, n_boot=200) == (1.0, 1.0, 200)
+    # every seed ranks the windows the same way: every resample has rho = 1;
+    # BCa is undefined for a constant bootstrap distribution: the percentile interval, said so
+    assert summarize.bootstrap_spearman(seeds, windows, windows * 10, n_boot=200) == (1.0, 1.0, 200, "percentile")
     # seeds disagree (two rank them up, two down): the interval spans 0
     speed = np.concatenate([[1, 2, 3], [3, 2, 1], [1, 2, 3], [3, 2, 1]])
-    low, high, count = summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500)
-    assert low < 0 < high and low >= -1 and high <= 1 and count <= 500
-    assert summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500) == (low, high, count)  # seeded
-    assert summarize.bootstrap_spearman(np.zeros(3), windows[:3], speed[:3]) == (None, None, 0)
+    low, high, count, method = summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500)
+    assert low < 0 < high and low >= -1 and high <= 1 and count <= 500 and method in ("BCa", "percentile")
+    assert summarize.bootstrap_spearman(seeds, windows, speed, n_boot=500) == (low, high, count, method)  # seeded
+    assert summarize.bootstrap_spearman(np.zeros(3), windows[:3], speed[:3]) == (None, None, 0, "")
+    # a seed drawn twice brings its runs twice: with one seed ranking up and
+    # one down, every resample is +1, -1 or 0 (both once), never anything else
+    two = summarize.bootstrap_spearman(seeds[:6], windows[:6], speed[:6], n_boot=300)
+    assert two[0] == pytest.approx(-1.0) and two[1] == pytest.approx(1.0)
+
+
+def _six_seed_sweep():
+    """6 seeds x 3 windows with speeds that the seeds order differently, so no
+    resample (or jackknife sample) is degenerate: BCa is defined."""
+    orders = [[1, 2, 3], [3, 1, 2], [1, 3, 2], [2, 1, 3], [1, 2, 3], [2, 3, 1]]
+    return np.repeat(np.arange(6), 3), np.tile([0.1, 0.2, 0.3], 6), np.concatenate(orders).astype(float)
+
+
+def test_bootstrap_is_bca_by_seed_cluster_and_deterministic():
+    from scipy import stats
+    seeds, windows, speed = _six_seed_sweep()
+    low, high, count, method = summarize.bootstrap_spearman(seeds, windows, speed)
+    rho = stats.spearmanr(windows, speed)[0]
+    assert method == "BCa" and count == summarize.N_BOOT and -1 <= low < rho < high <= 1
+    assert summarize.bootstrap_spearman(seeds, windows, speed) == (low, high, count, method)  # fixed seed
+    # resampling runs instead of seeds would give a different interval: the clusters are seeds
+    other = stats.bootstrap((windows, speed), lambda x, y: stats.spearmanr(x, y)[0], paired=True, vectorized=False,
+                            n_resamples=summarize.N_BOOT, method="BCa", rng=np.random.default_rng(summarize.BOOT_SEED))
+    assert (other.confidence_interval.low, other.confidence_interval.high) != pytest.approx((low, high))
+    # scipy's BCa over seed indices, computed here directly, is the same interval
+    members = [np.flatnonzero(seeds == s) for s in range(6)]
+
+    def rho(drawn):
+        rows = np.concatenate([members[j] for j in drawn])
+        return stats.spearmanr(windows[rows], speed[rows])[0]
+    direct = stats.bootstrap((np.arange(6),), rho, vectorized=False, n_resamples=summarize.N_BOOT, method="BCa",
+                             rng=np.random.default_rng(summarize.BOOT_SEED))
+    assert (low, high) == pytest.approx((direct.confidence_interval.low, direct.confidence_interval.high))
 
 
 def test_theory_vs_speed_gets_bootstrap_cis(phase_root):
@@ -209,6 +240,9 @@ def test_theory_vs_speed_gets_bootstrap_cis(phase_root):
     assert row["rho_low"] <= row["spearman_rho_PS_speed"] <= row["rho_high"]
     assert row["rho_bound_low"] <= row["spearman_rho_bound_speed"] <= row["rho_bound_high"]
     assert row["n_boot"] > 0 and row["sc_window_t1"] == SC_T1 and row["sc_window_rank"] == 1
+    # 4 seeds, one of which never learns under either window: some resamples tie every speed
+    assert row["ci_method"] in ("BCa", "percentile") and row["seed_clusters"] == 4
+    assert "4 seed clusters" in row["ci_note"] and "descriptive" in row["ci_note"]
 
 
 REPO_PARITY = Path(__file__).resolve().parents[1] / "results" / "parity"
@@ -327,3 +361,129 @@ def test_paper_weight_decay_sentence_counts_seeds_run_at_both(phase_root, tmp_pa
     # seeds 0, 1 at wd 0.1: OS reached in seed 0 only (see write_phase_root); MD was not run at wd 0
     assert paper_tables.weight_decay_sentence(results) == \
         "reached 0.99 at weight decay 0.1 vs 0, same seeds: $k=4$, $N=512$: OS 1/2 vs 2/2"
+
+
+# --- two thresholds, paired tests -------------------------------------------------
+
+def _curve(at_90: int | None, at_99: int | None, final: float = 0.5, end: int = 1000):
+    """Held-out accuracy 0.5 until ``at_90`` (then 0.95), 0.995 from ``at_99``
+    on; a run that reaches 0.99 stops one evaluation later (early stop),
+    one that does not ends at ``end`` with held-out ``final``."""
+    out = []
+    for s in range(0, end + 1, 100):
+        val = 0.995 if at_99 is not None and s >= at_99 else 0.95 if at_90 is not None and s >= at_90 else 0.5
+        out.append((s, 1.0 if val > 0.9 else 0.8, val))
+        if at_99 is not None and s >= at_99 + 100:
+            break
+    if at_99 is None:
+        out[-1] = (end, 1.0, final if at_90 is None else max(final, 0.95))
+    return out
+
+
+# (steps to 0.90, steps to 0.99, final held-out) of 6 seeds
+OS_SEEDS = [(100, 200, 1.0)] * 5 + [(None, None, 0.5)]
+MD_SEEDS = [(300, 600, 1.0), (300, None, 0.95), (400, None, 0.95), (500, None, 0.95), (None, None, 0.7),
+            (300, 500, 1.0)]
+
+
+@pytest.fixture
+def threshold_root(tmp_path):
+    root = tmp_path / "thresholds"
+    for seed, ((o90, o99, ofin), (m90, m99, mfin)) in enumerate(zip(OS_SEEDS, MD_SEEDS)):
+        write_phase_run(root, "os", seed, _curve(o90, o99, ofin))
+        write_phase_run(root, "md", seed, _curve(m90, m99, mfin), window=(0.0, SC_T1))
+    summarize.summarize_root(root)
+    return root
+
+
+def test_exact_mcnemar_is_the_binomial_of_the_discordant_pairs():
+    # b = 1, c = 4: P(X <= 1) + P(X >= 4) for X ~ Bin(5, 1/2) = 2 * (1 + 5) / 32
+    assert summarize.exact_binomial_p(1, 5) == pytest.approx(0.375)
+    assert summarize.exact_binomial_p(0, 6) == pytest.approx(2 / 64)
+    assert summarize.exact_binomial_p(24, 24) == pytest.approx(2 * 0.5 ** 24)  # the README's 1.2e-7
+    assert summarize.exact_binomial_p(0, 0) == 1.0  # no discordant pair
+
+
+def test_cells_at_both_thresholds(threshold_root):
+    from scipy import stats
+    cells = pd.read_csv(threshold_root / "cells.csv").set_index("objective")
+    md, os_ = cells.loc["md"], cells.loc["os"]
+    # at 0.99: MD reached in seeds 0 and 5, OS in 0-4: discordant MD-only {5}, OS-only {1, 2, 3, 4}
+    assert (md["reached"], md["reached_where_os_not"], md["os_reached_where_not"]) == (2, 1, 4)
+    assert md["mcnemar_p_vs_os_99"] == pytest.approx(0.375)
+    # at 0.90: MD in 0, 1, 2, 3, 5, OS in 0-4: one discordant seed each way
+    assert (md["reached_90"], md["reached_where_os_not_90"], md["os_reached_where_not_90"]) == (5, 1, 1)
+    assert md["mcnemar_p_vs_os_90"] == pytest.approx(1.0)
+    assert pd.isna(os_["mcnemar_p_vs_os_99"]) and pd.isna(os_["logrank_p_vs_os_90"])  # OS is the reference
+    # Kaplan-Meier: 0.90 at 300 (3 of 6), 400, 500, one censored at 1000: median 300;
+    # 0.99 at 500 and 600 only (S = 4/6 after): no median
+    assert md["km_median_steps_90"] == 300 and pd.isna(md["km_median_steps"])
+    assert os_["km_median_steps_90"] == 100 and os_["km_median_steps"] == 200
+    assert md["success_rate_90"] == pytest.approx(5 / 6)
+    assert (md["wilson_low_90"], md["wilson_high_90"]) == pytest.approx(summarize.wilson_interval(5, 6))
+    # log-rank from event times written down here, not by the aggregator
+    def times(events, censored):
+        return stats.CensoredData(uncensored=np.array(events, float), right=np.array(censored, float))
+    p_90 = stats.logrank(times([300, 300, 400, 500, 300], [1000]), times([100] * 5, [1000])).pvalue
+    p_99 = stats.logrank(times([600, 500], [1000] * 4), times([200] * 5, [1000])).pvalue
+    assert md["logrank_p_vs_os_90"] == pytest.approx(p_90) and md["logrank_p_vs_os"] == pytest.approx(p_99)
+    assert md["logrank_p_vs_os_90"] != pytest.approx(md["logrank_p_vs_os"], rel=1e-2)
+    # outcome counts: 2 reached 0.99, 3 passed 0.90 only, one ended at 0.7 (partial)
+    assert [md[f"n_{o}"] for o in summarize.OUTCOMES] == [2, 3, 1, 0, 0]
+    assert [os_[f"n_{o}"] for o in summarize.OUTCOMES] == [5, 0, 0, 1, 0]
+    text = (threshold_root / "cells.md").read_text()
+    assert "| 0.38 | 5/6 | 300 [300, –] |" in text and "| 2 / 3 / 1 / 0 |" in text
+
+
+# --- each window against U[0,1] ------------------------------------------------------
+
+@pytest.fixture
+def window_root(tmp_path):
+    """U[0,0.261] and U[0,0.1] against U[0,1], 5 seeds each, at N = 512 and 2048."""
+    root = tmp_path / "windows"
+    sc, narrow, full = (0.0, SC_T1), (0.0, 0.1), (0.0, 1.0)
+    # per seed (window, U[0,1]) steps to 0.99 (None: never within the budget of 1000)
+    sc_vs_full = [(400, 700), (500, None), (None, None), (None, 300), (600, 600)]
+    for seed, (mine, theirs) in enumerate(sc_vs_full):
+        write_phase_run(root, "md", seed, _curve(mine, mine), window=sc)
+        write_phase_run(root, "md", seed, _curve(theirs, theirs), window=full)
+        write_phase_run(root, "md", seed, _curve(200, 200), window=narrow)
+    for seed in range(2):  # N = 2048: the window reaches 0.99, U[0,1] only 0.90
+        write_phase_run(root, "md", seed, _curve(200, 300), window=sc, n_train=2048)
+        write_phase_run(root, "md", seed, _curve(500, None, 0.95), window=full, n_train=2048)
+    # a U[0,1] run with a budget of 400, ended without 0.99: the window's 0.99
+    # at 600 comes later, so the pair is undecided, not a win
+    write_phase_run(root, "md", 2, _curve(200, 600), window=sc, n_train=2048)
+    write_phase_run(root, "md", 2, _curve(None, None, 0.8, end=400), window=full, n_train=2048, budget=400)
+    summarize.summarize_root(root)
+    return root
+
+
+def test_window_vs_full_range_sign_test(window_root):
+    table = pd.read_csv(window_root / "window_vs_full_range.csv")
+    cell = table[(table["scope"] == "cell") & (table["train_size"] == 512) & (table["t1"] == SC_T1)].iloc[0]
+    # seed 0 sooner (win), 1 U[0,1] never (win), 2 both never (tie), 3 the window
+    # never while U[0,1] got there (loss), 4 same step (tie)
+    assert (cell["wins_99"], cell["losses_99"], cell["ties_99"], cell["undecided_99"]) == (2, 1, 2, 0)
+    assert cell["sign_test_p_99"] == pytest.approx(1.0)  # 2 of 3: P(X<=1 or X>=2) under Bin(3, 1/2)
+    assert cell["window_kind"] == "sample-complexity optimal" and cell["paired_seeds"] == 5
+    narrow = table[(table["scope"] == "cell") & (table["t1"] == 0.1)].iloc[0]
+    assert (narrow["wins_99"], narrow["losses_99"], narrow["ties_99"]) == (5, 0, 0)  # 200 beats all
+    assert narrow["sign_test_p_99"] == pytest.approx(2 / 32) and narrow["window_kind"] == "U[0,0.1]"
+    big = table[(table["scope"] == "cell") & (table["train_size"] == 2048)].iloc[0]
+    assert (big["wins_99"], big["losses_99"], big["ties_99"], big["undecided_99"]) == (2, 0, 0, 1)
+    # at 0.90 U[0,1] got there too (at 500, after the window's 200): still wins; the short one never did, and
+    # the window's 0.90 at 200 came within its 400 steps: a win
+    assert (big["wins_90"], big["losses_90"], big["undecided_90"]) == (3, 0, 0)
+    pooled = table[(table["scope"] == "pooled") & (table["window_kind"] == "sample-complexity optimal")].iloc[0]
+    assert pooled["cells"] == 2 and pd.isna(pooled["train_size"]) and pooled["t1"] == SC_T1
+    assert (pooled["wins_99"], pooled["losses_99"], pooled["ties_99"], pooled["undecided_99"]) == (4, 1, 2, 1)
+    assert pooled["sign_test_p_99"] == pytest.approx(summarize.exact_binomial_p(4, 5)) == pytest.approx(0.375)
+
+
+def test_window_vs_full_range_of_the_phase_fixture(phase_root):
+    # U[0,0.261]: 400, 500, 600, never; U[0,1] never in all four: three wins, a tie
+    table = pd.read_csv(phase_root / "window_vs_full_range.csv")
+    assert list(table["scope"]) == ["cell", "pooled"]
+    assert (table.loc[0, "wins_99"], table.loc[0, "losses_99"], table.loc[0, "ties_99"]) == (3, 0, 1)
+    assert table.loc[0, "sign_test_p_99"] == pytest.approx(0.25)

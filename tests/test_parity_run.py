@@ -46,32 +46,6 @@ def test_corrupt_run_marker_is_one_line_exit_2(tmp_path):
         runner.run_status(run_dir, SPEC)
 
 
-def test_one_progress_bar_per_sweep_counts_finished_runs(tmp_path, monkeypatch, capsys):
-    """The bar shows runs done / total with an ETA; finished runs count as done."""
-    specs = [replace(SPEC, seed=seed) for seed in range(3)]
-    monkeypatch.setattr(runner, "runs_of", lambda preset, only=None: specs)
-    done = tmp_path / "runs" / specs[0].name
-    done.mkdir(parents=True)
-    (done / "run.json").write_text(json.dumps({"status": "complete", "budget": SPEC.steps}))
-    trained = []
-    monkeypatch.setattr(runner, "execute", lambda spec, root, patience: (trained.append(spec.name),
-                                                                          (spec.name, "complete"))[1])
-    bars = []
-    real_tqdm = runner.tqdm
-
-    def recording_tqdm(*args, **kwargs):
-        kwargs["disable"] = False  # a test has no terminal
-        bars.append(real_tqdm(*args, **kwargs))
-        return bars[-1]
-
-    monkeypatch.setattr(runner, "tqdm", recording_tqdm)
-    assert run_cli(runner.main, ["--preset", "tiny", "--root", str(tmp_path)]) == 0
-    assert len(bars) == 1 and bars[0].total == 3 and bars[0].n == 3
-    assert trained == [s.name for s in specs[1:]]
-    err = capsys.readouterr().err
-    assert "1/3" in err and "3/3" in err and "<" in err  # tqdm's "elapsed<remaining"
-
-
 def test_root_that_is_a_file_is_one_line_exit_2(tmp_path, capsys):
     (tmp_path / "afile").write_text("not a folder")
     with pytest.raises(SystemExit) as exit_info:

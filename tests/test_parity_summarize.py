@@ -213,3 +213,179 @@ def test_summary_provenance_is_kept_when_numbers_do_not_change(synthetic_root):
     path.write_text(json.dumps(data))
     summarize.summarize_root(synthetic_root)
     assert json.loads(path.read_text())["created_utc"] == "2000-01-01T00:00:00Z"
+
+
+# --- per-run endpoints, outcomes, unfinished runs ------------------------------------
+
+def _outcome_root(root):
+    from test_parity_phase import write_phase_run
+    curves = {
+        # reaches 0.99 at 300, then dips to 0.97 (train at 0.98 keeps it going), back to 1.0
+        0: [(0, .5, .5), (100, .8, .93), (200, .9, .95), (300, .98, .995), (400, .98, .97), (500, 1., 1.),
+            (600, 1., 1.)],
+        1: [(0, .5, .5), (500, .9, .91), (1000, 1., .95)],     # slower: 0.90 at 500, never 0.99
+        2: [(0, .5, .5), (500, .9, .7), (1000, 1., .6)],       # partial: never 0.90, final exactly 0.60
+        3: [(0, .5, .5), (500, .9, .85), (1000, 1., .55)],     # did_not_learn: peaked at 0.85, ended at chance
+        4: [(0, .5, .5), (300, .9, .5)],                       # unfinished: no run.json, 300 of 1000 steps
+        5: [(0, .5, .5), (300, .9, .92)],                      # unfinished too, already past 0.90
+    }
+    for seed, curve in curves.items():
+        write_phase_run(root, "md", seed, curve, window=(0.0, 0.261), finished=seed < 4,
+                        spec={"early_stop": seed != 0})
+    return root
+
+
+def test_outcomes_and_endpoints(tmp_path):
+    root = _outcome_root(tmp_path / "outcomes")
+    table = summarize.summarize_runs(root / "runs").set_index("seed")
+    assert list(table["outcome"]) == ["reached_99", "slower", "partial", "did_not_learn", "unfinished", "unfinished"]
+    assert table.loc[0, "steps_to_val_90"] == 100 and table.loc[0, "steps_to_val_99"] == 300
+    assert table.loc[0, "min_val_after_99"] == pytest.approx(0.97)  # the dip after the first 0.99
+    assert table.loc[1, "steps_to_val_90"] == 500 and pd.isna(table.loc[1, "min_val_after_99"])
+    assert pd.isna(table.loc[2, "steps_to_val_90"]) and pd.isna(table.loc[3, "steps_to_val_90"])
+    assert table.loc[4, "status"] == "running" and table.loc[5, "steps_to_val_90"] == 300
+    # early_stop comes from run.json's spec; a run without run.json has none
+    assert table.loc[0, "early_stop"] is False and table.loc[1, "early_stop"] is True
+    assert table.loc[4, "early_stop"] is None
+    cond = summarize.by_condition(table.reset_index())
+    finished = cond[cond["group"] == "phase"].iloc[0]  # the unfinished runs have no group (no run.json)
+    assert [finished[f"n_{o}"] for o in summarize.OUTCOMES] == [1, 1, 1, 1, 0]
+    assert finished["val_90_reached"] == 2 and finished["val_90_median"] == 300
+    text = summarize.markdown_table(cond)
+    assert "| 1 / 1 / 1 / 1 |" in text and "| 0 / 0 / 0 / 0 (+2 unfinished) |" in text
+    by_seed = summarize.by_seed_markdown(table.reset_index())
+    assert "– (0.95; 0.90 at 500)" in by_seed and "– (0.55)" in by_seed
+    assert "– (0.92; 0.90 at 300; running)" in by_seed
+
+
+def test_cli_says_what_it_skipped_and_what_is_unfinished(tmp_path, capsys):
+    root = _outcome_root(tmp_path / "outcomes")
+    (root / "runs" / "no_files").mkdir()
+    not_evaluated = root / "runs" / "not_evaluated"
+    not_evaluated.mkdir()
+    (not_evaluated / "config.json").write_text(json.dumps({"task": {"objective": "os"}, "train": {}}))
+    (not_evaluated / "metrics.jsonl").write_text("")
+    assert summarize.main(["--root", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{root}: 6 runs -> {root / 'summary.csv'}"
+    assert "skipped 2 folders" in out[1] and "1 with no config.json and metrics.jsonl" in out[1] \
+        and "1 with no evaluation yet" in out[1]
+    assert out[2].startswith("  2 runs unfinished (no run.json") and "censored at their last evaluation" in out[2]
+    assert json.loads((root / "summary_provenance.json").read_text())["skipped"] == \
+        {summarize.SKIP_NO_FILES: 1, summarize.SKIP_NO_EVAL: 1}
+
+
+def test_long_budget_without_early_stop(tmp_path):
+    """paper_mlp / phase_extend runs: budgets of 25,000-30,000 steps, and runs
+    that train on past 0.99 (spec early_stop false)."""
+    from test_parity_phase import write_phase_run
+    root = tmp_path / "long"
+    curve = [(s, 1.0, 0.5 if s < 20000 else 0.991 if s == 20000 else 0.995 if s == 25000 else 1.0)
+             for s in range(0, 30001, 2500)]
+    write_phase_run(root, "os", 0, curve, budget=30000, spec={"early_stop": False})
+    write_phase_run(root, "md", 0, [(s, 0.9, 0.5) for s in range(0, 25001, 2500)], window=(0.0, 0.2),
+                    budget=25000, spec={"early_stop": True})
+    summarize.summarize_root(root)
+    table = pd.read_csv(root / "summary.csv").set_index("objective")
+    assert table.loc["os", "budget"] == 30000 and table.loc["os", "steps_to_val_99"] == 20000
+    # the lowest held-out accuracy after (not at) the first evaluation at 0.99
+    assert table.loc["os", "min_val_after_99"] == pytest.approx(0.995) and not table.loc["os", "early_stop"]
+    assert table.loc["md", "budget"] == 25000 and table.loc["md", "outcome"] == "did_not_learn"
+    cells = pd.read_csv(root / "cells.csv").set_index("objective")
+    assert cells.loc["md", "budget"] == 25000 and cells.loc["os", "km_median_steps"] == 20000
+
+
+# --- pairing with a baseline root ----------------------------------------------------
+
+def _pair_roots(tmp_path):
+    """BASE: batch 256, budget 1000, group "phase"; ROOT: full batch (512),
+    budget 3000, group "phase_batch"; same settings and seeds otherwise."""
+    from test_parity_phase import write_phase_run
+    base, root = tmp_path / "base", tmp_path / "batch"
+    sc = (0.0, 0.261)
+
+    def reach(at90, at99, end):
+        return [(s, 1.0, 0.995 if at99 is not None and s >= at99 else 0.95 if at90 is not None and s >= at90 else 0.5)
+                for s in range(0, end + 1, 100)]
+    # (BASE, ROOT) steps to (0.90, 0.99) of MD per seed
+    md = [((300, None), (200, 400)), ((400, None), (200, 800)), ((200, 600), (100, 300)), ((None, None), (900, None)),
+          ((300, 900), (600, None))]
+    for seed, (mine_base, mine_root) in enumerate(md):
+        write_phase_run(base, "md", seed, reach(*mine_base, 1000), window=sc)
+        write_phase_run(root, "md", seed, reach(*mine_root, 3000), window=sc, batch=512, budget=3000,
+                        group="phase_batch")
+        write_phase_run(base, "os", seed, reach(100, 200, 1000))
+        write_phase_run(root, "os", seed, reach(100, 200, 3000), batch=512, budget=3000, group="phase_batch")
+    # no baseline: seed 9 (BASE has seeds 0-4), and a run with another learning rate
+    write_phase_run(root, "md", 9, reach(200, 300, 3000), window=sc, batch=512, budget=3000, group="phase_batch")
+    write_phase_run(root, "os", 0, reach(100, 200, 3000), batch=512, budget=3000, group="phase_batch", lr=3e-3)
+    return base, root
+
+
+def test_baseline_pairing(tmp_path, capsys):
+    base, root = _pair_roots(tmp_path)
+    assert summarize.main(["--root", str(root), "--baseline", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert f"10 of 12 runs paired with a baseline run -> {root / 'paired_with_baseline.csv'} (2 without one)" in out
+    assert not (base / "summary.csv").exists()  # the baseline root is only read
+    runs = pd.read_csv(root / "paired_with_baseline_runs.csv")
+    unmatched = runs[runs["baseline_run"].isna()]
+    assert sorted(unmatched["run"]) == ["md0-0.261_n16k4_N512_wd0.1_bs512_s9", "os_n16k4_N512_wd0.1_bs512_lr0.003_s0"]
+    assert unmatched[["baseline_steps_to_val_99", "baseline_budget", "baseline_final_val_acc"]].isna().all().all()
+    seed0 = runs[runs["run"] == "md0-0.261_n16k4_N512_wd0.1_bs512_s0"].iloc[0]
+    assert seed0["baseline_run"] == "md0-0.261_n16k4_N512_wd0.1_s0" and seed0["baseline_matches"] == 1
+    assert (seed0["batch_size"], seed0["baseline_batch_size"], seed0["budget"], seed0["baseline_budget"]) == \
+        (512, 256, 3000, 1000)
+    assert seed0["step_ratio_90"] == pytest.approx(200 / 300) and pd.isna(seed0["step_ratio_99"])
+
+    cells = pd.read_csv(root / "paired_with_baseline.csv")
+    md = cells[(cells["objective"] == "md") & (cells["lr"] == 1e-3)].iloc[0]
+    assert (md["runs"], md["runs_paired"], md["runs_unmatched"]) == (6, 5, 1)
+    assert (md["batch_size"], md["baseline_batch_size"], md["budget"], md["baseline_budget"]) == (512, 256, 3000, 1000)
+    # 0.99: ROOT reached in seeds 0, 1, 2; BASE in 2, 4 -> only ROOT {0, 1}, only BASE {4}
+    assert (md["reached_99"], md["baseline_reached_99"], md["only_root_99"], md["only_baseline_99"]) == (3, 2, 2, 1)
+    assert md["mcnemar_p_99"] == pytest.approx(1.0)  # Bin(3, 1/2): P(X <= 1 or X >= 2) = 1
+    # 0.90: ROOT all five, BASE all but seed 3 -> only ROOT {3}
+    assert (md["reached_90"], md["baseline_reached_90"], md["only_root_90"], md["only_baseline_90"]) == (5, 4, 1, 0)
+    assert md["mcnemar_p_90"] == pytest.approx(1.0)
+    # step ratios ROOT / BASE where both reached: 0.90 of seeds 0, 1, 2, 4: 2/3, 1/2, 1/2, 2; 0.99 of seed 2: 1/2
+    assert md["pairs_both_90"] == 4 and md["median_step_ratio_90"] == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert md["pairs_both_99"] == 1 and md["median_step_ratio_99"] == pytest.approx(0.5)
+    assert md["final_val_acc_median"] == pytest.approx(0.995) and md["baseline_final_val_acc_median"] == \
+        pytest.approx(0.95)
+    os_ = cells[(cells["objective"] == "os") & (cells["lr"] == 1e-3)].iloc[0]
+    assert (os_["runs_paired"], os_["reached_99"], os_["baseline_reached_99"]) == (5, 5, 5)
+    assert os_["mcnemar_p_99"] == 1.0 and os_["median_step_ratio_99"] == 1.0
+    lonely = cells[cells["lr"] == 3e-3].iloc[0]  # a cell without a match: empty baseline columns
+    assert lonely["runs_paired"] == 0 and pd.isna(lonely["mcnemar_p_99"]) and pd.isna(lonely["baseline_budget"])
+
+
+def test_baseline_pairing_mcnemar_by_hand(tmp_path):
+    """Six seeds where ROOT reaches 0.99 and BASE does not: p = 2 / 2^6."""
+    from test_parity_phase import write_phase_run
+    base, root = tmp_path / "base", tmp_path / "root"
+    for seed in range(6):
+        write_phase_run(base, "os", seed, [(0, .5, .5), (1000, 1., .95)])
+        write_phase_run(root, "os", seed, [(0, .5, .5), (1000, 1., .95), (2000, 1., .995)], budget=3000)
+    summarize.main(["--root", str(root), "--baseline", str(base)])
+    cell = pd.read_csv(root / "paired_with_baseline.csv").iloc[0]
+    assert (cell["only_root_99"], cell["only_baseline_99"]) == (6, 0)
+    assert cell["mcnemar_p_99"] == pytest.approx(2 / 64) and cell["mcnemar_p_90"] == 1.0
+
+
+@pytest.mark.parametrize("bad", ["missing", "a_file", "no_runs", "empty_runs"])
+def test_bad_baseline_is_one_line_exit_2(synthetic_root, tmp_path, capsys, bad):
+    from mdtheory.cli import run_cli
+    target = tmp_path / bad
+    if bad == "a_file":
+        target.write_text("x")
+    elif bad == "no_runs":
+        target.mkdir()
+    elif bad == "empty_runs":
+        (target / "runs" / "not_a_run").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(summarize.main, ["--root", str(synthetic_root), "--baseline", str(target)])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "--baseline" in err
+    assert not (synthetic_root / "summary.csv").exists()  # refused before anything was written

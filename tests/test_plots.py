@@ -82,6 +82,14 @@ def results(tmp_path):
     _write_run(runs, "mlp_s0", parity_task("md", 0, (0.0, 0.2), model="mlp"), _parity_records(200, rng, energy=True),
                {"weight_decay": 0.1, "lr": 1e-3})
     summarize_root(tmp_path / "parity")
+    paper_mlp = tmp_path / "parity" / "paper_mlp"  # the Fig. 5 setting's own root
+    for seed in (0, 1):
+        train = {"weight_decay": 0.1, "lr": 1e-3, "batch_size": 5000}
+        _write_run(paper_mlp / "runs", f"os_s{seed}", parity_task("os", seed, model="mlp"),
+                   _parity_records(900, rng), train)
+        _write_run(paper_mlp / "runs", f"md0.2_s{seed}", parity_task("md", seed, (0.0, 0.2), model="mlp"),
+                   _parity_records(None, rng), train)
+    summarize_root(paper_mlp)
     write_phase_root(tmp_path / "parity" / "phase")  # the (k, N) grid's own root, summarised
     # rho values a plot could not compute itself from these rows: the figure must read them
     tvs = pd.read_csv(tmp_path / "parity" / "theory_vs_speed.csv")

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from mdtheory.cli import OneLineParser, atomic_write_text, run_cli
 from mdtheory.errors import UserError
-from mdtheory.runfiles import read_runs
+from mdtheory.runfiles import hold_root, read_runs
 
 from . import sweep
 from .presets import PRESETS, Preset
@@ -103,25 +103,30 @@ def _main(argv) -> int:
     args = p.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         raise UserError("--jobs and --threads must be >= 1")
+    sweep.check_seeds(args.seeds)
     results = sweep.writable_folder(Path(args.results))
-    window = best_window(results)
-    if args.collect_only:
-        print(f"{write_csv(results, window, args.seeds)} finished run(s) -> {results / 'durability.csv'}")
-        return 0
-    plans = [stage_plan(stage, window, args.seeds, results) for stage in args.stages]
-    todo = [(preset, s, root / s.name) for preset, runs, root in plans for s in runs
-            if not sweep.is_finished(root / s.name, preset.steps)]
-    total = sum(len(runs) for _, runs, _ in plans)
-    bar = tqdm(total=total, initial=total - len(todo), desc="lm durability", unit="run",
-               disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
-    errors = sweep.train_all(todo, args.jobs, args.threads,
-                             lambda: (write_csv(results, window, args.seeds), bar.update(1)))
-    bar.close()
-    listed = write_csv(results, window, args.seeds)
-    if errors:
-        raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
-    finished = total - sum(not sweep.is_finished(root / s.name, preset.steps) for preset, runs, root in plans
-                           for s in runs)
+    # one process per results root: the sweep and this study share results/lm (predicted_t.json)
+    with hold_root(results / ".lock", f"results root {results}"):
+        window = best_window(results)
+        if args.collect_only:
+            print(f"{write_csv(results, window, args.seeds)} finished run(s) -> {results / 'durability.csv'}")
+            return 0
+        plans = [stage_plan(stage, window, args.seeds, results) for stage in args.stages]
+        for preset, runs, _ in plans:
+            sweep.check_runs(preset, runs)
+        todo = [(preset, s, root / s.name) for preset, runs, root in plans for s in runs
+                if not sweep.is_finished(root / s.name, preset.steps)]
+        total = sum(len(runs) for _, runs, _ in plans)
+        bar = tqdm(total=total, initial=total - len(todo), desc="lm durability", unit="run",
+                   disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+        errors = sweep.train_all(todo, args.jobs, args.threads,
+                                 lambda: (write_csv(results, window, args.seeds), bar.update(1)))
+        bar.close()
+        listed = write_csv(results, window, args.seeds)
+        if errors:
+            raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
+        finished = total - sum(not sweep.is_finished(root / s.name, preset.steps) for preset, runs, root in plans
+                               for s in runs)
     print(f"{finished}/{total} runs finished; {listed} run(s) of all stages -> {results / 'durability.csv'}")
     return 0
 

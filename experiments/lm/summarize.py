@@ -39,7 +39,7 @@ import pandas as pd
 from mdtheory.cli import OneLineParser, atomic_write_json, atomic_write_text, run_cli
 from mdtheory.errors import UserError
 from mdtheory.provenance import device_label
-from mdtheory.runfiles import CONFIG_NAME, is_run, read_json_object, read_run
+from mdtheory.runfiles import CONFIG_NAME, is_run, no_records_reason, read_json_object, read_metrics, read_run
 
 TEST, VAL = "full_range_test_loss", "full_range_val_loss"
 CONFIDENCE = 0.95
@@ -186,26 +186,64 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
     return out
 
 
+def verdict(diff: dict | None) -> str:
+    """What a paired difference (``paired``) lets one say: "lower" or
+    "higher" when there are at least 2 seeds and the interval excludes 0,
+    else "cannot tell"."""
+    if not diff or len(diff.get("per_seed") or []) < 2:
+        return "cannot tell"
+    low, high = diff.get("ci_low"), diff.get("ci_high")  # None once the summary went through JSON
+    if low is None or high is None or math.isnan(low) or math.isnan(high) or low <= 0 <= high:
+        return "cannot tell"
+    return "lower" if high < 0 else "higher"
+
+
+def _why_cannot_tell(diff: dict | None) -> str:
+    n = len((diff or {}).get("per_seed") or [])
+    if n < 2:
+        return (f"{'one seed gives' if n == 1 else 'no paired seeds give'} no interval; "
+                f"train at least 2 seeds (e.g. --seeds 0 1 2)")
+    return f"the {diff['confidence']:.0%} interval over {n} seeds contains 0; more seeds may tell"
+
+
 def _diff_text(diff: dict | None) -> str:
     if not diff or not diff["per_seed"]:
         return "no paired seeds"
     low = diff.get("ci_low")  # None once the summary went through JSON
+    n = len(diff["per_seed"])
     ci = "" if low is None or math.isnan(low) else \
         f", {diff['confidence']:.0%} CI [{low:+.4f}, {diff['ci_high']:+.4f}]"
-    return (f"{diff['mean']:+.4f} nats{ci} over {len(diff['per_seed'])} seed(s)"
-            + ("; better in every seed" if diff["beats_uniform_all_seeds"] else ""))
+    text = f"{diff['mean']:+.4f} nats{ci} over {n} seed(s)"
+    if verdict(diff) == "cannot tell":
+        every = "; lower in every seed" if n > 1 and diff["beats_uniform_all_seeds"] else ""
+        return f"{text}{every}: cannot tell ({_why_cannot_tell(diff)})"
+    return text + ("; better in every seed" if diff["beats_uniform_all_seeds"] else "")
 
 
 def recommendation(summary: dict) -> str:
-    """What a user of this corpus should train with, in a few lines (markdown)."""
+    """What a user of this corpus should train with, in a few lines (markdown).
+
+    The window chosen on val is recommended over U[0, 1] only when the
+    paired test difference says so: at least 2 seeds and a 95% interval
+    below 0; otherwise the text says that the sweep cannot tell."""
     lines = ["## Recommendation"]
     best, uniform = summary.get("best_window"), summary.get("uniform")
+    diff = summary.get("best_minus_uniform")
     if best:
-        lines.append(f"* Train with `--sampler window:{best['t0']:g},{best['t1']:g}` (chosen on val: "
-                     f"val {best['val_loss_mean']:.4f}, test {best['loss_mean']:.4f} nats/token).")
+        spec = f"`--sampler window:{best['t0']:g},{best['t1']:g}`"
+        losses = f"val {best['val_loss_mean']:.4f}, test {best['loss_mean']:.4f} nats/token"
+        chosen = f"chosen on val: {losses}"
+        said = verdict(diff) if uniform else "lower"  # no U[0, 1] run: the best window is all there is
+        if said == "lower":
+            lines.append(f"* Train with {spec} ({chosen}).")
+        elif said == "higher":
+            lines.append(f"* Keep U[0, 1]: the window chosen on val, {spec} ({losses}), is worse on test.")
+        else:
+            lines.append(f"* Cannot tell whether {spec} ({chosen}) is better than U[0, 1]: "
+                         f"{_why_cannot_tell(diff)}.")
     if best and uniform:
         lines.append(f"* Against U[0, 1] (test {uniform['loss_mean']:.4f}), paired by seed: "
-                     f"{_diff_text(summary.get('best_minus_uniform'))}.")
+                     f"{_diff_text(diff)}.")
     t_star = summary.get("t_star")
     if t_star is not None:
         windows = [g for g in summary["groups"] if g["kind"] == "window"]
@@ -369,6 +407,45 @@ def write_durability_summary(results: Path, sweep: pd.DataFrame) -> pd.DataFrame
     return table
 
 
+def skipped_runs(results: Path, df: pd.DataFrame, presets=()) -> dict[str, list[str]]:
+    """{reason: run names} of the runs this summary leaves out: rows of
+    window_sweep.csv below the sweep's full budget, and run folders under
+    RESULTS/runs/<preset>/ that the sweep did not list (unfinished, killed
+    before their first record, or damaged: the reader's one-line error)."""
+    skipped: dict[str, list[str]] = {}
+    if not df.empty and "steps" in df and "run" in df:
+        top = df["steps"].max()
+        for row in df[df["steps"] < top].itertuples():
+            skipped.setdefault(f"fewer steps than the full budget of {int(top)}", []).append(str(row.run))
+    listed = set(df["run"].astype(str)) if "run" in df else set()
+    names = set(presets) | (set(df["preset"].dropna().astype(str)) if "preset" in df else set())
+    for preset in sorted(names):
+        root = results / "runs" / preset
+        if not root.is_dir():
+            continue
+        for folder in sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")):
+            if folder.name in listed:
+                continue
+            try:
+                records = read_metrics(folder) if is_run(folder) else []
+            except UserError as exc:
+                skipped.setdefault(f"a damaged record ({exc})", []).append(folder.name)
+                continue
+            why = (f"no finished record (unfinished at step {records[-1]['step']})" if records
+                   else no_records_reason(folder))
+            skipped.setdefault(why, []).append(folder.name)
+    return skipped
+
+
+def skipped_text(skipped: dict[str, list[str]]) -> list[str]:
+    """One line per reason: how many runs were left out, why, and which."""
+    lines = []
+    for why, names in skipped.items():
+        shown = ", ".join(names[:5]) + (f", ... ({len(names) - 5} more)" if len(names) > 5 else "")
+        lines.append(f"skipped {len(names)} run(s) with {why}: {shown}")
+    return lines
+
+
 def _main(argv) -> int:
     p = OneLineParser(prog="python -m experiments.lm.summarize", description=__doc__.splitlines()[0])
     p.add_argument("--results", default="results/lm")
@@ -382,10 +459,15 @@ def _main(argv) -> int:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise UserError(f"{csv_path} is empty or not a CSV ({type(exc).__name__})") from None
     df = df.assign(device=[run_device(results, r) for r in df.itertuples()])
-    t_star = None
+    t_star, presets = None, []
     meta = results / "window_sweep.json"
     if meta.exists():
-        t_star = json.loads(meta.read_text()).get("predicted", {}).get("t_star")
+        record = read_json_object(meta)
+        t_star = (record.get("predicted") or {}).get("t_star")
+        presets = [str((record.get("preset") or {}).get("name"))] if (record.get("preset") or {}).get("name") else []
+    notes = skipped_text(skipped_runs(results, df, presets))
+    if df.empty and notes:
+        raise UserError(f"{csv_path} has no finished runs; {'; '.join(notes)}")
     summary = summarize(df, t_star)
     text = table(summary)
     atomic_write_json(results / "window_sweep_summary.json", _finite(summary))
@@ -393,6 +475,8 @@ def _main(argv) -> int:
     atomic_write_text(results / BY_WINDOW, by_window.to_csv(index=False))
     atomic_write_text(results / "window_sweep_summary.md", text)
     print(text, end="")
+    for line in notes:  # what the summary left out, and why
+        print(line)
     durability = write_durability_summary(results, df)
     if durability is not None:
         print(f"durability: {len(durability)} stage x sampler rows -> {results / DURABILITY_SUMMARY}")

@@ -30,6 +30,11 @@ shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
 RESULTS defaults to results/lm (results/lm/tiny for the tiny preset); the
 predicted window is read from RESULTS/predicted_t.json, computed there from the
 corpus when absent.
+Every setting is checked before the first run starts (seeds >= 0 and each
+once, sizes, steps, every run's settings, each ``--runs`` glob matching a
+run), so a refused sweep writes nothing. One process at a time holds
+RESULTS (``RESULTS/.lock``, ``mdtheory.runfiles.hold_root``): a second sweep
+or durability study on it is refused with the holder's pid.
 Resumable: finished runs are skipped, unfinished ones resume from their
 checkpoint, so re-running the command after an interruption finishes the
 sweep. ``--jobs N`` trains N runs at once in separate processes, one torch
@@ -55,7 +60,7 @@ from mdtheory.cli import (OneLineParser, atomic_write_json, atomic_write_text, c
                           write_provenance_json)
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
-from mdtheory.runfiles import read_metrics, read_run
+from mdtheory.runfiles import hold_root, read_metrics, read_run
 
 from .presets import PRESETS, Preset
 
@@ -101,29 +106,39 @@ def run_label(spec: str) -> str:
 
 
 def predicted_window(results: Path, corpus: str, width: float = 0.1,
-                     text_file: str | None = None) -> tuple[float, float, float]:
+                     text_file: str | None = None, pending: dict | None = None) -> tuple[float, float, float]:
     """(t*, t0, t1): a width-0.1 window centred on the corpus-predicted t*
-    (n-gram weights of the training split only)."""
+    (n-gram weights of the training split only). A t* computed here is
+    written to RESULTS/predicted_t.json, or, with ``pending``, put there
+    under that file name for the caller to write once it holds the folder."""
     path = results / "predicted_t.json"  # only --results: never a file of another folder
     if path.exists():
         try:
             t_star = float(json.loads(path.read_text(encoding="utf-8"))["t_star"])
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(f"{path} is corrupt ({type(exc).__name__}); delete it to recompute") from None
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     else:
         from mdtheory.data.corpus import load_corpus
         from mdtheory.derive.ngram import predict
         result = predict(load_corpus(corpus, text_file=text_file))
-        atomic_write_json(results / "predicted_t.json", result, keep_provenance_if_unchanged=True)
+        if pending is None:
+            atomic_write_json(path, result, keep_provenance_if_unchanged=True)
+        else:
+            pending[path.name] = result
         t_star = result["t_star"]
     t0 = min(max(round(t_star - width / 2, 3), 0.0), 1.0 - width)
     return t_star, t0, round(t0 + width, 3)
 
 
-def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
+def plan(preset: Preset, results: Path, pending: dict | None = None) -> tuple[list[RunSpec], dict]:
+    """The runs of ``preset`` (and the predicted window, see ``predicted_window``
+    for ``pending``). Two runs never share a folder: a seed listed twice is refused."""
+    check_seeds(preset.seeds)
     runs, info = [], {}
     if preset.predicted:
-        t_star, p0, p1 = predicted_window(results, preset.corpus, text_file=preset.text_file)
+        t_star, p0, p1 = predicted_window(results, preset.corpus, text_file=preset.text_file, pending=pending)
         info = {"t_star": t_star, "window": [p0, p1]}
     for seed in preset.seeds:
         for t0, t1 in preset.windows:
@@ -136,7 +151,54 @@ def plan(preset: Preset, results: Path) -> tuple[list[RunSpec], dict]:
             runs.append(RunSpec(f"{run_label(law)}_s{seed}", "adaptive", float("nan"), float("nan"), seed, law))
         if preset.ar_baseline:
             runs.append(RunSpec(f"ar_s{seed}", "ar", float("nan"), float("nan"), seed))
+    names = [r.name for r in runs]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise UserError(f"two runs of preset {preset.name!r} share a folder name ({', '.join(twice[:3])})")
     return runs, info
+
+
+def check_seeds(seeds, flag: str = "--seeds") -> None:
+    """Seeds are integers >= 0, each listed once (a repeat would train the
+    same run twice and count it as two seeds)."""
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad:
+        raise UserError(f"{flag} must be integers >= 0, got {bad[0]!r}")
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise UserError(f"{flag} lists seed {', '.join(map(str, twice))} more than once; give each seed once")
+
+
+def check_runs(preset: Preset, runs: list[RunSpec]) -> None:
+    """Build every run's settings without training, so that a bad setting
+    (steps, seed, model size, mask-rate law, a model that cannot fit) is one
+    line before any run starts, not one failure per run after all of them."""
+    from mdtheory.masking import parse_sampler
+    from mdtheory.models import TransformerConfig
+    from mdtheory.train.lm_task import check_memory
+
+    for spec in runs:
+        task, cfg = preset.configs(spec.seed, **spec.rate())  # TrainConfig checks steps, seed, batch
+        if task.objective == "md":
+            parse_sampler(task.sampler, eps=task.eps, weighting=task.loss_weighting)
+    if runs:
+        if preset.block_size < 2:
+            raise UserError(f"--block-size must be >= 2, got {preset.block_size}")
+        TransformerConfig(vocab_size=2, block_size=preset.block_size, n_layer=preset.n_layer,
+                          n_head=preset.n_head, n_embd=preset.n_embd)
+        check_memory(task, vocab_size=2, batch_size=cfg.batch_size)  # a lower estimate: the vocabulary comes later
+
+
+def select(runs: list[RunSpec], patterns: list[str] | None) -> list[RunSpec]:
+    """The runs whose name matches one of the globs; a glob that matches no
+    run of the sweep is refused (a typo would otherwise train nothing)."""
+    if not patterns:
+        return list(runs)
+    unmatched = [pat for pat in patterns if not any(fnmatch(s.name, pat) for s in runs)]
+    if unmatched:
+        names = ", ".join(s.name for s in runs[:4]) + (", ..." if len(runs) > 4 else "")
+        raise UserError(f"--runs {' '.join(unmatched)} matches no run of this sweep (runs: {names})")
+    return [s for s in runs if any(fnmatch(s.name, pat) for pat in patterns)]
 
 
 def is_finished(run_dir: Path, steps: int) -> bool:
@@ -254,6 +316,13 @@ def writable_folder(path: Path) -> Path:
     return check_output_dir(path, "--results")
 
 
+def usable_folder(path: Path) -> Path:
+    """Refuse, without creating anything, a --results that names a file."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--results {path} exists and is not a folder")
+    return path
+
+
 SIZE_FLAGS = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size")
 
 
@@ -270,25 +339,29 @@ def corpus_name(text_file: str | None, corpus: str | None) -> str | None:
 
 def configure(args) -> tuple[Preset, Path, bool]:
     """The preset with the command line's corpus and overrides, the results
-    folder, and whether this is a sweep of a corpus of one's own."""
-    from mdtheory.data.corpus import CORPORA
+    folder (not created yet), and whether this is a sweep of a corpus of
+    one's own. Every flag is checked here, before anything is written."""
+    from mdtheory.data.corpus import CORPORA, check_text_file
 
     name = corpus_name(args.text_file, args.corpus)
     preset = PRESETS[args.preset or ("corpus" if name else "quick")]
     if args.text_file is not None:
-        if not Path(args.text_file).is_file():
-            raise UserError(f"--text-file {args.text_file} is not a file")
+        check_text_file(args.text_file)
         preset = replace(preset, text_file=str(Path(args.text_file).resolve()))
     elif name is not None:
         if name not in CORPORA:
             raise UserError(f"unknown corpus {name!r}; choose from {', '.join(CORPORA)} or pass --text-file")
         preset = replace(preset, corpus=name, text_file=None)
     sizes = {k: getattr(args, k) for k in SIZE_FLAGS if getattr(args, k) is not None}
+    for flag, value in sizes.items():
+        if value < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
     if sizes and name is None and args.results is None:
         # a preset's runs are never mixed with runs of other settings in its folder
         raise UserError(f"changing the {preset.name} preset's {', '.join(sorted(sizes))} needs --results DIR")
     preset = replace(preset, **sizes)
     if args.seeds:
+        check_seeds(args.seeds)
         preset = replace(preset, seeds=tuple(args.seeds))
     if args.adaptive is not None:
         preset = replace(preset, adaptive=tuple(args.adaptive))
@@ -298,7 +371,7 @@ def configure(args) -> tuple[Preset, Path, bool]:
             raise UserError(f"--adaptive takes adaptive[:options] specs, got {law!r}")
     default = (f"results/lm/{name}" if name else
                "results/lm/tiny" if preset.name == "tiny" else "results/lm")
-    return preset, writable_folder(Path(args.results or default)), name is not None
+    return preset, usable_folder(Path(args.results or default)), name is not None
 
 
 def _main(argv) -> int:
@@ -308,24 +381,32 @@ def _main(argv) -> int:
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     preset, results, own_corpus = configure(args)
-    run_root = results / "runs" / preset.name
-    runs, info = plan(preset, results)
-    todo = todo_all = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
-    if args.runs:
-        todo = [s for s in todo if any(fnmatch(s.name, pat) for pat in args.runs)]
-    # one bar per sweep, also when stdout is a log file: runs done / total and ETA
-    bar = tqdm(total=len(runs) - len(todo_all) + len(todo), initial=len(runs) - len(todo_all),
-               desc=f"lm sweep ({preset.name})", unit="run", disable=args.no_progress,
-               file=sys.stderr, dynamic_ncols=True)
-    errors = train_all([(preset, s, run_root / s.name) for s in todo], args.jobs, args.threads,
-                       lambda: (write_outputs(preset, runs, run_root, results, info), bar.update(1)))
-    bar.close()
-    rows = write_outputs(preset, runs, run_root, results, info)
-    if errors:
-        raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
-    print(f"{len(rows)}/{len(runs)} runs finished -> {results / 'window_sweep.csv'}")
-    if own_corpus and rows:
-        recommend(results)
+    # everything is checked before anything is written: a refused sweep leaves no trace
+    pending: dict = {}
+    runs, info = plan(preset, results, pending)
+    check_runs(preset, runs)
+    chosen = select(runs, args.runs)
+    results = writable_folder(results)
+    with hold_root(results / ".lock", f"results root {results}"):
+        for name, record in pending.items():
+            atomic_write_json(results / name, record, keep_provenance_if_unchanged=True)
+        run_root = results / "runs" / preset.name
+        todo_all = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
+        chosen_names = {s.name for s in chosen}
+        todo = [s for s in todo_all if s.name in chosen_names]
+        # one bar per sweep, also when stdout is a log file: runs done / total and ETA
+        bar = tqdm(total=len(runs) - len(todo_all) + len(todo), initial=len(runs) - len(todo_all),
+                   desc=f"lm sweep ({preset.name})", unit="run", disable=args.no_progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        errors = train_all([(preset, s, run_root / s.name) for s in todo], args.jobs, args.threads,
+                           lambda: (write_outputs(preset, runs, run_root, results, info), bar.update(1)))
+        bar.close()
+        rows = write_outputs(preset, runs, run_root, results, info)
+        if errors:
+            raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
+        print(f"{len(rows)}/{len(runs)} runs finished -> {results / 'window_sweep.csv'}")
+        if own_corpus and rows:
+            recommend(results)
     return 0
 
 

@@ -30,7 +30,10 @@ Presets and where they write (``ROOTS``):
                  at the boundary cells, OS and MD
     phase_extend the phase cells where MD ended between   results/parity/phase_extend
                  0.90 and 0.99, every MD seed again with
-                 3x the budget (same names as in phase)
+                 3x the budget (same names as in phase):
+                 the grid's theory-window cells at wd 0.1
+    phase_extend_more  the same for U[0,1], wd 0 and the   results/parity/phase_extend
+                 window sweep at N = 8192
     phase_batch  full batch against the grid's 256 at      results/parity/phase_batch
                  three cells, OS and MD, 6 seeds
     paper_mlp    the paper's Fig. 5 setting: (20,6),       results/parity/paper_mlp
@@ -61,6 +64,7 @@ ROOTS = {
     "phase_windows": "results/parity/phase",
     "phase_wd": "results/parity/phase",
     "phase_extend": "results/parity/phase_extend",
+    "phase_extend_more": "results/parity/phase_extend",
     "phase_batch": "results/parity/phase_batch",
     "paper_mlp": "results/parity/paper_mlp",
 }
@@ -364,24 +368,34 @@ def preset_phase_calibration() -> list[RunSpec]:
 
 
 # MD cells (k, N, t1, weight decay) of the phase presets where a run ended at
-# its 10k budget with held-out accuracy in [0.90, 0.99) (results/parity/phase/summary.csv)
-PHASE_EXTEND_CELLS = ((3, 1896, 0.328, 0.1), (3, 2048, 1.0, 0.1), (4, 2048, 0.261, 0.0),
-                      (4, 2048, 0.261, 0.1), (4, 2048, 1.0, 0.1), (4, 2458, 0.261, 0.1),
-                      (5, 2048, 0.216, 0.0), (5, 2048, 0.216, 0.1), (5, 3021, 0.216, 0.1),
-                      (5, 8192, 0.2, 0.1), (5, 8192, 0.216, 0.1), (5, 8192, 0.285, 0.1),
-                      (5, 8192, 0.5, 0.1))
+# its 10k budget with held-out accuracy in [0.90, 0.99) (results/parity/phase/summary.csv):
+# first the cells of the grid's verdict (the sample-complexity window at wd 0.1) ...
+PHASE_EXTEND_CELLS = ((3, 1896, 0.328, 0.1), (4, 2048, 0.261, 0.1), (4, 2458, 0.261, 0.1),
+                      (5, 2048, 0.216, 0.1), (5, 3021, 0.216, 0.1))
+# ... then U[0,1], weight decay 0 and the window sweep at N = 8192
+PHASE_EXTEND_MORE_CELLS = ((3, 2048, 1.0, 0.1), (4, 2048, 1.0, 0.1), (4, 2048, 0.261, 0.0),
+                           (5, 2048, 0.216, 0.0), (5, 8192, 0.2, 0.1), (5, 8192, 0.216, 0.1),
+                           (5, 8192, 0.285, 0.1), (5, 8192, 0.5, 0.1))
 PHASE_EXTEND_FACTOR = 3
 
 
-def preset_phase_extend() -> list[RunSpec]:
+def _phase_extended(cells) -> list[RunSpec]:
     """Every MD seed of those cells, trained again (the committed runs kept no
     checkpoint) with 3x the budget; a run that reaches 0.99 stops as before."""
-    cells = set(PHASE_EXTEND_CELLS)
+    cells = set(cells)
     runs = [r for r in preset_phase() + preset_phase_windows() + preset_phase_wd()
             if r.objective == "md" and (r.k, r.train_size, r.t1, r.weight_decay) in cells]
     runs = list({r.name: replace(r, steps=PHASE_EXTEND_FACTOR * r.steps, group="phase_extend")
                  for r in runs}.values())  # the presets share some runs
     return sorted(runs, key=lambda r: (r.seed, r.k, r.train_size, r.t1))
+
+
+def preset_phase_extend() -> list[RunSpec]:
+    return _phase_extended(PHASE_EXTEND_CELLS)
+
+
+def preset_phase_extend_more() -> list[RunSpec]:
+    return _phase_extended(PHASE_EXTEND_MORE_CELLS)
 
 
 # full batch against the grid's minibatch of 256, where MD was slowest or failed
@@ -425,7 +439,8 @@ PRESETS = {"tiny": preset_tiny, "quick": preset_quick, "calibration": preset_cal
            "full": preset_full, "os_long": preset_os_long, "paper": preset_paper,
            "phase_calibration": preset_phase_calibration, "phase": preset_phase,
            "phase_windows": preset_phase_windows, "phase_wd": preset_phase_wd,
-           "phase_extend": preset_phase_extend, "phase_batch": preset_phase_batch,
+           "phase_extend": preset_phase_extend, "phase_extend_more": preset_phase_extend_more,
+           "phase_batch": preset_phase_batch,
            "paper_mlp": preset_paper_mlp}
 
 

@@ -1,7 +1,14 @@
 """Launch every run of a parity preset: ``python -m experiments.parity.run``.
 
-    python -m experiments.parity.run --preset {tiny,quick,calibration,full,paper}
-                                     [--only PATTERN] [--jobs J] [--root DIR] [--list] [--no-progress]
+    python -m experiments.parity.run --preset NAME [--root DIR] [--patience P]
+        [--only PATTERN] [--list] [--jobs J] [--executor local|slurm] [--partition P]
+        [--time MIN] [--gpus-per-run G] [--cpus-per-run C] [--array-parallelism A] [--no-progress]
+
+The runs go through the common study runner (experiments/study.py): finished
+runs are skipped, the rest run --jobs at a time on this machine or as one
+SLURM job array (--executor slurm), e.g. the whole phase diagram on a cluster:
+
+    python -m experiments.parity.run --preset phase --executor slurm --partition cpu --time 60
 
 Each run trains with the project's one training loop (mdtheory.train) into
 ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and, once finished,
@@ -30,18 +37,16 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per run: the machine is shared
 
 import sys
-from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from mdtheory.cli import OneLineParser, run_cli
 from mdtheory.errors import UserError
 from mdtheory.runfiles import read_marker, read_metrics, write_marker
 
-from .presets import PRESETS, ROOTS, RunSpec, runs_of
+from .. import study
+from .presets import PRESETS, ROOTS, RunSpec
 
 ACC = 0.99
 
@@ -112,59 +117,19 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="python -m experiments.parity.run", description=__doc__.split("\n")[0])
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--only", default=None, help="glob on run names (a plain word matches anywhere)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel, one CPU thread each")
     p.add_argument("--root", default=None, help="results root (default: per preset, see presets.ROOTS)")
     p.add_argument("--patience", type=int, default=2, help="evaluations at >= 0.99 before an early stop")
-    p.add_argument("--list", action="store_true", help="print the run names and exit")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bar (it is shown only on a terminal anyway)")
+    study.add_arguments(p)
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     if args.patience < 1:
         raise UserError(f"--patience must be >= 1, got {args.patience}")
-    runs = runs_of(args.preset, args.only)
-    if not runs:
-        raise UserError(f"no run of preset {args.preset!r} matches {args.only!r}")
     root = args.root or ROOTS[args.preset]
-    if args.list:
-        print("\n".join(f"{root}/runs/{r.name}  ({r.steps} steps)" for r in runs))
-        return 0
-    runs_dir = Path(root) / "runs"
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # e.g. --root names a file, or a read-only place
-        raise UserError(f"cannot use {runs_dir} for the runs: {exc.strerror or exc}") from None
-    statuses, todo = {}, []
-    for spec in runs:
-        status = run_status(runs_dir / spec.name, spec)
-        if status is None:
-            todo.append(spec)
-        else:
-            statuses[spec.name] = f"{status} (skipped)"
-    # one bar for the sweep: runs done / total and an ETA; runs finished
-    # earlier count as done from the start so they do not distort the ETA
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"parity {args.preset}",
-               unit="run", disable=None if args.progress else True, dynamic_ncols=True)
-    if args.jobs == 1:
-        for spec in todo:
-            bar.set_postfix_str(spec.name)
-            name, statuses[name] = execute(spec, root, args.patience)
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-            futures = [pool.submit(execute, spec, root, args.patience) for spec in todo]
-            for fut in as_completed(futures):
-                name, statuses[name] = fut.result()
-                bar.update(1)
-    bar.close()
-    counts = Counter(statuses.values())
-    print(f"{len(runs)} runs under {root}/runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    study.run_study(study.Study(f"parity {args.preset}", PRESETS[args.preset](),
+                                partial(execute, patience=args.patience), run_status), root, args)
     return 0
 
 

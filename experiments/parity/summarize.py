@@ -1,6 +1,6 @@
 """Summarise parity runs: ``python -m experiments.parity.summarize``.
 
-    python -m experiments.parity.summarize [--root DIR ...]
+    python -m experiments.parity.summarize [--root DIR ...] [--baseline BASE]
 
 For each results root (default: every root of experiments.parity.presets
 that holds runs) reads ROOT/runs/<run>/{config.json,metrics.jsonl,run.json}
@@ -14,26 +14,82 @@ and writes, beside provenance (ROOT/summary_provenance.json):
                                    rank correlation between P_S of the MD
                                    window (and its sample-complexity bound)
                                    and speed (steps to 0.99 held-out), with
-                                   bootstrap CIs over seeds
+                                   BCa bootstrap CIs over seed clusters
     ROOT/cells.csv                 per condition ("cell": k, N, objective,
                                    window, weight decay, ...): success rate
                                    with its Wilson interval, Kaplan-Meier
-                                   median steps to 0.99 held-out with its CI,
-                                   log-rank p of MD vs OS, paired-seed counts,
-                                   share of runs with the memorisation plateau
+                                   median steps with its CI, log-rank and
+                                   exact McNemar p of MD vs OS, paired-seed
+                                   counts, outcome counts, share of runs with
+                                   the memorisation plateau; at 0.99 and 0.90
     ROOT/cells.md                  the same as a markdown table
-    ROOT/km_curves.csv             the Kaplan-Meier curve of every cell
+    ROOT/km_curves.csv             the Kaplan-Meier curve (steps to 0.99) of every cell
+    ROOT/curves.csv                train / held-out accuracy vs step per
+                                   condition: median, quartiles, range over
+                                   seeds (experiments/parity/curves.py)
+    ROOT/window_vs_full_range.csv  each MD window against U[0,1] in the same
+                                   setting, paired by seed: wins, losses, ties
+                                   and the exact sign test, per cell and pooled
+                                   per window kind, at 0.99 and 0.90
 
-Speed columns are the first evaluated step at which the accuracy is >= 0.99
-(empty when never reached). The memorisation plateau of a run is the number
-of steps from train accuracy 0.99 to the first held-out accuracy above 0.60
-(or to the end of the run); it shows the grokking signature when the plateau
-lasts at least 3x the steps it took to fit the training set.
+With ``--baseline BASE`` each ROOT also gets
 
-Times to 0.99 held-out are censored data: a run that never reaches it within
-its budget (or stopped for another reason) is right-censored at its last
-evaluated step, never counted as "slow". Kaplan-Meier curves, their medians
-and log-rank tests treat it so (scipy.stats.ecdf, scipy.stats.logrank).
+    ROOT/paired_with_baseline.csv       per cell of ROOT: its runs paired with
+                                        BASE's run of the same settings and seed
+                                        (batch size, budget, group and tag may
+                                        differ): reached 0.99 / 0.90 in each,
+                                        discordant pairs, exact McNemar p,
+                                        median step ratio ROOT / BASE, final
+                                        accuracies and budgets of each
+    ROOT/paired_with_baseline_runs.csv  the pairs themselves, one row per run of
+                                        ROOT (empty baseline columns: no match)
+
+Two thresholds of held-out accuracy. The columns of cells.csv without a
+suffix (``reached``, ``success_rate``, ``wilson_low``/``wilson_high``,
+``km_median_steps``/``km_median_low``/``km_median_high``,
+``logrank_p_vs_os``, ``reached_where_os_not``, ``os_reached_where_not``)
+are the 0.99 ones, as before (plots and paper tables read them); the same
+statistics at 0.90 end in ``_90``; the McNemar columns name both
+(``mcnemar_p_vs_os_99``, ``mcnemar_p_vs_os_90``). km_curves.csv holds the
+0.99 curves only. A verdict that holds at one threshold and not the other
+hinges on the threshold.
+
+Speed columns are the first evaluated step at which the accuracy is >= the
+threshold (empty when never reached). Every run gets an ``outcome``:
+"reached_99" (held-out 0.99 within its budget), "slower" (passed 0.90, not
+0.99), "did_not_learn" (never passed 0.90 and final held-out < 0.60),
+"partial" (never passed 0.90, final held-out >= 0.60) and, for a run
+still training (status "running": no run.json, below its budget),
+"unfinished" unless it already reached 0.99. ``min_val_after_99`` is the
+lowest held-out accuracy at the evaluations after the first one at 0.99
+(empty if never reached or nothing was evaluated after it): a run that
+dropped back shows it. The memorisation plateau of a run is the number of
+steps from train accuracy 0.99 to the first held-out accuracy above 0.60
+(or to the end of the run); it shows the grokking signature when the
+plateau lasts at least 3x the steps it took to fit the training set.
+
+Times to a threshold are censored data: a run that never reaches it within
+its budget (or stopped for another reason, or is still running) is
+right-censored at its last evaluated step, never counted as "slow".
+Kaplan-Meier curves, their medians and log-rank tests treat it so
+(scipy.stats.ecdf, scipy.stats.logrank). Seed-paired tests: the exact
+McNemar test (two-sided binomial test on the discordant seeds, p = 1
+without any) for reached / not reached against OS, and the exact sign test
+for which of two windows got there sooner (a run that never got there loses
+its pair; both never: a tie; a pair whose order the budgets do not decide,
+e.g. one run still training, is "undecided" and left out).
+
+The bootstrap intervals of Spearman's rho resample whole seeds (a seed fixes
+the secret set and the training strings under every window): BCa
+(scipy.stats.bootstrap, fixed seed, so the interval is reproducible), the
+percentile interval where BCa is undefined (``ci_method`` says which). With
+a handful of seed clusters (6 in the phase grid) these intervals describe
+the spread over seeds; they are not tests.
+
+A folder under ROOT/runs without config.json and metrics.jsonl, or without
+a first evaluation, is skipped; a run without run.json (still training, or
+not launched by the runner) is included, censored at its last evaluation.
+The command prints how many of each.
 """
 from __future__ import annotations
 
@@ -44,20 +100,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.parity.curves import learning_curves
+
 from mdtheory.cli import OneLineParser, atomic_write_text, run_cli, write_provenance_json
 from mdtheory.errors import UserError
 from mdtheory.provenance import device_label, provenance
-from mdtheory.runfiles import RunRecord, read_runs
+from mdtheory.runfiles import RunRecord, is_run, read_run
 
-ACC, CHANCE_BAND, GROK_FACTOR = 0.99, 0.60, 3
+ACC, ACC_90, CHANCE_BAND, GROK_FACTOR = 0.99, 0.90, 0.60, 3
+# held-out accuracy thresholds: column suffix -> threshold
+THRESHOLDS = {"99": ACC, "90": ACC_90}
+OUTCOMES = ("reached_99", "slower", "partial", "did_not_learn", "unfinished")
 
 RUN_COLUMNS = ["run", "group", "objective", "model", "n", "k", "train_size", "val_size", "weight_decay", "lr",
                "batch_size", "n_layer", "n_embd", "loss_weighting", "normalization", "t0", "t1", "P_S", "seed",
-               "budget", "steps", "status", "steps_to_train_99", "steps_to_val_99", "steps_to_val_60",
-               "plateau_steps", "grokking_signature", "max_val_acc", "final_train_acc", "final_val_acc",
-               "device"]
+               "budget", "steps", "status", "early_stop", "steps_to_train_99", "steps_to_val_99",
+               "steps_to_val_90", "steps_to_val_60", "plateau_steps", "grokking_signature", "max_val_acc",
+               "min_val_after_99", "final_train_acc", "final_val_acc", "outcome", "device"]
+BASELINE_OUTPUTS = ("paired_with_baseline.csv", "paired_with_baseline_runs.csv")
 OUTPUTS = ("summary.csv", "summary_by_condition.csv", "summary_by_condition.md", "summary_by_seed.md",
-           "theory_vs_speed.csv", "cells.csv", "cells.md", "km_curves.csv", "summary_provenance.json")
+           "theory_vs_speed.csv", "cells.csv", "cells.md", "km_curves.csv", "window_vs_full_range.csv",
+           "curves.csv", "summary_provenance.json", *BASELINE_OUTPUTS)
 MAIN_MODEL, SETTING = "transformer", ["n", "k", "train_size"]
 CONDITION_KEYS = ["group", "objective", "model", "n", "k", "train_size", "weight_decay", "lr", "n_embd",
                   "loss_weighting", "normalization", "t0", "t1"]
@@ -83,6 +146,38 @@ def p_signal(task: dict, window) -> float | None:
     return float(theory_p_signal(task.get("k"), *window))
 
 
+def min_after(records: list[dict], key: str, threshold: float):
+    """Lowest records[key] at the evaluations after the first one with
+    records[key] >= threshold; None if never reached or nothing came after."""
+    values = [r.get(key) for r in records]
+    first = next((i for i, v in enumerate(values) if v is not None and v >= threshold), None)
+    after = [v for v in values[first + 1:] if v is not None] if first is not None else []
+    return min(after) if after else None
+
+
+def outcome(to_val_99, to_val_90, final_val, status: str) -> str:
+    """reached_99 / slower / partial / did_not_learn (see the module
+    docstring); "unfinished" for a run still training that has not reached
+    0.99 yet, whose outcome is not known."""
+    if to_val_99 is not None:
+        return "reached_99"
+    if status == "running":
+        return "unfinished"
+    if to_val_90 is not None:
+        return "slower"
+    return "partial" if final_val is not None and final_val >= CHANCE_BAND else "did_not_learn"
+
+
+def early_stop_of(marker: dict):
+    """Whether the runner stopped the run at 0.99: the spec's ``early_stop``
+    field; older run.json files without it stopped early when they name the
+    rule; None without run.json."""
+    spec = marker.get("spec") or {}
+    if "early_stop" in spec:
+        return bool(spec["early_stop"])
+    return ("early_stop_rule" in marker) if marker else None
+
+
 def summarize_run(run: RunRecord) -> dict:
     """One summary row."""
     task, records, md = run.task, run.metrics, run.objective == "md"
@@ -90,6 +185,7 @@ def summarize_run(run: RunRecord) -> dict:
     steps = run.steps
     to_train = first_step(records, "train_acc", ACC)
     to_val = first_step(records, "val_acc", ACC)
+    to_val_90 = first_step(records, "val_acc", ACC_90)
     above_chance = first_step(records, "val_acc", CHANCE_BAND, above=True)
     plateau = None
     if to_train is not None:
@@ -106,19 +202,48 @@ def summarize_run(run: RunRecord) -> dict:
         "normalization": task.get("normalization") if md else "",
         "t0": t0, "t1": t1, "P_S": p_signal(task, run.window) if md else None,
         "seed": run.seed, "budget": run.budget, "steps": steps, "status": run.status,
-        "steps_to_train_99": to_train, "steps_to_val_99": to_val, "steps_to_val_60": above_chance,
-        "plateau_steps": plateau, "grokking_signature": grok,
-        "max_val_acc": max(val) if val else None,
+        "early_stop": early_stop_of(run.marker),
+        "steps_to_train_99": to_train, "steps_to_val_99": to_val, "steps_to_val_90": to_val_90,
+        "steps_to_val_60": above_chance, "plateau_steps": plateau, "grokking_signature": grok,
+        "max_val_acc": max(val) if val else None, "min_val_after_99": min_after(records, "val_acc", ACC),
         "final_train_acc": records[-1].get("train_acc"), "final_val_acc": records[-1].get("val_acc"),
+        "outcome": outcome(to_val, to_val_90, records[-1].get("val_acc"), run.status),
         "device": device_label(run.provenance),  # "cpu" or the card's name
     }
 
 
-def summarize_runs(runs_dir: Path) -> pd.DataFrame:
-    rows = [summarize_run(run) for run in read_runs(runs_dir)]
-    table = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    for col in ("steps_to_train_99", "steps_to_val_99", "steps_to_val_60", "plateau_steps"):
+SKIP_NO_FILES, SKIP_NO_EVAL = "no config.json and metrics.jsonl", "no evaluation yet"
+
+
+def scan_runs(runs_dir: Path) -> tuple[list[RunRecord], dict[str, list[str]]]:
+    """The runs under ``runs_dir`` that have evaluated at least once (as
+    runfiles.read_runs), and the folders skipped, by reason."""
+    runs, skipped = [], {SKIP_NO_FILES: [], SKIP_NO_EVAL: []}
+    for d in sorted(Path(runs_dir).iterdir()) if Path(runs_dir).is_dir() else []:
+        if not d.is_dir():
+            continue
+        if not is_run(d):
+            skipped[SKIP_NO_FILES].append(d.name)
+            continue
+        run = read_run(d)
+        if run.metrics:
+            runs.append(run)
+        else:
+            skipped[SKIP_NO_EVAL].append(d.name)
+    return runs, skipped
+
+
+def summarize_runs(runs_dir: Path, curves: list | None = None) -> pd.DataFrame:
+    """summary.csv of the runs under ``runs_dir``; ``.attrs["skipped"]``
+    names the folders left out, by reason. Given a list, ``curves`` gets
+    the learning curves of the same runs appended."""
+    runs, skipped = scan_runs(runs_dir)
+    table = pd.DataFrame([summarize_run(run) for run in runs], columns=RUN_COLUMNS)
+    if curves is not None:
+        curves.append(learning_curves(runs))
+    for col in ("steps_to_train_99", "steps_to_val_99", "steps_to_val_90", "steps_to_val_60", "plateau_steps"):
         table[col] = table[col].astype("Int64")  # integers with empty cells for "never"
+    table.attrs["skipped"] = skipped
     return table
 
 
@@ -148,10 +273,13 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
 
     ``val_99_median_all`` counts a never-reached run as +inf (so it is the
     median over all seeds, infinite when fewer than half reached 0.99);
-    ``val_99_median`` is the median over the seeds that reached it."""
+    ``val_99_median`` is the median over the seeds that reached it (the
+    same for 0.90: ``val_90_*``). ``n_<outcome>`` counts the runs of each
+    outcome."""
     rows = []
     for key, g in _keyed(table).groupby(CONDITION_KEYS, sort=False, dropna=False):
         val = g["steps_to_val_99"].astype("Float64")
+        val_90 = g["steps_to_val_90"].astype("Float64")
         all_val = val.fillna(np.inf).astype(float)
         row = dict(zip(CONDITION_KEYS, key))
         row.update({
@@ -165,6 +293,8 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
             "grokking_signature": int(g["grokking_signature"].sum()),
             "final_val_acc_median": _median(g["final_val_acc"]),
             "max_val_acc_median": _median(g["max_val_acc"]),
+            "val_90_reached": int(val_90.notna().sum()), "val_90_median": _median(val_90),
+            **outcome_counts(g),
         })
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -172,6 +302,12 @@ def by_condition(table: pd.DataFrame) -> pd.DataFrame:
         return out
     out = _sort_conditions(out)
     return out.assign(main_setting=main_setting_mask(out))
+
+
+def outcome_counts(runs: pd.DataFrame) -> dict:
+    """n_reached_99, n_slower, n_partial, n_did_not_learn, n_unfinished."""
+    counts = runs["outcome"].value_counts()
+    return {f"n_{name}": int(counts.get(name, 0)) for name in OUTCOMES}
 
 
 def main_setting_mask(cond: pd.DataFrame) -> pd.Series:
@@ -209,7 +345,7 @@ def condition_label(row) -> str:
 def markdown_table(cond: pd.DataFrame) -> str:
     head = ("| group | model | (n,k) | N | wd | lr | width | condition | P_S | seeds | train 0.99 (median) "
             "| val 0.99 reached | val 0.99 median [min, max] | median over all seeds | grokking signature "
-            "| final val (median) |")
+            "| final val (median) | val 0.90 reached (median) | outcomes: 0.99 / slower / partial / none |")
     lines = []
     for _, r in cond.iterrows():
         p_s = "" if pd.isna(r["P_S"]) else f"{r['P_S']:.3f}"
@@ -220,8 +356,20 @@ def markdown_table(cond: pd.DataFrame) -> str:
             f"| {r['lr']:g} | {r['n_embd']} | {condition_label(r)} | {p_s} | {r['seeds']} "
             f"| {_fmt_steps(r['train_99_median'])} | {r['val_99_reached']}/{r['seeds']} | {spread} "
             f"| {_fmt_steps(r['val_99_median_all'])} | {r['grokking_signature']}/{r['seeds']} "
-            f"| {r['final_val_acc_median']:.2f} |")
+            f"| {_fmt_acc(r['final_val_acc_median'])} | {r['val_90_reached']}/{r['seeds']}"
+            + (f" ({_fmt_steps(r['val_90_median'])})" if r["val_90_reached"] else "")
+            + f" | {_fmt_outcomes(r)} |")
     return _markdown(head, lines)
+
+
+def _fmt_acc(x) -> str:
+    return "–" if x is None or pd.isna(x) else f"{x:.2f}"
+
+
+def _fmt_outcomes(r) -> str:
+    """reached_99 / slower / partial / did_not_learn counts (+ unfinished)."""
+    text = " / ".join(str(int(r[f"n_{name}"])) for name in OUTCOMES[:4])
+    return text + (f" (+{int(r['n_unfinished'])} unfinished)" if r["n_unfinished"] else "")
 
 
 def _markdown(head: str, rows: list[str]) -> str:
@@ -232,7 +380,8 @@ def _markdown(head: str, rows: list[str]) -> str:
 def by_seed_markdown(table: pd.DataFrame) -> str:
     """Steps to 0.99 held-out accuracy of every run: one table per setting,
     a row per (weight decay, seed), a column per condition ("–" = never,
-    with the final held-out accuracy in brackets)."""
+    with the final held-out accuracy in brackets, and the step it passed
+    0.90 if it did)."""
     out = []
     frame = table.assign(label=table.apply(condition_label, axis=1))
     for key, g in frame.groupby(["group", "model", "n", "k", "train_size"], sort=True):
@@ -244,12 +393,18 @@ def by_seed_markdown(table: pd.DataFrame) -> str:
         out.append("|" + "---|" * (len(labels) + 2))
         for (wd, seed), h in g.groupby(["weight_decay", "seed"], sort=True):
             runs = [h[h["label"] == label] for label in labels]
-            cells = ["" if run.empty else _fmt_steps(run.iloc[0]["steps_to_val_99"])
-                     if pd.notna(run.iloc[0]["steps_to_val_99"]) else f"– ({run.iloc[0]['final_val_acc']:.2f})"
-                     for run in runs]
+            cells = ["" if run.empty else _by_seed_cell(run.iloc[0]) for run in runs]
             out.append(f"| {wd:g} | {seed} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _by_seed_cell(r) -> str:
+    if pd.notna(r["steps_to_val_99"]):
+        return _fmt_steps(r["steps_to_val_99"])
+    passed = f"; 0.90 at {_fmt_steps(r['steps_to_val_90'])}" if pd.notna(r["steps_to_val_90"]) else ""
+    running = "; running" if r["outcome"] == "unfinished" else ""
+    return f"– ({_fmt_acc(r['final_val_acc'])}{passed}{running})"
 
 
 # --- survival statistics per cell ----------------------------------------------
@@ -262,10 +417,29 @@ CELL_COLUMNS = ["k", "train_size", "objective", "t0", "t1", "weight_decay", "n",
 # what an MD cell shares with the OS cell it is compared with
 PAIR_KEYS = [k for k in CONDITION_KEYS if k not in ("objective", "t0", "t1", "loss_weighting", "normalization")]
 assert sorted(CELL_COLUMNS) == sorted(CONDITION_KEYS)
+# the columns without a suffix are the 0.99 ones (plots and paper tables read them)
 CELL_STATS = ["theory_window", "P_S", "sample_complexity_bound", "budget", "runs", "reached", "success_rate", "wilson_low",
               "wilson_high", "km_median_steps", "km_median_low", "km_median_high", "logrank_p_vs_os",
-              "paired_seeds", "reached_where_os_not", "os_reached_where_not", "train_99_reached",
-              "plateau_runs", "plateau_share", "plateau_low", "plateau_high"]
+              "paired_seeds", "reached_where_os_not", "os_reached_where_not", "mcnemar_p_vs_os_99",
+              "train_99_reached", "plateau_runs", "plateau_share", "plateau_low", "plateau_high",
+              "reached_90", "success_rate_90", "wilson_low_90", "wilson_high_90", "km_median_steps_90",
+              "km_median_low_90", "km_median_high_90", "logrank_p_vs_os_90", "reached_where_os_not_90",
+              "os_reached_where_not_90", "mcnemar_p_vs_os_90",
+              *(f"n_{name}" for name in OUTCOMES)]
+CELL_INTEGERS = ["budget", "runs", "reached", "train_99_reached", "plateau_runs", "paired_seeds",
+                 "reached_where_os_not", "os_reached_where_not", "km_median_steps", "km_median_low",
+                 "km_median_high", "reached_90", "km_median_steps_90", "km_median_low_90", "km_median_high_90",
+                 "reached_where_os_not_90", "os_reached_where_not_90", *(f"n_{name}" for name in OUTCOMES)]
+
+
+def steps_column(threshold: str = "99") -> str:
+    """The summary.csv column of steps to held-out ``threshold`` ("99", "90")."""
+    return f"steps_to_val_{threshold}"
+
+
+def _suffix(threshold: str) -> str:
+    """cells.csv names the 0.99 statistics without a suffix, the 0.90 ones with _90."""
+    return "" if threshold == "99" else f"_{threshold}"
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
@@ -273,6 +447,14 @@ def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
     from scipy import stats
     ci = stats.binomtest(int(successes), int(trials)).proportion_ci(CONFIDENCE, method="wilson")
     return float(ci.low), float(ci.high)
+
+
+def exact_binomial_p(successes: int, trials: int) -> float:
+    """Two-sided exact binomial p of ``successes`` in ``trials`` at 1/2: the
+    exact McNemar test on discordant pairs, and the sign test; 1 when there
+    is no trial."""
+    from scipy import stats
+    return 1.0 if trials == 0 else float(stats.binomtest(int(successes), int(trials), 0.5).pvalue)
 
 
 def theory_window(k: int, t0, t1) -> str:
@@ -286,26 +468,27 @@ def theory_window(k: int, t0, t1) -> str:
     return next((name for name, t in named.items() if abs(float(t1) - t) < 5e-4), "")
 
 
-def censored_steps(runs: pd.DataFrame):
-    """Steps to 0.99 held-out as scipy CensoredData: a run that never reached
-    it is right-censored at its last evaluated step."""
+def censored_steps(runs: pd.DataFrame, column: str = "steps_to_val_99"):
+    """Steps to a threshold (``column``) as scipy CensoredData: a run that
+    never reached it is right-censored at its last evaluated step."""
     from scipy import stats
-    reached = runs["steps_to_val_99"].notna()
-    return stats.CensoredData(uncensored=runs.loc[reached, "steps_to_val_99"].astype(float).to_numpy(),
+    reached = runs[column].notna()
+    return stats.CensoredData(uncensored=runs.loc[reached, column].astype(float).to_numpy(),
                               right=runs.loc[~reached, "steps"].astype(float).to_numpy())
 
 
-def kaplan_meier(runs: pd.DataFrame) -> pd.DataFrame:
-    """Kaplan-Meier estimate of P(not yet at 0.99 held-out after ``step``),
-    one row per distinct event or censoring step, with its 95% log-log band
-    and how many runs reached 0.99 (``events``) or ended without it
-    (``censored``) there. The band is undefined where the survival is 1
-    (taken as 1) or 0 (lower end 0, upper end carried over from the step
-    before: an all-reached cell does not bound its median from above)."""
+def kaplan_meier(runs: pd.DataFrame, column: str = "steps_to_val_99") -> pd.DataFrame:
+    """Kaplan-Meier estimate of P(not yet at the threshold of ``column``
+    after ``step``), one row per distinct event or censoring step, with its
+    95% log-log band and how many runs reached it (``events``) or ended
+    without it (``censored``) there. The band is undefined where the
+    survival is 1 (taken as 1) or 0 (lower end 0, upper end carried over
+    from the step before: an all-reached cell does not bound its median from
+    above)."""
     import warnings
 
     from scipy import stats
-    times = censored_steps(runs)
+    times = censored_steps(runs, column)
     sf = stats.ecdf(times).sf
     with warnings.catch_warnings():  # scipy warns where the log-log band is undefined; filled below
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -315,8 +498,8 @@ def kaplan_meier(runs: pd.DataFrame) -> pd.DataFrame:
     high = pd.Series(np.where(survival == 1, 1.0, band.high.probabilities)).ffill().fillna(1.0)
     curve = pd.DataFrame({"step": sf.quantiles, "survival": survival, "survival_low": low,
                           "survival_high": high.to_numpy()})
-    reached = runs["steps_to_val_99"].notna()
-    ends = np.where(reached, runs["steps_to_val_99"].astype("Float64").fillna(-1).astype(float),
+    reached = runs[column].notna()
+    ends = np.where(reached, runs[column].astype("Float64").fillna(-1).astype(float),
                     runs["steps"].astype(float))
     curve["events"] = [int(np.sum(reached & (ends == t))) for t in curve["step"]]
     curve["censored"] = [int(np.sum(~reached & (ends == t))) for t in curve["step"]]
@@ -324,41 +507,68 @@ def kaplan_meier(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def km_median(curve: pd.DataFrame) -> tuple:
-    """Median steps to 0.99 (first step where the survival drops to <= 0.5)
-    and its 95% CI from the band (None where a curve never gets there: the
-    median, or its upper limit, lies beyond the last observation)."""
+    """Median steps to the threshold (first step where the survival drops to
+    <= 0.5) and its 95% CI from the band (None where a curve never gets
+    there: the median, or its upper limit, lies beyond the last observation)."""
     def first_step_at_half(column):
         hits = curve.loc[curve[column] <= 0.5, "step"]
         return float(hits.iloc[0]) if len(hits) else None
     return first_step_at_half("survival"), first_step_at_half("survival_low"), first_step_at_half("survival_high")
 
 
-def logrank_p(runs: pd.DataFrame, other: pd.DataFrame) -> float | None:
-    """Two-sided log-rank p of steps to 0.99, None when neither group has an event."""
+def logrank_p(runs: pd.DataFrame, other: pd.DataFrame, column: str = "steps_to_val_99") -> float | None:
+    """Two-sided log-rank p of steps to a threshold, None when neither group has an event."""
     from scipy import stats
-    if not (runs["steps_to_val_99"].notna().any() or other["steps_to_val_99"].notna().any()):
+    if not (runs[column].notna().any() or other[column].notna().any()):
         return None
-    return float(stats.logrank(censored_steps(runs), censored_steps(other)).pvalue)
+    return float(stats.logrank(censored_steps(runs, column), censored_steps(other, column)).pvalue)
 
 
-def _paired(runs: pd.DataFrame, other: pd.DataFrame) -> dict:
-    """Seeds run in both cells, and where only one of them reached 0.99."""
-    mine, theirs = (r.groupby("seed")["steps_to_val_99"].apply(lambda s: bool(s.notna().any()))
-                    for r in (runs, other))
+def _paired(runs: pd.DataFrame, other: pd.DataFrame, column: str = "steps_to_val_99") -> dict:
+    """Seeds run in both cells, where only one of them reached the threshold
+    of ``column`` (a seed with several runs in a cell counts as reached if
+    any did), and the exact McNemar p on those discordant seeds."""
+    mine, theirs = (r.groupby("seed")[column].apply(lambda s: bool(s.notna().any())) for r in (runs, other))
     common = mine.index.intersection(theirs.index)
     mine, theirs = mine[common], theirs[common]
-    return {"paired_seeds": len(common), "reached_where_os_not": int((mine & ~theirs).sum()),
-            "os_reached_where_not": int((~mine & theirs).sum())}
+    only_mine, only_theirs = int((mine & ~theirs).sum()), int((~mine & theirs).sum())
+    return {"paired_seeds": len(common), "reached_where_os_not": only_mine, "os_reached_where_not": only_theirs,
+            "mcnemar_p": exact_binomial_p(only_mine, only_mine + only_theirs) if len(common) else None}
+
+
+def threshold_stats(runs: pd.DataFrame, os_runs: pd.DataFrame | None, threshold: str) -> tuple[dict, pd.DataFrame]:
+    """cells.csv's statistics of one cell at one threshold ("99", "90"),
+    named as in CELL_STATS, and its Kaplan-Meier curve."""
+    column, sfx = steps_column(threshold), _suffix(threshold)
+    curve = kaplan_meier(runs, column)
+    median, median_low, median_high = km_median(curve)
+    reached = int(runs[column].notna().sum())
+    low, high = wilson_interval(reached, len(runs))
+    row = {f"reached{sfx}": reached, f"success_rate{sfx}": reached / len(runs), f"wilson_low{sfx}": low,
+           f"wilson_high{sfx}": high, f"km_median_steps{sfx}": median, f"km_median_low{sfx}": median_low,
+           f"km_median_high{sfx}": median_high}
+    if os_runs is not None:
+        paired = _paired(runs, os_runs, column)
+        row.update({f"logrank_p_vs_os{sfx}": logrank_p(runs, os_runs, column),
+                    f"reached_where_os_not{sfx}": paired["reached_where_os_not"],
+                    f"os_reached_where_not{sfx}": paired["os_reached_where_not"],
+                    f"mcnemar_p_vs_os_{threshold}": paired["mcnemar_p"]})
+        if threshold == "99":
+            row["paired_seeds"] = paired["paired_seeds"]
+    return row, curve
 
 
 def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Survival statistics per cell, and the cells' Kaplan-Meier curves.
+    """Survival statistics per cell, and the cells' Kaplan-Meier curves (of
+    steps to 0.99).
 
     An MD (or AR) cell is compared with the OS cell of the same setting (k,
     N, weight decay, model, optimiser): log-rank test and, seed by seed (the
     seed fixes the secret set and the training strings), where only one of
-    the two reached 0.99. The plateau columns count the runs with the
-    grokking signature of summarize_run."""
+    the two reached the threshold, with the exact McNemar test on those
+    seeds; at 0.99 (columns without suffix, and mcnemar_p_vs_os_99) and at
+    0.90 (suffix _90). The plateau columns count the runs with the grokking
+    signature of summarize_run; n_<outcome> the runs of each outcome."""
     from mdtheory.theory.numeric import sample_complexity_bound
 
     keyed = _keyed(table)
@@ -368,33 +578,26 @@ def cells(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, curves = [], {}
     for key, g in groups.items():
         cell = dict(zip(CONDITION_KEYS, key))
-        curve = kaplan_meier(g)
-        median, median_low, median_high = km_median(curve)
-        reached, plateau = int(g["steps_to_val_99"].notna().sum()), int(g["grokking_signature"].sum())
+        plateau = int(g["grokking_signature"].sum())
         md = cell["objective"] == "md" and cell["t1"] != ""
+        partner = os_cells.get(tuple(cell[k] for k in PAIR_KEYS)) if cell["objective"] != "os" else None
+        at_99, curve = threshold_stats(g, partner, "99")
+        at_90, _ = threshold_stats(g, partner, "90")
         row = {**cell, "theory_window": theory_window(cell["k"], cell["t0"], cell["t1"]) if md else "",
                "P_S": g["P_S"].iloc[0],
                "sample_complexity_bound": float(sample_complexity_bound(cell["n"], cell["k"], BOUND_DELTA,
                                                                         cell["t0"], cell["t1"]))
                if md and cell["n"] != "" else None,
-               "budget": int(g["budget"].max()), "runs": len(g), "reached": reached,
-               "success_rate": reached / len(g),
-               **dict(zip(("wilson_low", "wilson_high"), wilson_interval(reached, len(g)))),
-               "km_median_steps": median, "km_median_low": median_low, "km_median_high": median_high,
+               "budget": int(g["budget"].max()), "runs": len(g), **at_99, **at_90,
                "train_99_reached": int(g["steps_to_train_99"].notna().sum()),
                "plateau_runs": plateau, "plateau_share": plateau / len(g),
-               **dict(zip(("plateau_low", "plateau_high"), wilson_interval(plateau, len(g))))}
-        partner = os_cells.get(tuple(cell[k] for k in PAIR_KEYS))
-        if cell["objective"] != "os" and partner is not None:
-            row["logrank_p_vs_os"] = logrank_p(g, partner)
-            row.update(_paired(g, partner))
+               **dict(zip(("plateau_low", "plateau_high"), wilson_interval(plateau, len(g)))),
+               **outcome_counts(g)}
         rows.append(row)
         curves[key] = curve.assign(**{k: cell[k] for k in CELL_COLUMNS})
     out = _sort_conditions(pd.DataFrame(rows).reindex(columns=CELL_COLUMNS + CELL_STATS))
     km = pd.concat([curves[tuple(r[k] for k in CONDITION_KEYS)] for _, r in out.iterrows()], ignore_index=True)
-    for col in ("budget", "runs", "reached", "train_99_reached", "plateau_runs", "paired_seeds",
-                "reached_where_os_not", "os_reached_where_not", "km_median_steps", "km_median_low",
-                "km_median_high"):
+    for col in CELL_INTEGERS:
         out[col] = out[col].astype("Float64").round().astype("Int64")  # integers with empty cells
     km = km[CELL_COLUMNS + ["step", "survival", "survival_low", "survival_high", "events", "censored"]]
     return out, km
@@ -406,24 +609,124 @@ def _fmt_p(p) -> str:
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.0e}"
 
 
+def _fmt_km(r, sfx: str = "") -> str:
+    if pd.isna(r[f"km_median_steps{sfx}"]):
+        return "not reached"
+    high = r[f"km_median_high{sfx}"]
+    return (f"{_fmt_steps(r[f'km_median_steps{sfx}'])} [{_fmt_steps(r[f'km_median_low{sfx}'])}, "
+            + ("–" if pd.isna(high) else _fmt_steps(high)) + "]")
+
+
 def cells_markdown(cell_table: pd.DataFrame) -> str:
     head = ("| group | model | (n,k) | N | wd | condition | reached | success [95% Wilson] "
             "| KM median steps [95% CI] | log-rank p vs OS | seeds: reached, OS not / OS reached, not "
-            "| plateau |")
+            "| plateau | McNemar p vs OS | reached 0.90 | KM median to 0.90 [95% CI] | log-rank p vs OS, 0.90 "
+            "| McNemar p vs OS, 0.90 | outcomes: 0.99 / slower / partial / none |")
     lines = []
     for _, r in cell_table.iterrows():
-        median = "not reached" if pd.isna(r["km_median_steps"]) else (
-            f"{_fmt_steps(r['km_median_steps'])} [{_fmt_steps(r['km_median_low'])}, "
-            + ("–" if pd.isna(r["km_median_high"]) else _fmt_steps(r["km_median_high"])) + "]")
         paired = "" if pd.isna(r["paired_seeds"]) else \
             f"{r['reached_where_os_not']} / {r['os_reached_where_not']} of {r['paired_seeds']}"
         lines.append(
             f"| {r['group']} | {r['model']} | ({r['n']},{r['k']}) | {r['train_size']} | {r['weight_decay']:g} "
             f"| {condition_label(r)}{f' ({r.theory_window})' if r['theory_window'] else ''} "
             f"| {r['reached']}/{r['runs']} "
-            f"| {r['success_rate']:.2f} [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {median} "
-            f"| {_fmt_p(r['logrank_p_vs_os'])} | {paired} | {r['plateau_runs']}/{r['runs']} |")
+            f"| {r['success_rate']:.2f} [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {_fmt_km(r)} "
+            f"| {_fmt_p(r['logrank_p_vs_os'])} | {paired} | {r['plateau_runs']}/{r['runs']} "
+            f"| {_fmt_p(r['mcnemar_p_vs_os_99'])} | {r['reached_90']}/{r['runs']} | {_fmt_km(r, '_90')} "
+            f"| {_fmt_p(r['logrank_p_vs_os_90'])} | {_fmt_p(r['mcnemar_p_vs_os_90'])} | {_fmt_outcomes(r)} |")
     return _markdown(head, lines)
+
+
+# --- each window against U[0,1], paired by seed ---------------------------------
+
+# what the windows compared with each other share: the setting and the MD loss
+WINDOW_KEYS = [k for k in CONDITION_KEYS if k not in ("objective", "t0", "t1")]
+# pooled rows add up the cells of one window kind over (n, k, N)
+POOL_KEYS = [k for k in WINDOW_KEYS if k not in ("n", "k", "train_size")]
+WINDOW_COLUMNS = ["scope", *CELL_COLUMNS[:2], *[k for k in WINDOW_KEYS if k not in ("k", "train_size")], "t0", "t1",
+                  "window_kind", "P_S", "cells", "paired_seeds",
+                  *(f"{what}_{t}" for t in THRESHOLDS
+                    for what in ("wins", "losses", "ties", "undecided", "sign_test_p"))]
+
+
+def window_kind(k, t0, t1) -> str:
+    """The theory's name of a window (its t1 depends on k), else U[t0,t1]."""
+    return theory_window(k, t0, t1) or f"U[{float(t0):g},{float(t1):g}]"
+
+
+def _seed_times(runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per seed: the first step at the threshold (NaN if never; the earliest
+    of a seed's runs) and the last evaluated step (how long it was watched)."""
+    return runs.assign(_t=runs[column].astype("Float64").astype(float)).groupby("seed").agg(
+        time=("_t", "min"), last=("steps", "max"))
+
+
+def sign_compare(runs: pd.DataFrame, other: pd.DataFrame, column: str = "steps_to_val_99") -> dict:
+    """Seed by seed, did ``runs`` reach the threshold of ``column`` sooner than
+    ``other``? A run that never reached it loses its pair if the other got
+    there before its last evaluation (within its budget), and the pair is
+    "undecided" if the other got there only later (one run still training,
+    or budgets that differ); both never: a tie, as equal steps. Returns the
+    counts and the exact two-sided sign test p of wins against losses."""
+    mine, theirs = _seed_times(runs, column), _seed_times(other, column)
+    common = mine.index.intersection(theirs.index)
+    counts = dict.fromkeys(("wins", "losses", "ties", "undecided"), 0)
+    for seed in common:
+        t_mine, end_mine = mine.loc[seed, "time"], mine.loc[seed, "last"]
+        t_theirs, end_theirs = theirs.loc[seed, "time"], theirs.loc[seed, "last"]
+        if np.isnan(t_mine) and np.isnan(t_theirs):
+            verdict = "ties"
+        elif np.isnan(t_theirs):
+            verdict = "wins" if t_mine <= end_theirs else "undecided"
+        elif np.isnan(t_mine):
+            verdict = "losses" if t_theirs <= end_mine else "undecided"
+        else:
+            verdict = "wins" if t_mine < t_theirs else "losses" if t_mine > t_theirs else "ties"
+        counts[verdict] += 1
+    return {"paired_seeds": len(common), **counts,
+            "sign_test_p": exact_binomial_p(counts["wins"], counts["wins"] + counts["losses"])}
+
+
+def window_vs_full_range(table: pd.DataFrame) -> pd.DataFrame:
+    """Each MD window other than U[0,1] against U[0,1] of the same setting
+    (k, N, weight decay, model, optimiser, MD loss), paired by seed, at 0.99
+    and 0.90 (sign_compare); one row per such cell (scope "cell"), then one
+    per window kind (the theory's window by name, else U[0,t1]) summed over
+    the cells of each (weight decay, model, ...) (scope "pooled"; k, N and
+    t1 empty where they vary) with its own sign test."""
+    md = _keyed(table[(table["objective"] == "md") & table["t1"].notna()])
+    rows = []
+    for key, setting in md.groupby(WINDOW_KEYS, sort=False, dropna=False):
+        windows = dict(iter(setting.groupby(["t0", "t1"], sort=True)))
+        full = next((g for (t0, t1), g in windows.items() if float(t0) == 0.0 and float(t1) == 1.0), None)
+        if full is None:
+            continue
+        base = dict(zip(WINDOW_KEYS, key))
+        for (t0, t1), g in windows.items():
+            if g is full:
+                continue
+            row = {"scope": "cell", **base, "t0": t0, "t1": t1, "window_kind": window_kind(base["k"], t0, t1),
+                   "P_S": g["P_S"].iloc[0], "cells": 1}
+            for t in THRESHOLDS:
+                compared = sign_compare(g, full, steps_column(t))
+                row["paired_seeds"] = compared.pop("paired_seeds")
+                row.update({f"{name}_{t}": value for name, value in compared.items()})
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=WINDOW_COLUMNS)
+    if out.empty:
+        return out
+    out = _sort_conditions(out.assign(objective="md")).drop(columns="objective")
+    pooled = []
+    for key, g in out.groupby(POOL_KEYS + ["window_kind"], sort=False, dropna=False):
+        row = {"scope": "pooled", **dict(zip(POOL_KEYS + ["window_kind"], key)), "cells": len(g),
+               "paired_seeds": int(g["paired_seeds"].sum())}
+        for col in ("k", "train_size", "n", "t0", "t1"):
+            row[col] = g[col].iloc[0] if g[col].nunique() == 1 else ""
+        for t in THRESHOLDS:
+            row.update({f"{name}_{t}": int(g[f"{name}_{t}"].sum()) for name in ("wins", "losses", "ties", "undecided")})
+            row[f"sign_test_p_{t}"] = exact_binomial_p(row[f"wins_{t}"], row[f"wins_{t}"] + row[f"losses_{t}"])
+        pooled.append(row)
+    return pd.concat([out, pd.DataFrame(pooled, columns=WINDOW_COLUMNS)], ignore_index=True)
 
 
 # --- theory vs speed -----------------------------------------------------------
@@ -436,43 +739,44 @@ def _spearman(x, y) -> float:
     return float(spearmanr(x, y)[0]) if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
 
 
-def _resample_seeds(seeds, distinct, values, n_boot: int, rng_seed: int) -> np.ndarray:
-    """(n_boot, seeds x most runs of a seed) resampled values, NaN-padded
-    where a seed has fewer runs; the same rng_seed draws the same seeds."""
-    per_seed = [np.asarray(values, dtype=float)[seeds == s] for s in distinct]
-    padded = np.full((len(distinct), max(len(v) for v in per_seed)), np.nan)
-    for i, v in enumerate(per_seed):
-        padded[i, :len(v)] = v
-    draws = np.random.default_rng(rng_seed).integers(len(distinct), size=(n_boot, len(distinct)))
-    return padded[draws].reshape(n_boot, -1)
-
-
-def _row_spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row of x against the same row of y (NaN
-    entries left out; NaN where a row is constant), as scipy.stats.spearmanr."""
-    from scipy.stats import rankdata
-    cx, cy = (rankdata(v, axis=1, nan_policy="omit") for v in (x, y))
-    cx, cy = (c - np.nanmean(c, axis=1, keepdims=True) for c in (cx, cy))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nansum(cx * cy, axis=1) / np.sqrt(np.nansum(cx ** 2, axis=1) * np.nansum(cy ** 2, axis=1))
-
-
 def bootstrap_spearman(seeds, x, y, n_boot: int = N_BOOT, rng_seed: int = BOOT_SEED) -> tuple:
-    """Percentile 95% CI of Spearman's rho(x, y) over seeds resampled with
-    replacement; a drawn seed brings all its runs (paired: the same secret
-    set and training strings under every window). Returns (low, high, the
-    number of resamples where rho is defined); (None, None, 0) with fewer
-    than two seeds. The generator is seeded: the CI is reproducible."""
+    """95% bootstrap CI of Spearman's rho(x, y) over seeds resampled with
+    replacement as clusters: a drawn seed brings all its runs (paired: the
+    same secret set and training strings under every window).
+    scipy.stats.bootstrap's BCa interval (its jackknife leaves out one seed
+    at a time); where BCa is undefined (every resample gives the same rho,
+    or some resamples or jackknife values have no rho because a drawn set
+    of runs ties all speeds) the percentile interval of the resamples where
+    rho is defined. Returns (low, high, the number of resamples where rho is
+    defined, "BCa" or "percentile"); (None, None, 0, "") with fewer than two
+    seeds or no defined rho. The generator is seeded: the CI is reproducible."""
+    import warnings
+
+    from scipy import stats
     seeds, x, y = (np.asarray(v) for v in (seeds, x, y))
+    x, y = x.astype(float), y.astype(float)
     distinct = np.unique(seeds)
-    if len(distinct) < 2:
-        return None, None, 0
-    rhos = _row_spearman(*(_resample_seeds(seeds, distinct, v, n_boot, rng_seed) for v in (x, y)))
-    rhos = rhos[np.isfinite(rhos)]
-    if not len(rhos):
-        return None, None, 0
-    low, high = np.percentile(rhos, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
-    return float(low), float(high), len(rhos)
+    if len(distinct) < 2 or not np.isfinite(_spearman(x, y)):
+        return None, None, 0, ""
+    members = [np.flatnonzero(seeds == s) for s in distinct]
+
+    def rho(drawn):  # drawn: indices into ``distinct``
+        rows = np.concatenate([members[int(i)] for i in drawn])
+        return _spearman(x[rows], y[rows])
+
+    with warnings.catch_warnings():  # degenerate or NaN resamples: handled below
+        warnings.simplefilter("ignore")
+        result = stats.bootstrap((np.arange(len(distinct)),), rho, n_resamples=n_boot, vectorized=False,
+                                 method="BCa", confidence_level=CONFIDENCE, rng=np.random.default_rng(rng_seed))
+    draws = result.bootstrap_distribution
+    defined = draws[np.isfinite(draws)]
+    if not len(defined):
+        return None, None, 0, ""
+    low, high = result.confidence_interval
+    if len(defined) == len(draws) and np.isfinite(low) and np.isfinite(high):
+        return float(low), float(high), len(defined), "BCa"
+    low, high = np.percentile(defined, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    return float(low), float(high), len(defined), "percentile"
 
 
 def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
@@ -482,7 +786,10 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
     tied), so rho > 0 means windows with more signal learn faster. The same
     for the theory's sample-complexity bound N(t0, t1) (rho < 0: a window
     that needs fewer samples learns faster). ``rho_low``/``rho_high`` and
-    ``rho_bound_low``/``rho_bound_high`` are bootstrap CIs over seeds."""
+    ``rho_bound_low``/``rho_bound_high`` are bootstrap CIs over seed
+    clusters (bootstrap_spearman; ``ci_method``/``ci_method_bound`` say
+    BCa or percentile, ``seed_clusters`` how many seeds; ``ci_note`` that
+    with so few clusters they are descriptive)."""
     from scipy.stats import spearmanr
     from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_bound, sample_complexity_optimal_t1
 
@@ -512,8 +819,9 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
         sc_window_t1 = min(per_window.index, key=lambda t: abs(t - sc_t1))
         bound = sample_complexity_bound(int(key[1]), int(key[2]), BOUND_DELTA, g["t0"].astype(float),
                                         g["t1"].astype(float))
-        rho_low, rho_high, n_boot = bootstrap_spearman(g["seed"], g["P_S"].astype(float), speed)
-        bound_low, bound_high, _ = bootstrap_spearman(g["seed"], bound, speed)
+        rho_low, rho_high, n_boot, method = bootstrap_spearman(g["seed"], g["P_S"].astype(float), speed)
+        bound_low, bound_high, _, method_bound = bootstrap_spearman(g["seed"], bound, speed)
+        clusters = int(g["seed"].nunique())
         rows.append({
             **dict(zip(keys, key)), "runs": len(g), "windows": g["t1"].nunique(),
             "runs_reached_val_99": int(np.isfinite(g["_s"]).sum()),
@@ -530,16 +838,148 @@ def theory_vs_speed(table: pd.DataFrame) -> pd.DataFrame:
             "window_order": " ".join(f"{t:g}" for t in order),
             "rho_low": rho_low, "rho_high": rho_high,
             "spearman_rho_bound_speed": _spearman(bound, speed), "rho_bound_low": bound_low,
-            "rho_bound_high": bound_high, "n_boot": n_boot,
+            "rho_bound_high": bound_high, "n_boot": n_boot, "ci_method": method, "ci_method_bound": method_bound,
+            "seed_clusters": clusters,
+            "ci_note": f"bootstrap over {clusters} seed clusters: descriptive, not a test" if method else "",
             "sc_optimal_t1": round(sc_t1, 4), "sc_window_t1": float(sc_window_t1),
             "sc_window_rank": order.index(sc_window_t1) + 1 if per_window["reached"].any() else None,
         })
     return pd.DataFrame(rows)
 
 
+# --- two roots paired run by run -------------------------------------------------
+
+# what a run of ROOT and its baseline run share: everything that defines the
+# learning problem and the model; batch size, budget, group and tag may differ
+MATCH_KEYS = ["objective", "n", "k", "train_size", "val_size", "t0", "t1", "weight_decay", "model", "n_layer",
+              "n_embd", "lr", "loss_weighting", "normalization", "seed"]
+PAIRED_RUN_VALUES = ["batch_size", "budget", "steps", "status", "steps_to_val_90", "steps_to_val_99",
+                     "final_val_acc", "outcome"]
+
+
+def _match_value(value):
+    """A settings value as a matching key: numbers by value (0.1 == 0.1000), empty as ""."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return round(float(value), 9)
+    return str(value)
+
+
+def _match_keys(table: pd.DataFrame) -> list[tuple]:
+    return [tuple(_match_value(v) for v in row) for row in table[MATCH_KEYS].itertuples(index=False)]
+
+
+def read_baseline(base: Path) -> pd.DataFrame:
+    """summary.csv's rows of the runs under BASE/runs (nothing is written
+    there); one UserError line if BASE is not a results root with runs."""
+    base = Path(base)
+    if not base.is_dir():
+        raise UserError(f"--baseline {base} is not a folder")
+    if not (base / "runs").is_dir():
+        raise UserError(f"--baseline {base} has no runs/ folder (not a results root of experiments.parity.run)")
+    table = summarize_runs(base / "runs")
+    if table.empty:
+        raise UserError(f"--baseline {base}/runs holds no run with config.json and metrics.jsonl")
+    return table
+
+
+def paired_runs(table: pd.DataFrame, base: pd.DataFrame) -> pd.DataFrame:
+    """Each run of ``table`` beside the run of ``base`` with the same
+    MATCH_KEYS (where several match: the one of the same name, else the
+    first by name; ``baseline_matches`` says how many did), the baseline's
+    values prefixed ``baseline_``, empty where none matched, and the step
+    ratios ROOT / BASE where both reached the threshold."""
+    by_key: dict[tuple, list[int]] = {}
+    for i, key in zip(base.index, _match_keys(base)):
+        by_key.setdefault(key, []).append(i)
+    rows = []
+    for (_, run), key in zip(table.iterrows(), _match_keys(table)):
+        candidates = sorted(by_key.get(key, []), key=lambda i: (base.loc[i, "run"] != run["run"], base.loc[i, "run"]))
+        row = {**{k: run[k] for k in CONDITION_KEYS + ["seed", "run"]},
+               "baseline_run": base.loc[candidates[0], "run"] if candidates else None,
+               "baseline_matches": len(candidates)}
+        for col in PAIRED_RUN_VALUES:
+            row[col] = run[col]
+            row[f"baseline_{col}"] = base.loc[candidates[0], col] if candidates else None
+        for t in THRESHOLDS:
+            mine, theirs = row[steps_column(t)], row[f"baseline_{steps_column(t)}"]
+            both = candidates and pd.notna(mine) and pd.notna(theirs) and float(theirs) > 0
+            row[f"step_ratio_{t}"] = float(mine) / float(theirs) if both else None
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    for col in ("steps_to_val_90", "steps_to_val_99", "baseline_steps_to_val_90", "baseline_steps_to_val_99",
+                "baseline_batch_size", "baseline_budget", "baseline_steps"):
+        out[col] = out[col].astype("Float64").round().astype("Int64")
+    return out
+
+
+def _one_or_range(values: pd.Series):
+    """The value where all agree, else "min-max"; None if there is none."""
+    values = values.dropna()
+    if values.empty:
+        return None
+    low, high = int(values.min()), int(values.max())
+    return low if low == high else f"{low}-{high}"
+
+
+PAIRED_CELL_COLUMNS = ["baseline", *CELL_COLUMNS, "runs", "runs_paired", "runs_unmatched", "runs_unfinished",
+                       "batch_size",
+                       "baseline_batch_size", "budget", "baseline_budget",
+                       *(f"{what}_{t}" for t in THRESHOLDS
+                         for what in ("reached", "baseline_reached", "only_root", "only_baseline", "mcnemar_p",
+                                      "pairs_both", "median_step_ratio")),
+                       "final_val_acc_median", "baseline_final_val_acc_median"]
+
+
+def paired_cells(pairs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Per cell of ROOT (grouped as cells.csv), over its runs that have a
+    baseline run: reached the threshold in ROOT and in BASE, the discordant
+    pairs (only_root: ROOT reached it and BASE not; only_baseline: the
+    reverse) with the exact McNemar p, the median over the pairs where both
+    reached it of steps ROOT / steps BASE, and the median final held-out
+    accuracy of each; ``budget``/``batch_size`` of ROOT's runs and of their
+    baseline runs ("min-max" where they differ); ``runs_unfinished``: paired
+    runs of ROOT still training (counted as not reached yet). A cell without
+    any match has empty baseline columns."""
+    rows = []
+    for key, g in _keyed(pairs).groupby(CONDITION_KEYS, sort=False, dropna=False):
+        matched = g[g["baseline_run"].notna()]
+        row = {"baseline": baseline, **dict(zip(CONDITION_KEYS, key)), "runs": len(g), "runs_paired": len(matched),
+               "runs_unmatched": len(g) - len(matched),
+               "runs_unfinished": int((matched["status"] == "running").sum()),
+               "batch_size": _one_or_range(g["batch_size"]),
+               "budget": _one_or_range(g["budget"])}
+        if len(matched):
+            row.update({"baseline_batch_size": _one_or_range(matched["baseline_batch_size"]),
+                        "baseline_budget": _one_or_range(matched["baseline_budget"]),
+                        "final_val_acc_median": _median(matched["final_val_acc"]),
+                        "baseline_final_val_acc_median": _median(matched["baseline_final_val_acc"])})
+            for t in THRESHOLDS:
+                mine = matched[steps_column(t)].notna()
+                theirs = matched[f"baseline_{steps_column(t)}"].notna()
+                only_root, only_base = int((mine & ~theirs).sum()), int((~mine & theirs).sum())
+                ratios = matched[f"step_ratio_{t}"].dropna()
+                row.update({f"reached_{t}": int(mine.sum()), f"baseline_reached_{t}": int(theirs.sum()),
+                            f"only_root_{t}": only_root, f"only_baseline_{t}": only_base,
+                            f"mcnemar_p_{t}": exact_binomial_p(only_root, only_root + only_base),
+                            f"pairs_both_{t}": len(ratios),
+                            f"median_step_ratio_{t}": float(ratios.median()) if len(ratios) else None})
+        rows.append(row)
+    out = _sort_conditions(pd.DataFrame(rows).reindex(columns=PAIRED_CELL_COLUMNS))
+    for col in [c for c in PAIRED_CELL_COLUMNS if c.split("_")[0] in ("reached", "only", "pairs")
+                or c.startswith("baseline_reached")]:
+        out[col] = out[col].astype("Float64").round().astype("Int64")
+    return out
+
+
 # --- command line --------------------------------------------------------------
 
-def summarize_root(root: Path) -> pd.DataFrame:
+def summarize_root(root: Path, baseline: Path | None = None, baseline_table: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """Write ROOT's summary files (and, given a baseline root, the paired
+    files; ``baseline_table``: its runs read already). The returned table's
+    ``attrs`` carry what was skipped and, with a baseline, the pairs."""
     root = Path(root)
     runs_dir = root / "runs"
     if not runs_dir.is_dir():
@@ -547,7 +987,10 @@ def summarize_root(root: Path) -> pd.DataFrame:
     for name in OUTPUTS:
         if (root / name).exists() and not (root / name).is_file():
             raise UserError(f"{root / name} exists and is not a file; move it away to write the summary")
-    table = summarize_runs(runs_dir)
+    if baseline is not None and baseline_table is None:
+        baseline_table = read_baseline(baseline)
+    curves = []
+    table = summarize_runs(runs_dir, curves)
     if table.empty:
         raise UserError(f"no run with config.json and metrics.jsonl under {runs_dir}")
     cond = by_condition(table)
@@ -557,10 +1000,12 @@ def summarize_root(root: Path) -> pd.DataFrame:
         "summary_by_condition.csv": cond.to_csv(index=False),
         "summary_by_condition.md": f"# Parity runs under `{root}`: steps to 0.99 accuracy per condition\n\n"
                                    "Regenerated by `python -m experiments.parity.summarize`; 'never' = not "
-                                   "reached within the budget.\n\n" + markdown_table(cond),
+                                   "reached within the budget. Outcomes: reached 0.99 / slower (passed 0.90, "
+                                   "not 0.99) / partial (never 0.90, final held-out >= 0.60) / none (never "
+                                   "0.90, final < 0.60).\n\n" + markdown_table(cond),
         "summary_by_seed.md": f"# Parity runs under `{root}`: steps to 0.99 held-out accuracy, run by run\n\n"
                               "'–' = not reached within the run's budget (final held-out accuracy in "
-                              "brackets).\n\n" + by_seed_markdown(table),
+                              "brackets, and the step where it passed 0.90 if it did).\n\n" + by_seed_markdown(table),
         "theory_vs_speed.csv": theory_vs_speed(table).to_csv(index=False),
         "cells.csv": cell_table.to_csv(index=False),
         "cells.md": f"# Parity runs under `{root}`: survival statistics per cell\n\n"
@@ -570,18 +1015,50 @@ def summarize_root(root: Path) -> pd.DataFrame:
                     "at their last step; 'not reached': fewer than half reached it, '–': no upper limit); two-sided "
                     "log-rank p against output supervision in the same setting; seeds where only this "
                     "condition or only OS reached 0.99; runs with the memorisation plateau (fit the "
-                    "training set, then at chance >= 3x as long).\n\n" + cells_markdown(cell_table),
+                    "training set, then at chance >= 3x as long); exact McNemar p on those discordant "
+                    "seeds; the same at 0.90 held-out; outcomes as in summary_by_condition.md.\n\n"
+                    + cells_markdown(cell_table),
         "km_curves.csv": km.to_csv(index=False),
+        "window_vs_full_range.csv": window_vs_full_range(table).to_csv(index=False),
+        "curves.csv": curves[0].to_csv(index=False),
     }
+    record = {"runs": len(table), "skipped": {why: len(names) for why, names in table.attrs["skipped"].items()}}
+    if baseline_table is not None:
+        pairs = paired_runs(table, baseline_table)
+        texts["paired_with_baseline.csv"] = paired_cells(pairs, str(baseline)).to_csv(index=False)
+        texts["paired_with_baseline_runs.csv"] = pairs.to_csv(index=False)
+        record["baseline"] = str(baseline)
+        table.attrs["pairs"] = pairs
     try:
         for name, text in texts.items():
             atomic_write_text(root / name, text)
         # the provenance of unchanged numbers is still true: keep the file as it is
-        write_provenance_json(root / "summary_provenance.json", {"runs": len(table), **provenance()},
+        write_provenance_json(root / "summary_provenance.json", {**record, **provenance()},
                               describes=[root / name for name in texts])
     except OSError as exc:
         raise UserError(f"cannot write the summary under {root}: {exc}") from None
     return table
+
+
+def report(root: Path, table: pd.DataFrame) -> list[str]:
+    """What main prints for a root: runs summarised, folders skipped and
+    why, runs still training, and the pairing with a baseline."""
+    lines = [f"{root}: {len(table)} runs -> {root / 'summary.csv'}"]
+    skipped = {why: names for why, names in table.attrs.get("skipped", {}).items() if names}
+    if skipped:
+        lines.append(f"  skipped {sum(map(len, skipped.values()))} folders under {root / 'runs'}: "
+                     + "; ".join(f"{len(names)} with {why}" for why, names in skipped.items()))
+    unfinished = int((table["status"] == "running").sum())
+    if unfinished:
+        lines.append(f"  {unfinished} runs unfinished (no run.json, below their budget): included, censored at "
+                     "their last evaluation (outcome 'unfinished' unless already at 0.99)")
+    if "pairs" in table.attrs:
+        pairs = table.attrs["pairs"]
+        matched = int(pairs["baseline_run"].notna().sum())
+        lines.append(f"  {matched} of {len(pairs)} runs paired with a baseline run -> "
+                     f"{root / 'paired_with_baseline.csv'}" + (f" ({len(pairs) - matched} without one)"
+                                                               if matched < len(pairs) else ""))
+    return lines
 
 
 def default_roots() -> list[Path]:
@@ -593,17 +1070,24 @@ def build_parser() -> OneLineParser:
     p = OneLineParser(prog="python -m experiments.parity.summarize", description=__doc__.split("\n")[0])
     p.add_argument("--root", nargs="+", default=None,
                    help="results roots holding runs/ (default: every preset root that exists)")
+    p.add_argument("--baseline", default=None,
+                   help="a results root whose runs each run of --root is paired with (same settings and seed; "
+                        "batch size, budget, group and tag may differ): writes ROOT/paired_with_baseline.csv")
     return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.baseline is not None and not args.root:
+        raise UserError("--baseline needs --root (the roots to pair with it)")
     roots = [Path(r) for r in args.root] if args.root else default_roots()
     if not roots:
         raise UserError("no parity runs found (run python -m experiments.parity.run --preset quick first)")
+    baseline = Path(args.baseline) if args.baseline is not None else None
+    base_table = read_baseline(baseline) if baseline is not None else None  # checked before anything is written
     for root in roots:
-        table = summarize_root(root)
-        print(f"{root}: {len(table)} runs -> {root / 'summary.csv'}")
+        table = summarize_root(root, baseline, base_table)
+        print("\n".join(report(root, table)))
     return 0
 
 

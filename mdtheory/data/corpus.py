@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -167,16 +168,37 @@ def split_by_position(text: str, fractions=TEXT_FILE_FRACTIONS) -> tuple[str, st
     return text[:a], text[a:b], text[b:]
 
 
-def load_text_file(path: str | os.PathLike) -> Corpus:
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_text_file(path: str | os.PathLike) -> Path:
+    """``path`` as a regular file that exists, or one UserError line saying
+    what it is instead (missing, a directory, a FIFO, a device, ...). Only
+    stat is called: a FIFO is never opened (that would wait for a writer)."""
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"text file not found: {path}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read --text-file {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
         raise UserError(f"--text-file {path} is a directory; pass one UTF-8 text file")
-    if not path.is_file():
-        raise UserError(f"text file not found: {path}")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "some other kind of file")
+        raise UserError(f"--text-file {path} is not a regular file but {kind}; pass one UTF-8 text file")
+    return path
+
+
+def load_text_file(path: str | os.PathLike) -> Corpus:
+    path = check_text_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:  # no permission, an I/O error (e.g. /proc/self/mem), ...
+        raise UserError(f"cannot read --text-file {path}: {exc.strerror or exc}") from None
     train, val, test = split_by_position(text)
     if not (train.strip() and val.strip() and test.strip()):
         raise UserError(f"{path} is too short to split into train/val/test "

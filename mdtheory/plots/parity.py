@@ -4,6 +4,10 @@
                             windows, mean and min-max band over seeds (Fig 2)
     parity_os_long          output supervision over its whole run (Fig 6)
     parity_reduced_models   uniform-attention and MLP models (Fig 5)
+    parity_paper_mlp        the paper's Fig. 5 setting (reduced MLP, (20,6),
+                            full batch): train / held-out accuracy vs step per
+                            objective and window, median and quartile band
+                            over seeds, from paper_mlp/curves.csv
     parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per
                             (k, weight decay), rho from theory_vs_speed.csv
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
@@ -557,7 +561,52 @@ def _km_panel(ax, k, size, cells: pd.DataFrame, km: pd.DataFrame, palette: dict)
     ax.set_ylim(-0.03, 1.03)
 
 
+PAPER_MLP_DIR = Path("parity") / "paper_mlp"
+
+
+def paper_mlp(results: Path):
+    """The paper's Fig. 5 setting ((20,6), N = 5000, full batch, reduced MLP):
+    one panel per objective / window, train and held-out accuracy vs step,
+    median and interquartile band over seeds (curves.csv of the aggregator)."""
+    curves = _read_csv(Path(results) / PAPER_MLP_DIR / "curves.csv",
+                       f"{SUMMARIZE} --root results/parity/paper_mlp")
+    if "median" not in curves.columns:
+        raise MissingData(f"{PAPER_MLP_DIR / 'curves.csv'} has no median column (rerun {SUMMARIZE})")
+    curves = curves.assign(arm=[o if o != "md" else float(t1) for o, t1 in zip(curves["objective"], curves["t1"])])
+    setting = ["n", "k", "train_size", "batch_size", "n_embd", "weight_decay", "lr"]
+    if len(curves[setting].drop_duplicates()) > 1:
+        raise UserError(f"{PAPER_MLP_DIR / 'curves.csv'} mixes settings {curves[setting].drop_duplicates().values.tolist()}")
+    arms = ["os", *sorted(a for a in set(curves["arm"]) if a != "os")] if "os" in set(curves["arm"]) else \
+        sorted(set(curves["arm"]))
+    ncols = min(3, len(arms))
+    nrows = -(-len(arms) // ncols)
+    fig, axes = figure("full", aspect=0.3, ncols=ncols, nrows=nrows, sharex=True, sharey=True, squeeze=False)
+    palette = colours(2)
+    last = curves["step"].max()
+    for ax, arm in zip(axes.flat, arms):
+        part = curves[curves["arm"] == arm]
+        seeds = int(part["n_runs"].max())
+        for (metric, label, ls), colour in zip((("train_acc", "train", "--"), ("val_acc", "held-out", "-")), palette):
+            line = part[part["metric"] == metric].sort_values("step")
+            ax.plot(line["step"], line["median"], color=colour, ls=ls, label=label)
+            if seeds > 1:
+                ax.fill_between(line["step"], line["q25"], line["q75"], color=colour, alpha=0.2, lw=0)
+        title = "output sup." if arm == "os" else f"MD $U[0,{arm:g}]$"
+        _accuracy_axes(ax, f"{title} ({seeds} seed{'s' if seeds > 1 else ''})")
+        ax.axhline(0.9, color="grey", lw=0.5, ls="--")
+        ax.set_xlim(0, last)
+    for ax in list(axes.flat)[len(arms):]:
+        ax.set_visible(False)
+    for ax in axes[:-1].flat:
+        ax.set_xlabel("")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy")
+    axes.flat[0].legend(loc="lower right", fontsize=6)
+    return fig
+
+
 FIGURES = {
+    "parity_paper_mlp": paper_mlp,
     "parity_accuracy": accuracy,
     "parity_os_long": os_long,
     "parity_reduced_models": reduced_models,

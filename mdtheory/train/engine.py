@@ -19,7 +19,11 @@ unchanged (``steps`` may grow if the learning rates already used stay the
 same), drops records past the checkpoint and continues: batches are a
 function of (seed, step), so a killed and resumed CPU run ends with exactly
 the metrics of an uninterrupted one. A non-finite loss stops training with a
-UserError before any checkpoint of the diverged state is written.
+UserError before any checkpoint of the diverged state is written. A write
+that fails (a full disk) stops it with one line naming the file (an
+OutputError), keeping the last good checkpoint and the records before it;
+the temporary files a killed writer left behind are removed when the run
+folder is next opened (resume, or a fresh start of our run).
 
 ``train(task, cfg, stop=rule)`` ends a run early: ``rule`` sees each new
 metrics record and returns True to stop there (after a checkpoint); a later
@@ -45,8 +49,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..cli import atomic_write_text
-from ..errors import UserError
+from ..cli import atomic_write_text, temp_prefix, write_failed
+from ..errors import OutputError, UserError
 from ..provenance import provenance
 from .. import runfiles
 from ..runfiles import read_metrics
@@ -175,15 +179,38 @@ def gather_rng_states(rt: Runtime) -> list[dict]:
     return states
 
 
+def _write_error_reason(exc: BaseException) -> str | None:
+    """What a failed write ran into (e.g. "No space left on device"), from an
+    OSError or torch's RuntimeError around one; None for anything else."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("inline_container" in text or "write" in text.lower()):
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
+
+
 def save_checkpoint(path: Path, payload: dict) -> None:
-    """torch.save to a temporary sibling, fsync, rename: all or nothing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """torch.save to a temporary sibling (``.ckpt.pt.<pid>.tmp``), fsync,
+    rename: all or nothing. A failed write (disk full, ...) removes the
+    temporary file, keeps the last good checkpoint and raises an
+    OutputError naming ``path``."""
+    tmp = path.with_name(f"{temp_prefix(path)}tmp")
     try:
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        reason = _write_error_reason(exc)
+        if reason is None:
+            raise
+        raise OutputError(f"cannot write the checkpoint {path}: {reason}", getattr(exc, "errno", None),
+                          reason, str(path)) from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -240,12 +267,26 @@ class MetricsLog:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict) -> None:
+        """One line; a failed write (disk full, ...) is cut off again, so the
+        file keeps exactly its earlier records, and raises an OutputError."""
         if self.path is None:
             return
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(_json_safe(record)) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        line = json.dumps(_json_safe(record)) + "\n"
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            size = 0
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            try:
+                os.truncate(self.path, size)
+            except OSError:
+                pass  # then the torn last line is what a reader drops
+            raise write_failed(self.path, exc) from None
 
 
 # ---------------------------------------------------------------------------
@@ -374,8 +415,45 @@ def _check_resume(ckpt: dict, stored: dict | None, task_json: dict, cfg: TrainCo
     _check_lr_curve(_stored_lr_horizon(ckpt, stored), done, cfg)
 
 
-# temporary files this module writes next to its outputs (atomic writes)
+# temporary files this module writes next to its outputs (atomic writes):
+# ".<name>.<pid>.[random.]tmp", see mdtheory.cli.temp_prefix
 OUR_TEMP_PREFIXES = tuple(f".{name}." for name in (CKPT_NAME, CONFIG_NAME, METRICS_NAME))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
+def _remove_stale_temps(out: Path) -> list[str]:
+    """Remove the temporary files of ours that a killed writer left in the
+    run folder ``out`` (a SIGTERM during a checkpoint write leaves a
+    checkpoint-sized ``.ckpt.pt.<pid>.tmp``): those whose pid is not a live
+    process, or is this process's own (it writes none before training
+    starts). Called with the folder locked, once the run is known to be
+    ours; returns the names removed."""
+    removed = []
+    for entry in out.iterdir():
+        prefix = next((p for p in OUR_TEMP_PREFIXES if entry.name.startswith(p)), None)
+        if prefix is None or not entry.name.endswith(".tmp") or not entry.is_file():
+            continue
+        pid_text = entry.name[len(prefix):].split(".")[0]
+        pid = int(pid_text) if pid_text.isdigit() else None  # no pid: an older writer's
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry.name)
+        except OSError:
+            pass
+    return removed
 
 
 def _read_stored_config(path: Path) -> dict | None:
@@ -433,6 +511,7 @@ def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig, resumable_
             ckpt = load_checkpoint(ckpt_path)
             _check_resume(ckpt, stored, task_json, cfg, resumable_task)
             read_metrics(out / METRICS_NAME)  # a damaged file is refused before anything is written
+            _remove_stale_temps(out)
             return fd, ckpt
         if stored is None:
             others = sorted(p.name for p in out.iterdir() if not p.name.startswith(OUR_TEMP_PREFIXES))
@@ -440,6 +519,7 @@ def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig, resumable_
                 raise UserError(f"--out {out} is not empty ({', '.join(others[:3])}"
                                 f"{', ...' if len(others) > 3 else ''}) and holds no run of this "
                                 f"trainer; choose an empty or new folder")
+            _remove_stale_temps(out)
             return fd, None
         # a run of ours that stopped before its first checkpoint: the same
         # command starts it again (its records will be the same); others are refused
@@ -450,6 +530,7 @@ def _prepare_run_folder(out: Path, task_json: dict, cfg: TrainConfig, resumable_
             raise UserError(f"{out} holds a run with other settings ({', '.join(changed)}) that "
                             f"stopped before its first checkpoint; repeat its command or choose "
                             f"another --out")
+        _remove_stale_temps(out)
         return fd, None
     except BaseException:
         os.close(fd)
@@ -597,6 +678,7 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack, s
         return record
 
     records: list[dict] = []
+    saved_step = start_step if ckpt is not None else None  # the step of the checkpoint on disk
     t_start = time.time()
     if start_step == 0:
         rec = evaluate(0)
@@ -674,11 +756,18 @@ def _train(task, cfg: TrainConfig, rt: Runtime, cleanup: contextlib.ExitStack, s
         if ckpt_path is not None and (step % cfg.ckpt_every == 0 or step == cfg.steps or stopping):
             rng_states, acc_state = gather_rng_states(rt), acc.state_dict(rt)  # collectives
             if rt.is_main:
-                save_checkpoint(ckpt_path, {
-                    "step": step, "model": raw_model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "rng": rng_states,
-                    "accumulator": acc_state, "task": task_json, "train": cfg.record(),
-                    "task_state": task.state_dict() if hasattr(task, "state_dict") else {}})
+                try:
+                    save_checkpoint(ckpt_path, {
+                        "step": step, "model": raw_model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "rng": rng_states,
+                        "accumulator": acc_state, "task": task_json, "train": cfg.record(),
+                        "task_state": task.state_dict() if hasattr(task, "state_dict") else {}})
+                except OutputError as exc:
+                    bar.close()
+                    kept = (f"; the last good checkpoint (step {saved_step}) is kept and --resume continues "
+                            f"from it" if saved_step is not None else "")
+                    raise OutputError(f"{exc}{kept}", exc.errno, exc.strerror, exc.filename) from None
+                saved_step = step
             _barrier(rt)
     bar.close()
     return TrainResult(model=raw_model, records=records, stopped_early=stopping)

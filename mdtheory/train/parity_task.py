@@ -56,29 +56,38 @@ def available_memory_bytes() -> int | None:
         return None
 
 
-def estimate_memory(cfg: "ParityTaskConfig") -> dict[str, int]:
+def estimate_memory(cfg: "ParityTaskConfig", batch_size: int | None = None) -> dict[str, int]:
     """Rough peak bytes of a parity run, by part, before anything is allocated.
 
     data: both splits as int64 tokens, about three copies while they are
     built; model: fp32 weights, gradients and the two AdamW moments;
-    activations: the larger of an evaluation chunk (no grad, one layer at a
-    time) and the t-bin diagnostics' backward pass (every layer kept).
-    The training batch is the engine's and is not counted.
+    activations: the largest of an evaluation chunk (no grad, one layer at a
+    time), the t-bin diagnostics' backward pass (every layer kept) and, when
+    ``batch_size`` (the engine's micro-batch) is given, one training step:
+    the batch's token, mask and row tensors, and for the transformer every
+    layer's activations and the logits, for the reduced MLP the one-hot z~
+    (B, vocab * seq_len), its hidden pre-activations and activations
+    (B, hidden) and the logits broadcast to every position (with gradients).
     """
     L, V = cfg.n + 1, VOCAB_SIZE
     data = (cfg.train_size + cfg.val_size) * L * 8 * 3
     d, layers, heads = cfg.n_embd, cfg.n_layer, cfg.n_head
     eval_rows = min(cfg.eval_batch, max(min(cfg.train_size, cfg.eval_train_max), cfg.val_size))
+    tbin_rows = min(cfg.tbin_batch, cfg.train_size) if cfg.tbins else 0
     if cfg.model == "mlp":
         params = d * V * L + d * V
         # features of the energy estimate (float64) and its hidden x hidden pseudo-inverse
         energy = cfg.energy_samples * d * 8 * 3 + d * d * 8 * 4 if cfg.energy_every else 0
-        activations = max(eval_rows * (d + V * L) * 4 * 3, energy)
+        per_row = (V * L + 4 * d + 3 * L * V) * 4  # z~, pre/act and their grads, logits and their grads
+        activations = max(eval_rows * (d + V * L) * 4 * 3, energy, tbin_rows * per_row)
     else:
         params = layers * 12 * d * d + (V + L) * d + d * V
+        per_row = L * (layers * (16 * d + 2 * heads * L) + 3 * V) * 4  # layers kept for backward, logits
         evaluation = eval_rows * L * (4 * d + heads * L) * 4 * 3
-        backward = layers * cfg.tbin_batch * L * (16 * d + 2 * heads * L) * 4
-        activations = max(evaluation, backward)
+        activations = max(evaluation, tbin_rows * per_row)
+    if batch_size is not None:
+        # tokens, noisy tokens, rows (int64) and the mask, then the forward/backward pass
+        activations = max(activations, int(batch_size) * (L * (3 * 8 + 1) + per_row))
     return {"data": data, "model": params * 16, "activations": activations}
 
 
@@ -140,20 +149,28 @@ class ParityTask(SamplerStateHooks):
         self._energy_cache: dict = {}  # theory statistics for E(W), built once
 
     @staticmethod
-    def check_memory(cfg: ParityTaskConfig, available: int | None = None) -> None:
-        """Refuse, before allocating, a configuration that cannot fit in memory."""
-        for name in ("n", "train_size", "val_size", "n_layer", "n_head", "n_embd"):
+    def check_memory(cfg: ParityTaskConfig, available: int | None = None,
+                     batch_size: int | None = None) -> None:
+        """Refuse, before allocating, a configuration that cannot fit in
+        memory (with ``batch_size``: the engine's micro-batch too)."""
+        for name in ("n", "train_size", "val_size", "n_layer", "n_head", "n_embd", "eval_batch",
+                     "eval_train_max", "tbin_batch", "energy_samples"):
             value = getattr(cfg, name)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {value!r}")
-        parts = estimate_memory(cfg)
+        parts = estimate_memory(cfg, batch_size)
         need = sum(parts.values())
         available = available_memory_bytes() if available is None else available
         if available is not None and need > available:
             detail = ", ".join(f"{k} {v / GIB:.3g}" for k, v in parts.items())
+            flags = "--batch-size (or raise --grad-accum), " if batch_size is not None else ""
             raise UserError(f"parity task would need about {need / GIB:.3g} GiB ({detail}) but "
-                            f"{available / GIB:.3g} GiB is available: reduce --n, --train-size, "
+                            f"{available / GIB:.3g} GiB is available: reduce {flags}--n, --train-size, "
                             f"--val-size, --n-embd or --n-layer")
+
+    def check_micro_batch(self, micro_batch: int) -> None:
+        """Refuse, before training, a micro-batch that cannot fit (the engine calls this)."""
+        self.check_memory(self.cfg, batch_size=micro_batch)
 
     # -- Task interface ---------------------------------------------------------
     def config(self) -> dict:
