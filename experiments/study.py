@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
+import signal
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -157,12 +160,58 @@ def _submit_array(executor, study: Study, todo: list, root: Path) -> dict[str, s
     return {spec.name: "submitted" for spec in todo}
 
 
+def _descendants(pid: int) -> list[int]:
+    """Processes below ``pid`` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _terminate_tree(job) -> None:
+    """Kill a local job's controller and everything under it. submitit's own
+    cancel (SIGINT to the controller) leaves the training process running
+    and its run folder locked, and submitit's job process ignores SIGTERM
+    (it keeps that for preemption), so this sends SIGKILL: the run resumes
+    from its last checkpoint (written atomically) next time."""
+    process = getattr(job, "_process", None)
+    if process is None:
+        job.cancel(check=False)
+        return
+    for pid in [*_descendants(process.pid), process.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_gone(job, timeout_s: float = 30.0) -> None:
+    """Wait until a cancelled local job has exited (its run folder's lock is free)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not job.done():
+        time.sleep(0.1)
+
+
 def _run_local(executor, study: Study, todo: list, root: Path, args, total: int) -> dict[str, str]:
     """``--jobs`` subprocesses at a time; a finished job's status is read
     from its run folder."""
     bar = tqdm(total=total, initial=total - len(todo), desc=study.name, unit="run",
                disable=None if args.progress else True, dynamic_ncols=True)
     statuses, waiting, running = {}, list(todo), {}
+
+    def stop(signum, frame):  # a SIGTERM ends the runner like Ctrl-C: its jobs are stopped too
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
     try:
         while waiting or running:
             while waiting and len(running) < args.jobs:
@@ -179,10 +228,14 @@ def _run_local(executor, study: Study, todo: list, root: Path, args, total: int)
                 bar.update(1)
     except BaseException:
         for _, job in running.values():  # Ctrl-C or a signal: stop the children too (they resume later)
-            job.cancel(check=False)
+            _terminate_tree(job)
+        for _, job in running.values():
+            _wait_gone(job)
         raise
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     failed = [f"{n}: {s[len('failed: '):]}" for n, s in statuses.items() if s.startswith("failed")]
     if failed:
         raise UserError(f"{len(failed)} run(s) failed, first {failed[0]}")

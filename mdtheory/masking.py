@@ -533,17 +533,21 @@ def _parse_adaptive(spec: str, rest: str, eps: float, weighting: str) -> Adaptiv
 
 # MixtureSampler.spec() prints weights with 6 significant digits
 MIXTURE_WEIGHT_TOL = 1e-5
-SAMPLER_KINDS = ("window", "uniform", "stratified", "beta", "point", "signal-optimal", "mixture",
-                 "adaptive")
+SAMPLER_KINDS = ("window", "uniform", "stratified", "beta", "logitnormal", "point", "signal-optimal", "mixture",
+                 "adaptive", "predicted")
 
 
-def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse_t") -> MaskRateSampler:
+def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse_t",
+                  t_star: float | None = None) -> MaskRateSampler:
     """Build a sampler from a short string (used by the CLIs and configs).
 
     ``window:T0,T1``  ``uniform``  ``stratified:T0,T1``  ``beta:A,B``
     ``point:T``  ``signal-optimal:K[,WIDTH]``  ``mixture:W*SPEC+W*SPEC``
     (mixture weights must sum to 1)  ``adaptive[:rule=R,bins=N,floor=F,...]``
     (a law that learns from training losses, see ``AdaptiveSampler``)
+    ``logitnormal:MU,SIGMA``  ``predicted[:width=W,law=window|beta|logitnormal]``
+    (centred on the corpus-predicted ``t_star``, see ``mdtheory.predicted``;
+    the LM task computes t* from its training split)
     """
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"empty sampler spec {spec!r}")
@@ -568,6 +572,13 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
         return MixtureSampler(parts)
     if kind == "adaptive":
         return _parse_adaptive(spec, rest, eps, weighting)
+    if kind == "predicted":
+        from .predicted import centred_law, parse_options
+        width, law = parse_options(spec)
+        if t_star is None:
+            raise UserError("--sampler predicted centres its law on a corpus's t*: use it with the lm task "
+                            "(it estimates t* from the training split), or mdtheory.predicted.law_for_text")
+        return centred_law(t_star, width, law, eps=eps, weighting=weighting)
     args = [a for a in rest.split(",") if a.strip()] if rest else []
 
     def nums(count: int | tuple[int, ...]) -> list[float]:
@@ -590,6 +601,9 @@ def parse_sampler(spec: str, eps: float = DEFAULT_EPS, weighting: str = "inverse
         return BetaSampler(*nums(2), eps=eps, weighting=weighting)
     if kind == "point":
         return PointSampler(*nums(1), weighting=weighting)
+    if kind == "logitnormal":
+        from .predicted import LogitNormalSampler
+        return LogitNormalSampler(*nums(2), eps=eps, weighting=weighting)
     if kind in ("signal-optimal", "signal_optimal"):
         vals = nums((1, 2))
         if not math.isfinite(vals[0]) or vals[0] != int(vals[0]):

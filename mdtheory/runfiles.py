@@ -206,6 +206,8 @@ def read_run(path: str | Path) -> RunRecord:
     if not (isinstance(task, dict) and isinstance(train, dict)):
         raise UserError(f"{path / CONFIG_NAME} is not the config of a run of this trainer "
                         f"(no task and train settings)")
+    if task.get("model") == "uniform-attention":  # renamed: a transformer with attention frozen to uniform
+        task = {**task, "model": "uniform-attention-transformer"}
     return RunRecord(path=path, task=task, train=train, provenance=config.get("provenance", {}),
                      metrics=[_named_metrics(r) for r in read_metrics(path / METRICS_NAME)],
                      marker=read_marker(path), world_size=int(config.get("world_size", 1)),

@@ -90,7 +90,7 @@ def test_records_and_files(tmp_path):
 
 
 @pytest.mark.parametrize("objective, model", [("os", "transformer"), ("ar", "transformer"),
-                                              ("md", "uniform-attention"), ("md", "mlp"),
+                                              ("md", "uniform-attention-transformer"), ("md", "mlp"),
                                               ("os", "mlp")])
 def test_objectives_and_models_run(objective, model):
     extra = {"n_embd": 32} if model == "mlp" else {}

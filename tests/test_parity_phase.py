@@ -263,7 +263,8 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     macros, tex = paper_tables.parity_phase_numbers(results)
     # OS 2/4, MD 3/4 at N = 512: short of the target (MD >= 80%, OS <= 20%, p < 0.01)
     assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none",
-                      "parityPhaseReverseCells": "none"}
+                      "parityPhaseReverseCells": "none", "parityPhaseSlowerCells": "none",
+                      "parityPhaseFailedCells": "none"}
     assert r"4 & 512 & 614 & 2/4 (0.15--0.85) & 3/4 (0.30--0.95) & 0/4 (0.00--0.49) & $0.88$ \\" in tex
     assert r"4 & 2{,}048 & 614 & -- & 2/2 (0.34--1.00) & -- & -- \\" in tex
     # a cell that meets it is named
@@ -278,7 +279,17 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     cells.loc[at_512 & (cells["objective"] == "os"), "success_rate"] = 1.0
     cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.0, 0.02]
     cells.to_csv(path, index=False)
-    assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseReverseCells"] == "$k=4$, $N=512$ ($p=0.02$)"
+    macros = paper_tables.parity_phase_numbers(results)[0]
+    assert macros["parityPhaseReverseCells"] == "$k=4$, $N=512$ ($p=0.02$)"
+    # at 0.90 that cell is a failure of MD too, or only a slower MD, depending on its 0.90 columns
+    md_512 = at_512 & (cells["t1"] == SC_T1)
+    for rate_90, slower, failed in ((0.0, "none", "$k=4$, $N=512$"), (1.0, "$k=4$, $N=512$", "none")):
+        cells.loc[md_512, ["success_rate_90", "reached_90", "mcnemar_p_vs_os_90"]] = [rate_90, 4 * rate_90, 0.125]
+        cells.to_csv(path, index=False)
+        macros = paper_tables.parity_phase_numbers(results)[0]
+        assert macros["parityPhaseSlowerCells"].split(" (")[0] == slower
+        assert macros["parityPhaseFailedCells"].split(" (")[0] == failed
+    assert "McNemar $p=0.12" in macros["parityPhaseSlowerCells"]
     macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
     assert macros == {} and "not run" in tex
 

@@ -81,3 +81,14 @@ def test_run_marker_is_read_in_one_place(tmp_path):
     (tmp_path / "run.json").write_text("{torn")
     with pytest.raises(UserError, match="run.json"):
         read_marker(tmp_path)
+
+
+def test_the_renamed_uniform_attention_model_reads_under_its_new_name_and_keeps_its_folders():
+    from experiments.parity.presets import ROOTS, runs_of
+
+    old = [p for p in COMMITTED if p.name.endswith("uniform-attention_s0")]
+    if not old:
+        pytest.skip("committed results absent")
+    assert {read_run(p).task["model"] for p in old} == {"uniform-attention-transformer"}
+    specs = [r for r in runs_of("full") if r.model == "uniform-attention-transformer"]
+    assert specs and all((Path(ROOTS["full"]) / "runs" / r.name).is_dir() for r in specs)

@@ -20,8 +20,8 @@ from mdtheory.cli import run_cli
 from mdtheory.runfiles import hold_root, read_marker, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-LONG = RunSpec(objective="os", n=8, k=2, train_size=64, val_size=64, steps=4000, n_layer=1, n_head=2, n_embd=16,
-               eval_every=50, group="test", lr=1e-4, weight_decay=0.0)
+LONG = RunSpec(objective="os", n=8, k=2, train_size=64, val_size=64, steps=8000, n_layer=1, n_head=2, n_embd=16,
+               eval_every=50, group="test", lr=1e-7, weight_decay=0.0)  # learns nothing: never stops early
 
 
 def parity_study(specs) -> study.Study:
@@ -45,8 +45,10 @@ def test_local_executor_trains_in_subprocesses_then_skips(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
-    """SIGKILL the runner (and its job) mid-run; the same study again continues the run."""
+@pytest.mark.parametrize("how", ["sigkill-group", "sigterm-runner"])
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, how):
+    """SIGKILL the runner and its job mid-run, or SIGTERM the runner alone (it
+    must stop its job); the same study again continues the run."""
     script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})\n"
               f"from test_study import LONG, parity_study, args\n"
               f"from experiments import study\n"
@@ -58,14 +60,23 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     while not (run_dir / "ckpt.pt").exists() and time.time() < deadline:
         time.sleep(0.2)
     assert (run_dir / "ckpt.pt").exists(), "the run never wrote a checkpoint"
-    os.killpg(proc.pid, signal.SIGKILL)  # the runner and submitit's job share its process group
+    if how == "sigkill-group":
+        os.killpg(proc.pid, signal.SIGKILL)  # the runner and submitit's job share its process group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     proc.wait()
-    for _ in range(600):  # until the whole group is gone (and the run folder's lock with it)
+    gone = False
+    for _ in range(100):  # until the whole group is gone (and the run folder's lock with it)
         try:
             os.killpg(proc.pid, 0)
         except ProcessLookupError:
+            gone = True
             break
         time.sleep(0.1)
+    if not gone:
+        os.killpg(proc.pid, signal.SIGKILL)
+    assert gone, "the runner left its job running"
+    assert not read_marker(run_dir), "the run finished before it was killed: the test decides nothing"
     killed_at = read_metrics(run_dir)[-1]["step"]
     assert not read_marker(run_dir) and killed_at < LONG.steps
     statuses = study.run_study(parity_study([LONG]), tmp_path, args())

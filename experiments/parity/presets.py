@@ -14,7 +14,7 @@ Presets and where they write (``ROOTS``):
                  budget (what ``make all`` regenerates)
     calibration  the documented search for a CPU setting  results/parity/calibration
     full         main comparison (wd 0.1 and 0.0, 3       results/parity
-                 seeds), k-sweep, uniform-attention/MLP
+                 seeds), k-sweep, uniform-attention transformer/MLP
     os_long      output supervision to 10k steps (does    results/parity/os_long
                  a memorising run grok later?)
     paper        the paper's (20,6) setup for a GPU        results/parity/paper
@@ -103,8 +103,8 @@ class RunSpec:
         """Directory name: every field that distinguishes runs, readable."""
         what = self.objective if self.objective != "md" else f"md{_g(self.t0)}-{_g(self.t1)}"
         parts = [what, f"n{self.n}k{self.k}", f"N{self.train_size}", f"wd{_g(self.weight_decay)}"]
-        if self.model != "transformer":
-            parts.append(self.model)
+        if self.model != "transformer":  # folders keep the short name the model had when they were made
+            parts.append({"uniform-attention-transformer": "uniform-attention"}.get(self.model, self.model))
         if (self.n_layer, self.n_head, self.n_embd) != (2, 4, 64):
             parts.append(f"L{self.n_layer}H{self.n_head}D{self.n_embd}")
         if self.lr != 1e-3:
@@ -203,7 +203,7 @@ def preset_ksweep() -> list[RunSpec]:
 def preset_models() -> list[RunSpec]:
     """Uniform-attention transformer and the reduced MLP (paper Fig 5), OS and MD."""
     runs = []
-    for model, width in (("uniform-attention", 64), ("mlp", 512)):
+    for model, width in (("uniform-attention-transformer", 64), ("mlp", 512)):
         base = replace(MAIN, model=model, n_embd=width, steps=SIDE_STEPS, group="models")
         best = round(best_t1_given_t0_zero(MAIN.k), 3)
         runs += comparison(base, seeds=[0], windows=[(0.0, 0.2), (0.0, best)], objectives=("os", "md"))

@@ -205,15 +205,106 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
     macros = {"parityPhaseRuns": str(int(tabled["runs"].sum())), "parityPhaseSeedsMin": str(int(tabled["runs"].min())),
               "parityPhaseAimCells": "; ".join(aim) if aim else "none",
               "parityPhaseReverseCells": "; ".join(reverse) if reverse else "none"}
-    decay = weight_decay_sentence(results)
-    if decay:
-        macros["parityPhaseWeightDecay"] = decay
+    macros.update(threshold_sentences(cells))
+    for name, sentence in (("parityPhaseWeightDecay", weight_decay_sentence), ("parityExtend", extension_sentence),
+                           ("parityBatch", batch_sentence), ("parityPaperMLP", paper_mlp_sentence)):
+        text = sentence(results)
+        if text:
+            macros[name] = text
     windows = phase_window_sentence(results)
     if windows:
         macros["parityPhaseWindows"] = windows
     header = row("$k$", "$N$", r"$N$-bound of $U[0,t_1^{\mathrm{SC}}]$", "OS",
                  r"MD $U[0,t_1^{\mathrm{SC}}]$", r"MD $U[0,1]$", "log-rank $p$ (MD vs OS)")
     return macros, latex_table("rrrlllr", header, rows)
+
+
+def _root_table(results: Path, root: str, name: str) -> pd.DataFrame | None:
+    path = Path(results) / "parity" / root / name
+    try:
+        return pd.read_csv(path) if path.is_file() else None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
+        raise UserError(f"{path} is not a readable CSV ({type(exc).__name__})") from None
+
+
+def _cell_name(r) -> str:
+    return f"$k={int(r['k'])}$, $N={fmt_steps(r['train_size'])}$"
+
+
+def threshold_sentences(cells: pd.DataFrame) -> dict[str, str]:
+    """Where OS reached 0.99 in >= 80% of seeds and MD at the theory's window
+    in <= 20%: which of those cells look the same at 0.90 held-out (MD did
+    not learn) and which do not (MD slower), with the exact McNemar p."""
+    md = cells[(cells["objective"] == "md") & (cells["theory_window"] == "sample-complexity optimal")]
+    os_ = cells[cells["objective"] == "os"]
+    key = ["k", "train_size", "weight_decay"]
+    both = md.merge(os_[key + ["success_rate", "success_rate_90"]], on=key, suffixes=("", "_os"))
+    both = both[both["weight_decay"] == both["weight_decay"].max()]
+    reverse = both[(both["success_rate_os"] >= 0.8) & (both["success_rate"] <= 0.2)]
+    slower = reverse[reverse["success_rate_90"] >= 0.8]
+    failed = reverse[reverse["success_rate_90"] <= 0.2]
+
+    def listing(rows, column):
+        return "; ".join(f"{_cell_name(r)} (MD {int(r['reached_90'])}/{int(r['runs'])} at 0.90, "
+                         f"McNemar $p={fmt_p(r[column])}$)" for _, r in rows.iterrows()) or "none"
+    return {"parityPhaseSlowerCells": listing(slower, "mcnemar_p_vs_os_90"),
+            "parityPhaseFailedCells": listing(failed, "mcnemar_p_vs_os_90")}
+
+
+def extension_sentence(results: Path) -> str | None:
+    """The phase cells re-trained to 3x the budget: per cell at the theory's
+    window and the largest weight decay, runs reaching 0.99 and 0.90 and the
+    median final held-out accuracy."""
+    cells, runs = (_root_table(results, "phase_extend", n) for n in ("cells.csv", "summary.csv"))
+    if cells is None or runs is None:
+        return None
+    cells = cells[(cells["theory_window"] == "sample-complexity optimal")
+                  & (cells["weight_decay"] == cells["weight_decay"].max()) & (cells["n_unfinished"] == 0)]
+    parts = []
+    for _, r in cells.sort_values(["k", "train_size"]).iterrows():
+        mine = runs[(runs["k"] == r["k"]) & (runs["train_size"] == r["train_size"]) & (runs["t1"] == r["t1"])
+                    & (runs["weight_decay"] == r["weight_decay"])]
+        parts.append(f"{_cell_name(r)}: {int(r['reached'])}/{int(r['runs'])} reach 0.99 and "
+                     f"{int(r['reached_90'])}/{int(r['runs'])} 0.90 within {fmt_steps(r['budget'])} steps, "
+                     f"median final held-out {mine['final_val_acc'].median():.3f}")
+    return "; ".join(parts) or None
+
+
+def batch_sentence(results: Path) -> str | None:
+    """Full batch against the grid's 256 (paired_with_baseline.csv of phase_batch)."""
+    pairs = _root_table(results, "phase_batch", "paired_with_baseline.csv")
+    if pairs is None or pairs.empty:
+        return None
+    parts = []
+    for _, r in pairs.sort_values(["k", "train_size", "objective"]).iterrows():
+        what = "OS" if r["objective"] == "os" else "MD"
+        ratio = r["median_step_ratio_90"]
+        speed = f", steps to 0.90 {ratio:.2f}x" if pd.notna(ratio) else ""
+        parts.append(f"{_cell_name(r)} {what}: {int(r['reached_99'])} vs {int(r['baseline_reached_99'])} "
+                     f"of {int(r['runs_paired'])} seeds reach 0.99 (McNemar $p={fmt_p(r['mcnemar_p_99'])}$){speed}")
+    return "full batch vs batch 256, same seeds: " + "; ".join(parts)
+
+
+def paper_mlp_sentence(results: Path) -> str | None:
+    """The paper's Fig. 5 setting: per arm, seeds reaching 0.90 / 0.99 and
+    KM medians; for runs trained past 0.99, the lowest held-out accuracy after."""
+    cells, runs = (_root_table(results, "paper_mlp", n) for n in ("cells.csv", "summary.csv"))
+    if cells is None or runs is None:
+        return None
+    parts = []
+    for _, r in cells.sort_values(["objective", "t1"], ascending=[False, True], na_position="first").iterrows():
+        what = "OS" if r["objective"] == "os" else f"MD $U[0,{r['t1']:g}]$"
+        med = lambda c: fmt_steps(r[c]) if pd.notna(r[c]) else "not reached"
+        text = (f"{what}: {int(r['reached_90'])}/{int(r['runs'])} reach 0.90 (KM median {med('km_median_steps_90')}), "
+                f"{int(r['reached'])}/{int(r['runs'])} 0.99 ({med('km_median_steps')})")
+        if int(r.get("n_unfinished", 0)):
+            text += f", {int(r['n_unfinished'])} still training"
+        mine = runs[(runs["objective"] == r["objective"]) & ((runs["t1"] == r["t1"]) | runs["t1"].isna() & pd.isna(r["t1"]))]
+        after = mine["min_val_after_99"].dropna()
+        if len(after):
+            text += f"; lowest held-out after first reaching 0.99: {', '.join(f'{v:.3f}' for v in after)}"
+        parts.append(text)
+    return "; ".join(parts) or None
 
 
 def weight_decay_sentence(results: Path) -> str | None:

@@ -3,7 +3,7 @@
     parity_accuracy         train / held-out accuracy vs step, OS vs AR vs MD
                             windows, mean and min-max band over seeds (Fig 2)
     parity_os_long          output supervision over its whole run (Fig 6)
-    parity_reduced_models   uniform-attention and MLP models (Fig 5)
+    parity_reduced_models   the uniform-attention transformer and the reduced MLP
     parity_paper_mlp        the paper's Fig. 5 setting (reduced MLP, (20,6),
                             full batch): train / held-out accuracy vs step per
                             objective and window, median and quartile band
@@ -210,7 +210,7 @@ def reduced_models(results: Path):
     """Fig 5: the uniform-attention transformer and the 2-layer MLP."""
     runs = [r for r in _require_runs(results) if r.model != MAIN_MODEL]
     if not runs:
-        raise MissingData("no uniform-attention or MLP parity runs")
+        raise MissingData("no uniform-attention-transformer or MLP parity runs")
     models = sorted({r.model for r in runs})
     fig, axes = figure("full", aspect=0.36, ncols=len(models), sharey=True)
     for ax, model in zip(axes[0], models):

@@ -56,6 +56,7 @@ from ..data.tokenize import DEFAULT_BPE_VOCAB, TOKENIZERS, build_tokenizer, enco
 from ..errors import UserError
 from ..evaluate import SCHEMES, eval_blocks, full_range_loss
 from ..masking import parse_sampler
+from ..predicted import law_for_corpus
 from ..models import Transformer, TransformerConfig
 from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
@@ -102,8 +103,15 @@ class LMTask(SamplerStateHooks):
         if cfg.eval_scheme not in SCHEMES:
             raise UserError(f"unknown eval scheme {cfg.eval_scheme!r}; choose from {', '.join(SCHEMES)}")
         self.cfg = cfg
-        self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting)
+        parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting,
+                      t_star=0.5)  # a bad spec is refused before the corpus is read
         corpus = load_corpus(cfg.corpus, text_file=cfg.text_file)
+        self.predicted = None  # t* and the weights behind it, for --sampler predicted
+        if cfg.sampler.strip().lower().startswith("predicted"):
+            self.sampler, self.predicted = law_for_corpus(corpus, cfg.sampler, eps=cfg.eps,
+                                                          weighting=cfg.loss_weighting)
+        else:
+            self.sampler = parse_sampler(cfg.sampler, eps=cfg.eps, weighting=cfg.loss_weighting)
         self.corpus_name, self.corpus_fingerprint = corpus.name, corpus.fingerprint()
         self.tok = build_tokenizer(cfg.tokenizer, corpus, cfg.vocab_size)
         # model and evaluation sizes are known now: refuse what cannot fit before allocating
@@ -127,7 +135,8 @@ class LMTask(SamplerStateHooks):
         return {"name": self.name, **asdict(self.cfg), "sampler_law": self.sampler.describe(),
                 "corpus_name": self.corpus_name, "corpus_fingerprint": self.corpus_fingerprint,
                 "tokenizer_vocab_size": self.tok.vocab_size, "mask_id": self.tok.mask_id,
-                "tokens": self.token_counts, "eval_blocks_used": int(self.test.shape[0])}
+                "tokens": self.token_counts, "eval_blocks_used": int(self.test.shape[0]),
+                **({"predicted": self.predicted} if self.predicted else {})}
 
     def build_model(self) -> Transformer:
         c = self.cfg

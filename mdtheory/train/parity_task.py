@@ -31,8 +31,13 @@ from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
 from .task import SamplerStateHooks, step_generator
 
-MODELS = ("transformer", "uniform-attention", "mlp")
-MODEL_WIDTH_DEFAULT = {"transformer": 128, "uniform-attention": 128, "mlp": 2560}
+# "uniform-attention-transformer" is a transformer whose attention is frozen to
+# uniform weights: it keeps residuals, LayerNorm and per-position MLPs, so its
+# output differs by position. The paper's reduced model (the same output at
+# every position, f(z~) = v^T sigma(W z~)) is "mlp".
+MODELS = ("transformer", "uniform-attention-transformer", "mlp")
+MODEL_WIDTH_DEFAULT = {"transformer": 128, "uniform-attention-transformer": 128, "mlp": 2560}
+# (its old name "uniform-attention" is read as this by mdtheory.runfiles.read_run)
 # each t-bin costs a forward and backward pass at every evaluation
 MAX_TBINS = 64
 # E(W) inverts a hidden x hidden matrix: at this spacing it costs under 5% of a
@@ -102,7 +107,7 @@ class ParityTaskConfig(TaskConfig):
     val_size: int = setting(1000, "held-out sequences")
     objective: str = setting_of(TaskConfig, "objective", "md", choices=OBJECTIVES)
     sampler: str = setting_of(TaskConfig, "sampler", "window:0,0.2")
-    model: str = setting("transformer", "backbone", choices=MODELS)
+    model: str = setting("transformer", "backbone (mlp: the paper's reduced model)", choices=MODELS)
     n_layer: int = setting_of(TaskConfig, "n_layer", 2)
     n_embd: int | None = setting_of(TaskConfig, "n_embd", None,
                                     help="transformer width, or the MLP's hidden width "
