@@ -14,7 +14,9 @@ is already finished. ``run_study`` then
   AutoExecutor; ``--partition``, ``--time``, ``--gpus-per-run``,
   ``--cpus-per-run``, ``--array-parallelism``) and returns: run the same
   command again later to see what finished (finished runs are skipped, so
-  it resubmits only what is left).
+  it resubmits only what is left; while the array is still running, wait
+  for it first: a run submitted twice is refused by its run-folder lock,
+  which wastes the second allocation).
 
 Job results are never unpickled: a run's outcome is read from its run
 folder (the study's ``finished`` function), and a job that ended without one

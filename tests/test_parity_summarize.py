@@ -389,3 +389,15 @@ def test_bad_baseline_is_one_line_exit_2(synthetic_root, tmp_path, capsys, bad):
     assert exit_info.value.code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "--baseline" in err
     assert not (synthetic_root / "summary.csv").exists()  # refused before anything was written
+
+
+def test_a_paired_root_stays_paired_when_summarised_without_baseline(tmp_path, capsys):
+    """make all summarises every root without --baseline: a root paired once is
+    paired again from its provenance, so nothing it wrote goes stale."""
+    base, root = _pair_roots(tmp_path)
+    assert summarize.main(["--root", str(root), "--baseline", str(base)]) == 0
+    before = (root / "paired_with_baseline.csv").read_text()
+    (root / "paired_with_baseline.csv").unlink()
+    assert summarize.main(["--root", str(root)]) == 0
+    assert (root / "paired_with_baseline.csv").read_text() == before
+    assert json.loads((root / "summary_provenance.json").read_text())["baseline"] == str(base)

@@ -44,6 +44,9 @@ With ``--baseline BASE`` each ROOT also gets
     ROOT/paired_with_baseline_runs.csv  the pairs themselves, one row per run of
                                         ROOT (empty baseline columns: no match)
 
+and keeps BASE in its provenance: summarised again without --baseline (as
+``make all`` does), the root is paired with the same BASE again.
+
 Two thresholds of held-out accuracy. The columns of cells.csv without a
 suffix (``reached``, ``success_rate``, ``wilson_low``/``wilson_high``,
 ``km_median_steps``/``km_median_low``/``km_median_high``,
@@ -93,6 +96,7 @@ The command prints how many of each.
 """
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -1086,9 +1090,21 @@ def main(argv=None) -> int:
     baseline = Path(args.baseline) if args.baseline is not None else None
     base_table = read_baseline(baseline) if baseline is not None else None  # checked before anything is written
     for root in roots:
-        table = summarize_root(root, baseline, base_table)
+        # a root paired once stays paired: its baseline is read back from its provenance
+        paired = baseline if baseline is not None else stored_baseline(root)
+        table = summarize_root(root, paired, base_table if baseline is not None else None)
         print("\n".join(report(root, table)))
     return 0
+
+
+def stored_baseline(root: Path) -> Path | None:
+    """The baseline ROOT was last summarised against (summary_provenance.json), if it still exists."""
+    try:
+        stored = json.loads((Path(root) / "summary_provenance.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    base = stored.get("baseline") if isinstance(stored, dict) else None
+    return Path(base) if isinstance(base, str) and (Path(base) / "runs").is_dir() else None
 
 
 if __name__ == "__main__":
