@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .cli import atomic_write_text
 from .errors import UserError
 from .masking import DEFAULT_EPS, BetaSampler, MaskRateSampler, WindowSampler, _check_rate, _check_weighting
 
@@ -180,10 +181,7 @@ def predicted_t_star(corpus) -> dict:
             "weights": {str(i): round(float(w), 6) for i, w in weights.items()},
             "estimator": ESTIMATOR, "min_count": MIN_COUNT, "fingerprint": fingerprint}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     except OSError:
         pass  # a cache that cannot be written only costs the time to count again
     return info

@@ -34,7 +34,7 @@ from mdtheory.train.parity_task import ParityTask, ParityTaskConfig, estimate_me
 from experiments.lm import durability as D
 from experiments.lm import summarize as S
 from experiments.lm import sweep
-from experiments.lm.presets import PRESETS
+from test_lm_sweep import micro  # noqa: F401  (the same tiny sweep preset, a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 P = ["parity", "--n", "8", "--k", "2", "--train-size", "64", "--val-size", "32", "--n-layer", "1",
@@ -121,17 +121,6 @@ def _hold_in_another_process(lock: Path):
                             cwd=REPO)
     assert proc.stdout.readline().strip() == "held"
     return proc
-
-
-@pytest.fixture
-def micro(monkeypatch, tmp_path):
-    monkeypatch.setenv("MDTHEORY_CACHE_DIR", str(tmp_path / "cache"))
-    text = tmp_path / "corpus.txt"
-    text.write_text("".join(f"verse {i % 23}: the quality of mercy is not strained\n" for i in range(300)))
-    preset = replace(PRESETS["tiny"], name="micro", steps=2, eval_every=1, windows=((0.4, 0.5),),
-                     predicted=False, ar_baseline=False, eval_blocks=4, eval_nt=2, text_file=str(text))
-    monkeypatch.setitem(sweep.PRESETS, "micro", preset)
-    return preset
 
 
 def test_second_lm_sweep_on_one_results_root_is_refused(micro, tmp_path, capsys):

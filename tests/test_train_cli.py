@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mdtheory.cli import run_cli
 from mdtheory.train.__main__ import main
+from test_failure_modes import cli as run_tool
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["--n", "8", "--k", "2", "--train-size", "64", "--val-size", "32", "--n-layer", "1",
@@ -24,12 +24,7 @@ def _one_thread():
 
 def cli(argv, capsys):
     """Run the CLI in-process; return (exit status, stdout, stderr)."""
-    try:
-        code = run_cli(main, argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_tool(main, argv, capsys)
 
 
 @pytest.mark.parametrize("bad", [

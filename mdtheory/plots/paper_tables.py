@@ -220,11 +220,12 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
 
 
 def _root_table(results: Path, root: str, name: str) -> pd.DataFrame | None:
-    path = Path(results) / "parity" / root / name
+    """A parity root's aggregator output, or None where it was not produced."""
     try:
-        return pd.read_csv(path) if path.is_file() else None
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-        raise UserError(f"{path} is not a readable CSV ({type(exc).__name__})") from None
+        return parity_plots._read_csv(Path(results) / "parity" / root / name,
+                                      f"{parity_plots.SUMMARIZE} --root results/parity/{root}")
+    except MissingData:
+        return None
 
 
 def _cell_name(r) -> str:

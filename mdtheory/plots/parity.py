@@ -238,6 +238,8 @@ def _read_csv(path: Path, produced_by: str) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:  # summarize found nothing to correlate, say
         raise MissingData(f"{path} has no rows") from None
+    except pd.errors.ParserError as exc:
+        raise UserError(f"{path} is not a readable CSV ({type(exc).__name__})") from None
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
