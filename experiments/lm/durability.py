@@ -1,15 +1,21 @@
 """Does the window's gain last with more training, and with a larger model?
 
-    python -m experiments.lm.durability [--jobs 2] [--stages x4 x16 wide-x4] [--seeds 0 1] [--collect-only]
+    python -m experiments.lm.durability [--jobs 2] [--stages x4 x16 wide-x4 bpe] [--seeds 0 1] [--collect-only]
 
-Trains, on the quick preset's corpus, data and evaluation, four mask-rate
-laws: U[0, 1], the window chosen on val by the committed quick sweep
-(RESULTS/window_sweep_summary.json), the window centred on the predicted t*
-(RESULTS/predicted_t.json) and the adaptive sampler, in three stages:
+Trains, on the quick preset's corpus, data and evaluation, U[0, 1], the
+window chosen on val by the committed quick sweep
+(RESULTS/window_sweep_summary.json) and the window centred on the predicted
+t* (RESULTS/predicted_t.json), in four stages:
 
     x4       the quick model, 4x the quick preset's steps
-    x16      the quick model, 16x its steps
+    x16      the quick model, 16x its steps; also the Beta and logit-normal
+             laws with mode t* and the window's spread
     wide-x4  a 4x larger model (width 128 instead of 64), 4x the steps
+    bpe      a 2.6M-parameter model (4 layers, width 192) on a 4096-token
+             byte-level BPE of the same corpus, 3000 steps of 32 x 64 tokens:
+             U[0, 1], the window centred on t* and the smooth law best on
+             val in the quick sweep (no val-chosen window: it was chosen for
+             characters); t* is the corpus's character-level one
 
 and writes RESULTS/durability.csv (one row per run: stage, sampler, kind,
 n_params, steps, tokens, seed, full_range_{val,test}_loss(_se), device) from
@@ -34,18 +40,22 @@ from mdtheory.errors import UserError
 from mdtheory.runfiles import hold_root, read_runs
 
 from . import sweep
-from .presets import PRESETS, Preset
+from .presets import PRESETS, SMOOTH_LAWS, Preset
 from .summarize import folder_device, folder_n_params
 
-ADAPTIVE = ("adaptive",)
 STAGES = {  # name: changes to the quick preset
     "x4": dict(steps=4000, eval_every=500),
-    "x16": dict(steps=16000, eval_every=1000),
+    "x16": dict(steps=16000, eval_every=1000, smooth=SMOOTH_LAWS[:2]),
     "wide-x4": dict(steps=4000, eval_every=500, n_embd=128),
+    # lr 1e-3 (nanoGPT's for small models) fixed before any run, not tuned
+    "bpe": dict(steps=3000, eval_every=500, tokenizer="bpe", vocab_size=4096, n_layer=4, n_embd=192, lr=1e-3),
 }
+WINDOWLESS = {"bpe"}  # stages without the val-chosen character-level window
+BEST_SMOOTH = {"bpe"}  # stages that add the smooth law chosen on val in the quick sweep
 SEEDS = (0, 1)
 FIELDS = ("stage", "run", "sampler", "kind", "n_params", "steps", "tokens", "seed", "full_range_val_loss",
-          "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", "device", "run_dir")
+          "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se", *sweep.UNIGRAM_FIELDS,
+          "device", "run_dir")
 
 
 def best_window(results: Path) -> tuple[float, float]:
@@ -58,9 +68,22 @@ def best_window(results: Path) -> tuple[float, float]:
         raise UserError(f"{path} holds no best window; run python -m experiments.lm.summarize first") from None
 
 
-def stage_preset(stage: str, window: tuple[float, float], seeds) -> Preset:
-    return replace(PRESETS["quick"], name=stage, windows=(window,), uniform=True, predicted=True,
-                   ar_baseline=False, adaptive=ADAPTIVE, seeds=tuple(seeds), **STAGES[stage])
+def best_smooth(results: Path) -> str | None:
+    """The smooth law with the lowest val loss in the committed quick sweep (None before it has one)."""
+    try:
+        best = json.loads((results / "window_sweep_summary.json").read_text(encoding="utf-8"))["best_smooth"]
+        return str(best["sampler"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def stage_preset(stage: str, window: tuple[float, float], seeds, results: Path) -> Preset:
+    changes = {"smooth": (), **STAGES[stage]}
+    smooth = best_smooth(results) if stage in BEST_SMOOTH else None
+    if smooth:
+        changes["smooth"] = (*changes["smooth"], smooth)
+    return replace(PRESETS["quick"], name=stage, windows=() if stage in WINDOWLESS else (window,), uniform=True,
+                   predicted=True, ar_baseline=False, seeds=tuple(seeds), **changes)
 
 
 def stage_root(results: Path, stage: str) -> Path:
@@ -69,7 +92,7 @@ def stage_root(results: Path, stage: str) -> Path:
 
 def stage_plan(stage: str, window: tuple[float, float], seeds, results: Path):
     """(preset, runs, run folder) of one stage."""
-    preset = stage_preset(stage, window, seeds)
+    preset = stage_preset(stage, window, seeds, results)
     runs, _ = sweep.plan(preset, results)
     return preset, runs, stage_root(results, stage)
 

@@ -47,10 +47,10 @@ BY_WINDOW = "window_sweep_by_window.csv"
 MD_NAMES = ("val_loss_mean", "loss_mean", "loss_sd_seeds", "se_mean")
 AR_NAMES = ("nll_val_mean", "nll_test_mean", "nll_test_sd_seeds", "nll_test_se_mean")
 BY_WINDOW_COLUMNS = ["kind", "objective", "t0", "t1", "midpoint", "width", "seeds", "steps", *MD_NAMES, *AR_NAMES,
-                     "err", "best_on_val", "device", "sampler"]
+                     "err", "best_on_val", "device", "sampler", "unigram_entropy", "past_unigram"]
 DURABILITY, DURABILITY_SUMMARY = "durability.csv", "durability_summary.csv"
 SWEEP_STAGE = "x1"  # the sweep's own budget, the first point of the durability series
-STAGE_ORDER = (SWEEP_STAGE, "x4", "x16", "wide-x4")
+STAGE_ORDER = (SWEEP_STAGE, "x4", "x16", "wide-x4", "bpe")
 DURABILITY_COLUMNS = ["stage", "sampler", "kind", "n_params", "steps", "tokens", "device", "seeds", "test_loss_mean",
                       "val_loss_mean", *(f"gap_{split}_{name}" for split in ("test", "val")
                                          for name in ("mean", "ci_low", "ci_high", "per_seed"))]
@@ -128,7 +128,7 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
         raise UserError(f"window_sweep.csv has runs without {VAL}: re-run the sweep "
                         "(windows are chosen on validation, never on test)")
     groups = []
-    # adaptive laws have no window: their --sampler spec tells them apart
+    # smooth laws have no window: their --sampler spec tells them apart
     keys = ["kind", "t0", "t1"] + (["sampler"] if "sampler" in df else [])
     for key, g in df.groupby(keys, dropna=False, sort=False):
         kind, t0, t1 = key[:3]
@@ -143,6 +143,9 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
             row.update(_law(g, "nll_val", "nll_test", AR_NAMES))
         else:
             row.update(_law(g, VAL, TEST, MD_NAMES))
+        if "past_unigram" in g and g["past_unigram"].notna().all():  # every seed ended past the unigram level
+            row.update(unigram_entropy=float(g["unigram_entropy"].iloc[0]),
+                       past_unigram=bool(g["past_unigram"].astype(str).eq("True").all()))
         groups.append(row)
     md = [g for g in groups if g["objective"] == "md"]
     windows = sorted((g for g in md if g["kind"] == "window"), key=lambda g: (g["t0"], g["t1"]))
@@ -174,15 +177,37 @@ def summarize(df: pd.DataFrame, t_star: float | None = None) -> dict:
     ar = next((g for g in groups if g["objective"] == "ar"), None)
     if ar:
         out["ar_baseline"] = ar
-    adaptive = [g for g in md if g["kind"] == "adaptive"]
-    for g in adaptive:  # paired by seed against U[0, 1] and against the window chosen on val
-        runs = df[(df["kind"] == "adaptive") & (df["sampler"] == g["sampler"])]
-        g["minus_uniform"] = paired(runs, df[df["kind"] == "uniform"])
-        if best:
-            g["minus_best_window"] = paired(
-                runs, df[(df["kind"] == "window") & (df["t0"] == best["t0"]) & (df["t1"] == best["t1"])])
-    if adaptive:
-        out["adaptive"] = adaptive
+    out.update(_smooth_laws(df, md, best))
+    return out
+
+
+def _runs_of(df: pd.DataFrame, g: dict) -> pd.DataFrame:
+    """The runs behind one group of ``summarize``."""
+    if g["kind"] in ("smooth", "uniform"):
+        return df[(df["kind"] == g["kind"]) & (df["sampler"] == g["sampler"])] if g["kind"] == "smooth" \
+            else df[df["kind"] == "uniform"]
+    return df[(df["kind"] == g["kind"]) & (df["t0"] == g["t0"]) & (df["t1"] == g["t1"])]
+
+
+def _smooth_laws(df: pd.DataFrame, md: list[dict], best: dict | None) -> dict:
+    """Each smooth law paired by seed against U[0, 1], the window chosen on
+    val and the window centred on t*; the smooth law and the law of any kind
+    with the lowest val loss, with their test gaps."""
+    out: dict = {}
+    against = {"uniform": next((g for g in md if g["kind"] == "uniform"), None), "best_window": best,
+               "predicted": next((g for g in md if g["kind"] == "predicted"), None)}
+    smooth = [g for g in md if g["kind"] == "smooth"]
+    for g in smooth + [g for g in md if g["kind"] == "predicted"]:
+        for name, other in against.items():
+            if other is not None and other is not g:
+                g[f"minus_{name}"] = paired(_runs_of(df, g), _runs_of(df, other))
+    if smooth:
+        out["smooth"] = smooth
+        out["best_smooth"] = {**min(smooth, key=lambda g: g["val_loss_mean"]), "selected_on": "val"}
+    if md:
+        law = min(md, key=lambda g: g["val_loss_mean"])
+        out["best_law"] = {**law, "selected_on": "val", "minus_uniform": paired(_runs_of(df, law), _runs_of(
+            df, against["uniform"])) if against["uniform"] and law is not against["uniform"] else None}
     return out
 
 
@@ -253,15 +278,49 @@ def recommendation(summary: dict) -> str:
                  f"in U[{home['t0']:g}, {home['t1']:g}], ranked {rank} of {len(windows)} on val" if home else
                  "outside the windows swept")
         lines.append(f"* The corpus-predicted t* = {t_star:.3f} (n-gram weights of the training split) fell {where}.")
-        pred = summary.get("predicted")
-        if pred:
-            lines.append(f"* The window centred on t*, U[{pred['t0']:g}, {pred['t1']:g}]: val "
-                         f"{pred['val_loss_mean']:.4f}, test {pred['loss_mean']:.4f}.")
-    for g in summary.get("adaptive", []):
-        lines.append(f"* `{g['sampler']}`: val {g['val_loss_mean']:.4f}, test {g['loss_mean']:.4f}; minus U[0, 1] "
-                     f"{_diff_text(g.get('minus_uniform'))}; minus the chosen window "
-                     f"{_diff_text(g.get('minus_best_window'))}.")
+    lines += _predicted_lines(summary)
+    lines += _unigram_lines(summary)
     return "\n".join(lines) + "\n"
+
+
+def _predicted_lines(summary: dict) -> list[str]:
+    """The laws centred on t*, which need no sweep: each against U[0, 1] and the chosen window."""
+    lines = []
+    pred = summary.get("predicted")
+    laws = ([("predicted", pred, f"the window centred on t*, U[{pred['t0']:g}, {pred['t1']:g}]")] if pred else []) \
+        + [(g["sampler"], g, "mode t*") for g in summary.get("smooth", [])]
+    if laws:
+        lines.append("* Without a sweep, `--sampler predicted[:law=window|beta|logitnormal,width=W]` trains a "
+                     "law centred on this corpus's t* (computed from its training split):")
+    best = summary.get("best_smooth")
+    for spec, g, what in laws:
+        mark = " (the smooth law best on val)" if best and g["sampler"] == best["sampler"] else ""
+        text = (f"  * `{spec}` ({what}){mark}: val {g['val_loss_mean']:.4f}, test {g['loss_mean']:.4f}; "
+                f"minus U[0, 1] {_diff_text(g.get('minus_uniform'))}")
+        if g.get("minus_best_window"):
+            text += f"; minus the chosen window {_diff_text(g['minus_best_window'])}"
+        lines.append(text + ".")
+    law = summary.get("best_law")
+    if law and laws:
+        name = law["sampler"] if law["kind"] in ("smooth", "uniform") else f"window:{law['t0']:g},{law['t1']:g}"
+        lines.append(f"* Lowest val loss of all laws: `{name}` (val {law['val_loss_mean']:.4f}, "
+                     f"test {law['loss_mean']:.4f}).")
+    return lines
+
+
+def _unigram_lines(summary: dict) -> list[str]:
+    """A warning when U[0, 1] or the chosen law ended at the unigram level."""
+    flagged = [(name, g) for name, g in (("U[0, 1]", summary.get("uniform")),
+                                         ("the window chosen on val", summary.get("best_window")),
+                                         ("the law best on val", summary.get("best_law")))
+               if g and g.get("past_unigram") is False]
+    if not flagged:
+        return []
+    entropy = flagged[0][1]["unigram_entropy"]
+    names = ", ".join(dict.fromkeys(name for name, _ in flagged))
+    return [f"* {names[0].upper() + names[1:]} ended within 0.05 nats of the test split's unigram entropy "
+            f"({entropy:.4f}): at this budget the comparison measures how fast a law leaves the unigram "
+            f"plateau, not which law trains the better model; train longer (--steps) to tell."]
 
 
 def _text(sd: float) -> str:
@@ -279,7 +338,7 @@ def table(summary: dict) -> str:
             continue
         if g["kind"] == "uniform":
             name, mid = "U[0, 1]", "0.50"
-        elif g["kind"] == "adaptive":
+        elif g["kind"] == "smooth":
             name, mid = f"`{g['sampler']}`", "-"
         else:
             name = f"U[{g['t0']:g}, {g['t1']:g}]" + (" (predicted)" if g["kind"] == "predicted" else "")
@@ -369,7 +428,7 @@ def durability_summary(runs: pd.DataFrame) -> pd.DataFrame:
     (mean, t-interval over seeds, per seed) on test and on val."""
     stage_rank = {stage: i for i, stage in enumerate(STAGE_ORDER)}
     stages = sorted(runs["stage"].unique(), key=lambda s: (stage_rank.get(s, len(STAGE_ORDER)), s))
-    kind_rank = {"uniform": 0, "window": 1, "predicted": 2, "adaptive": 3}
+    kind_rank = {"uniform": 0, "window": 1, "predicted": 2, "smooth": 3}
     samplers = sorted(dict.fromkeys(runs["sampler"]),
                       key=lambda s: kind_rank.get(runs.loc[runs["sampler"] == s, "kind"].iloc[0], 4))
     rows = []

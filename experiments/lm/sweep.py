@@ -7,11 +7,12 @@
 With ``--text-file`` (or ``--corpus`` naming a built-in corpus) the sweep
 runs on that corpus with the ``corpus`` preset's settings (the quick model
 and budget, the ten windows, U[0, 1], the window centred on the corpus's
-predicted t* from its training split, and the adaptive samplers), writes
-under results/lm/<corpus> (NAME, else the file's stem) and ends with a
-recommendation (``experiments.lm.summarize``): the window chosen on val, its
-test loss against U[0, 1] with a paired interval, where t* fell, and how the
-adaptive samplers did.
+predicted t* from its training split, and the smooth laws with their mode
+there), writes under results/lm/<corpus> (NAME, else the file's stem) and
+ends with a recommendation (``experiments.lm.summarize``): the window chosen
+on val, its test loss against U[0, 1] with a paired interval, where t* fell,
+and how the predicted laws (``--sampler predicted[:law=...]``, no sweep
+needed) did against both.
 
 Trains every run of the preset (see experiments/lm/presets.py) with the
 shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
@@ -22,6 +23,9 @@ shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
                                       steps, tokens, full_range_{val,test}_loss(_se)
                                       (MD ELBOs), nll_{val,test}(_se) (AR
                                       exact NLL), bits_per_token, train_loss,
+                                      unigram_entropy (of the test split),
+                                      below_unigram (it minus the test loss),
+                                      past_unigram (below_unigram > 0.05),
                                       eval_kind, run_dir
     RESULTS/window_sweep_curves.csv   loss-vs-step curves of every run
     RESULTS/window_sweep.json         preset, predicted window, provenance
@@ -54,6 +58,7 @@ from fnmatch import fnmatch
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from mdtheory.cli import (OneLineParser, atomic_write_json, atomic_write_text, check_output_dir, run_cli,
@@ -66,19 +71,22 @@ from .presets import PRESETS, Preset
 
 METRICS = ("full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se",
            "nll_val", "nll_val_se", "nll_test", "nll_test_se")  # MD ELBOs, then the AR exact NLL
+UNIGRAM_FIELDS = ("unigram_entropy", "below_unigram", "past_unigram")
 CSV_FIELDS = ("preset", "run", "kind", "objective", "sampler", "t0", "t1", "midpoint", "seed", "steps", "tokens", *METRICS,
-              "bits_per_token", "train_loss", "eval_kind", "run_dir")
+              "bits_per_token", "train_loss", *UNIGRAM_FIELDS, "eval_kind", "run_dir")
+# a run less than this far below the unigram entropy has learnt little beyond token frequencies
+PAST_UNIGRAM_MARGIN = 0.05
 CURVE_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "step", *METRICS, "train_loss")
 
 
 @dataclass
 class RunSpec:
     name: str
-    kind: str          # window | uniform | predicted | adaptive | ar
-    t0: float          # the window (NaN for adaptive and ar)
+    kind: str          # window | uniform | predicted | smooth | ar
+    t0: float          # the window (NaN for smooth and ar)
     t1: float
     seed: int
-    law: str = ""      # the adaptive sampler's spec
+    law: str = ""      # a smooth law's --sampler spec
 
     @property
     def objective(self) -> str:
@@ -87,7 +95,7 @@ class RunSpec:
     @property
     def sampler(self) -> str:
         """The run's law as a --sampler spec ("" for ar)."""
-        if self.kind in ("ar", "adaptive"):
+        if self.kind in ("ar", "smooth"):
             return self.law
         return "uniform" if self.kind == "uniform" else f"window:{self.t0:g},{self.t1:g}"
 
@@ -95,13 +103,13 @@ class RunSpec:
         """What this run sets in the task: its mask-rate law, or the ar objective."""
         if self.kind == "ar":
             return {"objective": "ar"}
-        if self.kind == "adaptive":
+        if self.kind == "smooth":
             return {"sampler": self.law}
         return {"sampler": f"window:{float(self.t0)!r},{float(self.t1)!r}"}
 
 
 def run_label(spec: str) -> str:
-    """A folder-safe name for a sampler spec (adaptive:rule=x -> adaptive-rule-x)."""
+    """A folder-safe name for a sampler spec (predicted:law=beta -> predicted-law-beta)."""
     return re.sub(r"[^A-Za-z0-9._]+", "-", spec).strip("-")
 
 
@@ -147,8 +155,8 @@ def plan(preset: Preset, results: Path, pending: dict | None = None) -> tuple[li
             runs.append(RunSpec(f"uniform_s{seed}", "uniform", 0.0, 1.0, seed))
         if preset.predicted:
             runs.append(RunSpec(f"pred{p0:.3f}-{p1:.3f}_s{seed}", "predicted", p0, p1, seed))
-        for law in preset.adaptive:
-            runs.append(RunSpec(f"{run_label(law)}_s{seed}", "adaptive", float("nan"), float("nan"), seed, law))
+        for law in preset.smooth:
+            runs.append(RunSpec(f"{run_label(law)}_s{seed}", "smooth", float("nan"), float("nan"), seed, law))
         if preset.ar_baseline:
             runs.append(RunSpec(f"ar_s{seed}", "ar", float("nan"), float("nan"), seed))
     names = [r.name for r in runs]
@@ -179,8 +187,8 @@ def check_runs(preset: Preset, runs: list[RunSpec]) -> None:
 
     for spec in runs:
         task, cfg = preset.configs(spec.seed, **spec.rate())  # TrainConfig checks steps, seed, batch
-        if task.objective == "md":
-            parse_sampler(task.sampler, eps=task.eps, weighting=task.loss_weighting)
+        if task.objective == "md":  # t* is the corpus's; any value checks the spec
+            parse_sampler(task.sampler, eps=task.eps, weighting=task.loss_weighting, t_star=0.5)
     if runs:
         if preset.block_size < 2:
             raise UserError(f"--block-size must be >= 2, got {preset.block_size}")
@@ -245,15 +253,41 @@ def train_all(todo: list[tuple[Preset, RunSpec, Path]], jobs: int, threads: int,
     return errors
 
 
+def unigram_entropy(preset: Preset) -> float:
+    """Entropy (nats per token) of the test split's own token frequencies:
+    the loss of a model that has learnt nothing but those frequencies."""
+    from mdtheory.data.corpus import load_corpus
+    from mdtheory.data.tokenize import build_tokenizer, encode_corpus
+
+    corpus = load_corpus(preset.corpus, text_file=preset.text_file)
+    ids = encode_corpus(build_tokenizer(preset.tokenizer, corpus, preset.vocab_size), corpus,
+                        preset.vocab_size)["test"]
+    p = np.bincount(ids)
+    p = p[p > 0] / len(ids)
+    return float(-(p * np.log(p)).sum())
+
+
+def unigram_columns(final: dict, entropy: float) -> dict:
+    """How far a run's test loss (ELBO, or AR NLL) ended below the unigram entropy."""
+    loss = final.get("full_range_test_loss", final.get("nll_test"))
+    if loss is None:
+        return {"unigram_entropy": round(entropy, 6), "below_unigram": None, "past_unigram": None}
+    below = entropy - float(loss)
+    return {"unigram_entropy": round(entropy, 6), "below_unigram": round(below, 6),
+            "past_unigram": below > PAST_UNIGRAM_MARGIN}
+
+
 def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict]]:
     """One row per finished run and one per evaluation, from the run records."""
     rows, curves = [], []
+    entropy = None
     for spec in runs:
         run_dir = run_root / spec.name
         if not is_finished(run_dir, preset.steps):
             continue
         run = read_run(run_dir)
         final, mid = run.final, (spec.t0 + spec.t1) / 2
+        entropy = unigram_entropy(preset) if entropy is None else entropy
         described = {"run": spec.name, "kind": spec.kind, "objective": spec.objective,
                      "sampler": spec.sampler, "t0": spec.t0, "t1": spec.t1, "seed": spec.seed}
         rows.append({
@@ -261,7 +295,8 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
             "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
             **{key: final.get(key) for key in METRICS},
             "bits_per_token": final.get("full_range_bits_per_token", final.get("nll_bits_per_token")),
-            "train_loss": final.get("loss"), "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
+            "train_loss": final.get("loss"), **unigram_columns(final, entropy),
+            "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
         curves += [{**described, "step": r["step"], **{key: r.get(key) for key in METRICS},
                     "train_loss": r.get("loss")} for r in run.metrics]
     return rows, curves
@@ -298,8 +333,9 @@ def build_parser() -> OneLineParser:
     sizes = p.add_argument_group("overrides of the preset's budget and model")
     for flag in ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
         sizes.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None)
-    p.add_argument("--adaptive", nargs="*", default=None, metavar="SPEC",
-                   help="adaptive samplers to train (default: the preset's; none: --adaptive)")
+    p.add_argument("--smooth", nargs="*", default=None, metavar="SPEC",
+                   help="further laws to train, as --sampler specs (default: the preset's "
+                        "predicted:law=beta|logitnormal laws; none: --smooth)")
     p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     # One thread per run: these models are small, and two threads fighting
     # another busy process for 2 cores ran ~6x slower than one (measured).
@@ -363,12 +399,11 @@ def configure(args) -> tuple[Preset, Path, bool]:
     if args.seeds:
         check_seeds(args.seeds)
         preset = replace(preset, seeds=tuple(args.seeds))
-    if args.adaptive is not None:
-        preset = replace(preset, adaptive=tuple(args.adaptive))
-    for law in preset.adaptive:
-        from mdtheory.masking import AdaptiveSampler, parse_sampler
-        if not isinstance(parse_sampler(law), AdaptiveSampler):
-            raise UserError(f"--adaptive takes adaptive[:options] specs, got {law!r}")
+    if args.smooth is not None:
+        preset = replace(preset, smooth=tuple(args.smooth))
+    for law in preset.smooth:
+        from mdtheory.masking import parse_sampler
+        parse_sampler(law, t_star=0.5)  # a bad spec is one line before anything is written
     default = (f"results/lm/{name}" if name else
                "results/lm/tiny" if preset.name == "tiny" else "results/lm")
     return preset, usable_folder(Path(args.results or default)), name is not None
