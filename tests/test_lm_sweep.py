@@ -35,7 +35,7 @@ def micro(monkeypatch, tmp_path):
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"verse {i % 23}: the quality of mercy is not strained\n" for i in range(300)))
     preset = replace(PRESETS["tiny"], name="micro", steps=2, eval_every=1, windows=((0.4, 0.5),),
-                     predicted=False, ar_baseline=False, eval_blocks=4, eval_nt=2,
+                     predicted=False, ar_baseline=False, smooth=(), eval_blocks=4, eval_nt=2,
                      text_file=str(text))
     monkeypatch.setitem(sweep.PRESETS, "micro", preset)
     return preset
@@ -183,7 +183,7 @@ def test_presets_build_the_settings_of_the_committed_runs():
         task, cfg = preset.configs(spec.seed, **spec.rate())
         task_json = json.loads(json.dumps(LMTask(task).config()))
         assert _settings_changes(stored["task"], stored["train"], task_json, cfg) == [], spec.name
-    assert {r.kind for r in runs} == {"window", "uniform", "predicted", "ar", "adaptive"}
+    assert {r.kind for r in runs} == {"window", "uniform", "predicted", "ar", "smooth"}
 
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "lm"
@@ -206,8 +206,8 @@ def test_collect_keeps_ar_nll_apart_from_md_elbos():
 
 def test_sweep_of_a_text_file_end_to_end(monkeypatch, tmp_path, capsys):
     """--text-file: t* from the file's training split, the ten windows, U[0, 1],
-    the predicted window and the adaptive samplers, a recommendation, all
-    under results/lm/<stem>."""
+    the predicted window and the smooth laws around t*, unigram flags, a
+    recommendation naming the predicted law, all under results/lm/<stem>."""
     monkeypatch.setenv("MDTHEORY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sweep.PRESETS, "corpus", replace(PRESETS["corpus"], eval_blocks=4, eval_nt=2))
@@ -223,11 +223,15 @@ def test_sweep_of_a_text_file_end_to_end(monkeypatch, tmp_path, capsys):
     out = tmp_path / "results" / "lm" / "poems"
     rows = list(csv.DictReader((out / "window_sweep.csv").open()))
     samplers = [r["sampler"] for r in rows]
-    assert len(rows) == 14 and samplers[3] == "window:0.3,0.4" and "uniform" in samplers
-    assert {"adaptive", "adaptive:rule=loss_importance"} <= set(samplers)
+    assert len(rows) == 16 and samplers[3] == "window:0.3,0.4" and "uniform" in samplers
+    assert set(PRESETS["corpus"].smooth) <= set(samplers)
     for col in ("t0", "t1", "seed", "steps", "full_range_val_loss", "full_range_val_loss_se",
-                "full_range_test_loss", "full_range_test_loss_se"):
-        assert all(r[col] != "" for r in rows if r["kind"] != "adaptive" or col not in ("t0", "t1"))
+                "full_range_test_loss", "full_range_test_loss_se", "unigram_entropy", "below_unigram",
+                "past_unigram"):
+        assert all(r[col] != "" for r in rows if r["kind"] != "smooth" or col not in ("t0", "t1"))
+    # two steps learn nothing: every run sits at (or above) the unigram level and is flagged
+    assert {r["past_unigram"] for r in rows} == {"False"}
+    assert len({r["unigram_entropy"] for r in rows}) == 1
     predicted = json.loads((out / "predicted_t.json").read_text())
     # n-gram weights of the training split (90% of the file) only
     assert predicted["corpus"]["name"] == "poems"
@@ -236,10 +240,12 @@ def test_sweep_of_a_text_file_end_to_end(monkeypatch, tmp_path, capsys):
     assert float(pred["t0"]) <= predicted["t_star"] <= float(pred["t1"])
     printed = capsys.readouterr().out
     assert "## Recommendation" in printed and "--sampler window:" in printed and "t* =" in printed
+    assert "`--sampler predicted" in printed and "`predicted:law=beta`" in printed
+    assert "unigram entropy" in printed  # the flagged runs are named in the recommendation
     assert (out / "recommendation.md").read_text() in printed
     by_law = list(csv.DictReader((out / "window_sweep_by_window.csv").open()))
-    assert sum(r["kind"] == "adaptive" for r in by_law) == 2  # the two rules stay apart
-    assert (out / "runs" / "corpus" / "adaptive_s0" / "config.json").exists()
+    assert sum(r["kind"] == "smooth" for r in by_law) == 4  # each law stays apart
+    assert (out / "runs" / "corpus" / "predicted-law-beta-width-0.2_s0" / "config.json").exists()
     # a second call finds everything finished and trains nothing
     stamp = (out / "runs" / "corpus" / "uniform_s0" / "metrics.jsonl").read_text()
     assert sweep.main(["--text-file", str(text), "--corpus", "poems", *small]) == 0
@@ -251,7 +257,7 @@ def test_corpus_sweep_bad_input(tmp_path, capsys):
                  ["--corpus", "no-such-corpus"],
                  ["--preset", "quick", "--steps", "5"],            # would mix settings in the committed folder
                  ["--text-file", __file__, "--corpus", "a b"],
-                 ["--text-file", __file__, "--adaptive", "uniform"]):
+                 ["--text-file", __file__, "--smooth", "predicted:law=gamma"]):
         with pytest.raises(SystemExit) as info:
             sweep.main(argv + ["--results", str(tmp_path / "r")] * (argv[1] == "a b"))
         assert info.value.code == 2
@@ -266,11 +272,12 @@ def test_durability_runner_end_to_end(micro, monkeypatch, tmp_path, capsys):
     (results / "window_sweep_summary.json").write_text(json.dumps({"best_window": {"t0": 0.3, "t1": 0.4}}))
     (results / "predicted_t.json").write_text(json.dumps({"t_star": 0.46}))
     monkeypatch.setitem(D.PRESETS, "quick", micro)
-    monkeypatch.setattr(D, "STAGES", {"x4": dict(steps=3, eval_every=3), "wide-x4": dict(steps=3, n_embd=64)})
+    monkeypatch.setattr(D, "STAGES", {"x4": dict(steps=3, eval_every=3, smooth=("predicted:law=beta",)),
+                                      "wide-x4": dict(steps=3, n_embd=64, smooth=("predicted:law=beta",))})
     assert D.main(["--results", str(results), "--seeds", "0", "1", "--no-progress"]) == 0
     rows = list(csv.DictReader((results / "durability.csv").open()))
     assert len(rows) == 2 * 2 * 4
-    assert {r["sampler"] for r in rows} == {"uniform", "window:0.3,0.4", "window:0.41,0.51", "adaptive"}
+    assert {r["sampler"] for r in rows} == {"uniform", "window:0.3,0.4", "window:0.41,0.51", "predicted:law=beta"}
     params = {r["stage"]: int(r["n_params"]) for r in rows}
     assert params["wide-x4"] > 2 * params["x4"]
     assert all(r["steps"] == "3" and r["full_range_test_loss"] != "" for r in rows)
