@@ -51,7 +51,9 @@ $(STAMP)/results-index: FORCE
 	@find results -type f ! -name ckpt.pt ! -name '*.tmp' -printf '%p %s %T@\n' 2>/dev/null | LC_ALL=C sort > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(STAMP)/figures: $(STAMP)/setup $(SRC) $(STAMP)/results-index
+# Each study's figures and tables live in its folder (experiments/<study>/figures.py, tables.py).
+STUDY_PLOTS := $(wildcard experiments/*/figures.py experiments/*/tables.py)
+$(STAMP)/figures: $(STAMP)/setup $(SRC) $(STUDY_PLOTS) $(STAMP)/results-index
 	$(PY) -m mdtheory.plots --results results --out figures
 	@touch $@
 figures: $(STAMP)/figures
@@ -60,7 +62,7 @@ figures: $(STAMP)/figures
 # The latexmk transcript is shown only when the build fails; the build fails
 # on any overfull box > 1 pt (text in the margin, a table off the page).
 PAPER_SRC := $(shell find paper -name '*.tex' -o -name '*.bib' | grep -v -e '/build/' -e '/generated/')
-paper/build/main.pdf: $(STAMP)/figures $(STAMP)/derive $(STAMP)/results-index $(PAPER_SRC) scripts/build_paper.py
+paper/build/main.pdf: $(STAMP)/figures $(STAMP)/derive $(STAMP)/results-index $(STUDY_PLOTS) $(PAPER_SRC) scripts/build_paper.py
 	$(PY) -m mdtheory.plots.paper_tables --results results --out paper/generated
 	$(PY) scripts/build_paper.py paper
 paper: paper/build/main.pdf

@@ -1,40 +1,16 @@
 """Speed of the training engine as interleaved A/B ratios.
 
-    python -m experiments.bench_trainer [--device auto|cpu|cuda] [--pairs P]
-        [--steps S] [--only NAME ...] [--tiny] [--threads T] [--json PATH]
-        [--energy-steps S]
+    python -m experiments.bench_trainer [--only compile fused bf16 mlp_gather mlp_bag] [--pairs 5]
+        [--steps S] [--tiny] [--threads T] [--json PATH] [--energy-steps S]
 
-Each comparison runs the real engine (``mdtheory.train.train``) on one
-configuration with two variants, alternating A and B for P pairs (default
-5; see experiments/ab_timing.py), and reports the median over pairs of
-tokens/s(B) / tokens/s(A) with its range. Each measurement is the tokens/s
-of S steps after S warm-up steps. Comparisons:
-
-    compile   eager vs torch.compile
-    fused     unfused vs fused AdamW
-    bf16      fp32 vs bf16 autocast of the training loss (CUDA only)
-    mlp_gather, mlp_bag
-              the reduced MLP's first layer: one gathered row per position
-              summed, or F.embedding_bag, against the one-hot product z~ @ W
-
-on two configurations: the parity study's model (CPU: the calibrated main
-setting (12,3), 2x64, batch 64; CUDA: the ``paper`` preset's (20,6),
-6x384, batch 256) and an LM-shaped transformer on random tokens (no corpus
-needed); the MLP comparisons run on the reduced MLP at the paper's Fig. 5
-size ((20,6), hidden 2560, full batch of 5000) and at the phase diagram's
-(n = 16, hidden 1024, batch 256). A variant the engine refuses, or one it silently ran like the other
-side (e.g. --compile ignored), is reported as such with no ratio.
-
-``--energy-steps S`` adds a row of wall times of whole reduced-MLP runs
-(evaluations included), E(W) off against its default spacing.
-
-No MFU here: a single machine's GEMM peak and a small model's step rate,
-measured at different times on a shared machine, do not make a meaningful
-fraction; ``python -m experiments.gpu_check`` reports MFU on a dedicated GPU.
+Each row is the median over ABBA pairs of tokens/s(B) / tokens/s(A) of the
+real engine (experiments/ab_timing.py) on the parity study's model and an
+LM-shaped transformer on random tokens; the mlp_* rows time the reduced
+MLP's first layer at the paper's Fig. 5 size and the phase diagram's.
+No MFU here: on a shared machine it means little; the GPU check reports it.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 
@@ -45,26 +21,26 @@ from mdtheory.errors import UserError
 from mdtheory.masking import parse_sampler
 from mdtheory.models import Transformer, TransformerConfig
 from mdtheory.provenance import provenance
+from mdtheory.train import train
 from mdtheory.train.engine import setup_runtime
 from mdtheory.train.objectives import MaskedDiffusion, masked_diffusion_loss
-from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
+from mdtheory.train.parity_task import ENERGY_EVERY_DEFAULT, ParityTask, ParityTaskConfig
 from mdtheory.train.task import step_generator
 
 from .ab_timing import COMPARISONS, MLP_COMPARISONS, compare, interleaved_ab
 
 
 class RandomTokenLM:
-    """A Task with a masked-diffusion loss on uniform random tokens: the LM
-    model and sequence shape, without a corpus (only for timing)."""
+    """A masked-diffusion task on uniform random tokens: the LM's model and
+    sequence shape without a corpus (for timing only)."""
 
     name = "random-lm"
 
     def __init__(self, vocab_size=512, block_size=256, n_layer=6, n_head=6, n_embd=384, seed=0):
         self.cfg = TransformerConfig(vocab_size=vocab_size + 1, block_size=block_size, n_layer=n_layer,
                                      n_head=n_head, n_embd=n_embd)
-        self.mask_id, self.seed = vocab_size, seed
+        self.mask_id, self.seed, self.tokens_per_sequence = vocab_size, seed, block_size
         self.sampler = parse_sampler("uniform")
-        self.tokens_per_sequence = block_size
 
     def config(self):
         return {"name": self.name, **vars(self.cfg)}
@@ -78,9 +54,8 @@ class RandomTokenLM:
         return {k: v.to(device) for k, v in MaskedDiffusion().make_batch(tokens, self, gen).items()}
 
     def loss(self, model, batch):
-        loss = masked_diffusion_loss(model, batch["tokens"], batch["noisy"], batch["mask"],
-                                     self.sampler.weight(batch["t"])).loss
-        return loss, {}
+        weight = self.sampler.weight(batch["t"])
+        return masked_diffusion_loss(model, batch["tokens"], batch["noisy"], batch["mask"], weight).loss, {}
 
     def evaluate(self, model, step):
         return {}
@@ -93,41 +68,32 @@ def parity_timing_task(n, k, train_size, n_layer, n_head, n_embd, model="transfo
                                        eval_train_max=64, model=model, energy_every=0))
 
 
-def mlp_configurations(tiny: bool = False):
-    """(label, task, batch size) of the reduced MLP: the paper's Fig. 5 run
-    (full batch) and the phase diagram's size."""
-    sizes = [(20, 6, 5000, 2560, 5000), (16, 4, 2048, 1024, 256)]
-    if tiny:
-        sizes = [(8, 2, 64, 32, 64)]
-    return [(f"mlp ({n},{k}) h={h} batch {b}", parity_timing_task(n, k, N, 1, 1, h, model="mlp"), b)
-            for n, k, N, h, b in sizes]
-
-
-def configurations(cuda: bool, tiny: bool = False):
-    """(label, task, batch size): the parity study's own configuration
-    (presets) and an LM-shaped transformer."""
+def configurations(cuda: bool, tiny: bool) -> list[tuple[str, object, int, list[str]]]:
+    """(label, task, batch size, comparisons that apply): the parity study's
+    model (CPU: the main setting; CUDA: the paper preset), an LM shape (CUDA:
+    the LM paper preset's model), and the reduced MLP at Fig. 5's size (full
+    batch) and the phase diagram's. The GPU check times the first two."""
     from .parity.presets import MAIN, preset_paper
 
     spec = preset_paper()[0] if cuda else MAIN
+    lm = dict(vocab_size=32768, n_layer=10, n_head=10, n_embd=640, block_size=150) if cuda else \
+        dict(n_layer=4, n_head=4, n_embd=256, block_size=128)
+    mlps = [(20, 6, 5000, 2560, 5000), (16, 4, 2048, 1024, 256)]
     if tiny:
         spec = replace(spec, n=8, k=2, train_size=64, n_layer=1, n_head=2, n_embd=16, batch_size=16)
-    parity = parity_timing_task(spec.n, spec.k, spec.train_size, spec.n_layer, spec.n_head, spec.n_embd)
-    lm = dict(n_layer=6, n_head=6, n_embd=384, block_size=256) if cuda else \
-        dict(n_layer=4, n_head=4, n_embd=256, block_size=128)
-    if tiny:
-        lm = dict(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=16)
-    return [(f"parity ({spec.n},{spec.k}) {spec.n_layer}x{spec.n_embd}", parity, spec.batch_size),
-            (f"lm random tokens {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']}", RandomTokenLM(**lm),
-             64 if cuda else 8)]
+        lm, mlps = dict(vocab_size=64, n_layer=1, n_head=2, n_embd=16, block_size=16), [(8, 2, 64, 32, 64)]
+    engine = [n for n in COMPARISONS if n not in MLP_COMPARISONS]
+    return [(f"parity ({spec.n},{spec.k}) {spec.n_layer}x{spec.n_embd} batch {spec.batch_size}", parity_timing_task(
+                spec.n, spec.k, spec.train_size, spec.n_layer, spec.n_head, spec.n_embd), spec.batch_size, engine),
+            (f"lm random tokens {lm['n_layer']}x{lm['n_embd']} L={lm['block_size']} V={lm.get('vocab_size', 512)} "
+             f"batch {64 if cuda else 8}", RandomTokenLM(**lm), 64 if cuda else 8, engine)] + \
+        [(f"mlp ({n},{k}) h={h} batch {b}", parity_timing_task(n, k, N, 1, 1, h, model="mlp"), b,
+          list(MLP_COMPARISONS)) for n, k, N, h, b in mlps]
 
 
-def energy_cost_row(pairs: int, steps: int, tiny: bool = False) -> dict:
-    """Wall time of whole phase-diagram runs (evaluations included) with the
-    MLP energy off and at its default spacing, interleaved; ratio B/A > 1
-    means the run with E(W) took longer."""
-    from mdtheory.train import train
-    from mdtheory.train.parity_task import ENERGY_EVERY_DEFAULT
-
+def energy_cost_row(pairs: int, steps: int, tiny: bool) -> dict:
+    """Wall time of whole phase-diagram runs (evaluations included) with E(W)
+    off and at its default spacing; B/A > 1: E(W) costs that fraction."""
     size = dict(n=8, k=2, train_size=64, n_embd=32) if tiny else dict(n=16, k=4, train_size=2048, n_embd=1024)
     every = max(steps // 2, 1) if tiny else ENERGY_EVERY_DEFAULT
 
@@ -139,30 +105,41 @@ def energy_cost_row(pairs: int, steps: int, tiny: bool = False) -> dict:
                                                 eval_every=max(steps // 40, 1), progress=False))
         return time.perf_counter() - start
 
-    ab = interleaved_ab(lambda: wall(0), lambda: wall(every), pairs=pairs, label_a="energy off",
-                        label_b=f"energy every {every}")
-    return {"config": f"mlp ({size['n']},{size['k']}) h={size['n_embd']} {steps} steps", **ab.summary(),
-            "unit": "seconds per run (B/A > 1: E(W) costs that fraction)"}
+    row = interleaved_ab(lambda: wall(0), lambda: wall(every), pairs=pairs, label_a="energy off",
+                         label_b=f"energy every {every}")
+    return {"config": f"mlp ({size['n']},{size['k']}) h={size['n_embd']} {steps} steps", **row,
+            "unit": "seconds per run"}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'config':<44} {'A -> B':<44} {'B/A median':>10} {'range':>11} {'A rate':>10} {'B rate':>10} pairs"]
+    for r in rows:
+        ratio, spread = (f"{r['median_ratio']:.3f}x", f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}") \
+            if "median_ratio" in r else ("-", "-")
+        number = "{:,.2f}" if "unit" in r else "{:,.0f}"  # the energy row: seconds per run
+        rate_a, rate_b = (number.format(r[k]) if k in r else "-" for k in ("median_rate_a", "median_rate_b"))
+        lines.append(f"{r['config']:<44} {r['a'] + ' -> ' + r['b']:<44} {ratio:>10} {spread:>11} {rate_a:>10} "
+                     f"{rate_b:>10} {r.get('pairs', 0):>5}")
+        lines += [f"    {r[k]}" for k in ("error", "note") if r.get(k)]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    p = OneLineParser(prog="python -m experiments.bench_trainer", description=__doc__.split("\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="python -m experiments.bench_trainer", description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: CUDA if present")
     p.add_argument("--pairs", type=int, default=5, help="A/B pairs per comparison (median over pairs)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per measurement, after as many warm-up steps (default 10 CPU / 50 GPU)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per measurement, after as many "
+                                                           "warm-up steps (default 10 on CPU, 50 on CUDA)")
     p.add_argument("--only", nargs="+", choices=sorted(COMPARISONS), default=None,
-                   help="comparisons to run (default: all that apply to the device)")
+                   help="comparisons to run (default: all that apply; bf16 only on CUDA)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (seconds; for tests)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    p.add_argument("--json", default=None, help="also write the table here")
-    p.add_argument("--energy-steps", type=int, default=0,
-                   help="also time whole reduced-MLP runs of this many steps with E(W) off and at its "
-                        "default spacing (0: skip; 10000 is a phase-diagram run)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--energy-steps", type=int, default=0, help="also time whole reduced-MLP runs of this many "
+                   "steps with E(W) off and at its default spacing (0: skip; 10000: a phase-diagram run)")
     args = p.parse_args(argv)
-    for flag, value, least in (("--pairs", args.pairs, 1), ("--steps", args.steps, 1), ("--threads", args.threads, 0),
-                               ("--energy-steps", args.energy_steps, 0)):
+    for flag, value, least in (("--pairs", args.pairs, 1), ("--steps", args.steps, 1),
+                               ("--threads", args.threads, 0), ("--energy-steps", args.energy_steps, 0)):
         if value is not None and value < least:
             raise UserError(f"{flag} must be >= {least}, got {value}")
     if args.threads:
@@ -171,41 +148,19 @@ def main(argv=None) -> int:
     cuda = rt.device.type == "cuda"
     steps = args.steps or (50 if cuda else 10)
     names = args.only or [n for n in COMPARISONS if cuda or n != "bf16"]
-    rows = []
-    plan = [(config, [n for n in names if n not in MLP_COMPARISONS]) for config in configurations(cuda, args.tiny)]
-    plan += [(config, [n for n in names if n in MLP_COMPARISONS]) for config in mlp_configurations(args.tiny)]
-    for (label, task, batch), config_names in plan:
-        for name in config_names:
-            _, a, b = COMPARISONS[name]
-            row = compare(task, a, b, batch_size=batch, steps=steps, device=args.device, pairs=args.pairs)
-            rows.append({"config": label, "comparison": name, **row})
+    rows = [{"config": label, "comparison": name,
+             **compare(task, *COMPARISONS[name][1:], batch_size=batch, steps=steps, device=args.device,
+                       pairs=args.pairs)}
+            for label, task, batch, applies in configurations(cuda, args.tiny) for name in names if name in applies]
     if args.energy_steps:
         rows.append(energy_cost_row(args.pairs, args.energy_steps, args.tiny))
-    device_name = torch.cuda.get_device_name(rt.device) if cuda else \
-        f"CPU x{torch.get_num_threads()} threads"
-    print(f"device: {device_name}; {args.pairs} interleaved pairs of {steps} timed steps each")
+    device = torch.cuda.get_device_name(rt.device) if cuda else f"CPU x{torch.get_num_threads()} threads"
+    print(f"device: {device}; {args.pairs} interleaved pairs of {steps} timed steps each")
     print(format_table(rows))
     if args.json:
-        atomic_write_json(args.json, {"device": device_name, "pairs": args.pairs, "steps": steps,
-                                      "rows": rows, "provenance": provenance(device=str(rt.device))})
+        atomic_write_json(args.json, {"device": device, "pairs": args.pairs, "steps": steps, "rows": rows,
+                                      "provenance": provenance(device=str(rt.device))})
     return 0
-
-
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'config':<30} {'A -> B':<34} {'B/A median':>10} {'range':>13} {'A tok/s':>10} "
-             f"{'B tok/s':>10} {'pairs':>5}"]
-    for r in rows:
-        ab = f"{r['a']} -> {r['b']}"
-        ratio, spread = (f"{r['median_ratio']:.3f}x", f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}") \
-            if "median_ratio" in r else ("-", "-")
-        number = "{:,.2f}" if "unit" in r else "{:,.0f}"  # the energy row times seconds per run
-        rate_a, rate_b = (number.format(r[key]) if key in r else "-" for key in ("median_rate_a", "median_rate_b"))
-        lines.append(f"{r['config']:<30} {ab:<34} {ratio:>10} {spread:>13} {rate_a:>10} {rate_b:>10} "
-                     f"{r.get('pairs', 0):>5}")
-        note = r.get("error") or r.get("note")
-        if note:
-            lines.append(f"    {note}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

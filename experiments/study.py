@@ -1,22 +1,29 @@
 """One runner for every study: skip, resume, dispatch through submitit.
 
-A study is a list of run specs (each with a ``name`` that is its folder
-under ROOT/runs/), a function that trains one spec into ROOT (resuming what
-is there) and returns its status, and a function that says whether a spec
-is already finished. ``run_study`` then
+A study is a list of run specs (each with a ``name``; its folder is
+ROOT/runs/<name> unless the study's ``folder`` function says otherwise), a
+function that trains one spec into ROOT (resuming what is there) and returns
+its status, and a function that says whether a spec is already finished.
+``run_study`` then
 
 * holds ROOT for this process (one runner per results root, a lock file);
 * skips finished runs, so a repeated command only does what is left, and
   the training loop resumes a killed run from its last checkpoint;
 * dispatches the rest through submitit: ``--executor local`` runs them as
   subprocesses of this machine, ``--jobs`` at a time, under one tqdm bar
-  with an ETA; ``--executor slurm`` submits one SLURM job array (submitit's
-  AutoExecutor; ``--partition``, ``--time``, ``--gpus-per-run``,
+  with an ETA (a study's ``after_each`` runs here as each one ends, e.g.
+  to refresh its tables); ``--executor slurm`` submits one SLURM job array
+  (submitit's AutoExecutor; ``--partition``, ``--time``, ``--gpus-per-run``,
   ``--cpus-per-run``, ``--array-parallelism``) and returns: run the same
   command again later to see what finished (finished runs are skipped, so
   it resubmits only what is left; while the array is still running, wait
   for it first: a run submitted twice is refused by its run-folder lock,
   which wastes the second allocation).
+
+A caller that writes files of its own under ROOT around the runs holds
+ROOT itself and passes ``hold=False``. Local jobs get no time limit unless
+``--time`` is given, and see no GPU unless the study sets ``local_gpus``
+(then they see the GPUs this process sees).
 
 Job results are never unpickled: a run's outcome is read from its run
 folder (the study's ``finished`` function), and a job that ended without one
@@ -26,8 +33,10 @@ ROOT/.submitit/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import os
+import shlex
 import signal
 import threading
 import time
@@ -43,6 +52,8 @@ from mdtheory.runfiles import hold_root
 
 EXECUTORS = ("local", "slurm")
 POLL_S = 1.0
+SLURM_TIME_MIN = 60             # --time when not given, on SLURM
+LOCAL_TIME_MIN = 60 * 24 * 365  # none given locally: no limit (submitit's local default is 2 minutes)
 
 
 @dataclass
@@ -51,6 +62,13 @@ class Study:
     specs: Sequence                       # objects with a .name (their run folder) and .steps (the budget)
     execute: Callable[[object, str], tuple[str, str]]   # (spec, root) -> (name, status); picklable
     finished: Callable[[Path, object], str | None]      # (run folder, spec) -> status if nothing is left
+    folder: Callable[[Path, object], Path] | None = None  # (root, spec) -> run folder; default ROOT/runs/<name>
+    after_each: Callable[[], None] | None = None          # called here as each local run ends
+    local_gpus: bool = False                              # --executor local: jobs see this process's GPUs
+
+    def run_dir(self, root: Path, spec) -> Path:
+        """Where ``spec``'s run lives under ROOT."""
+        return self.folder(root, spec) if self.folder else root / "runs" / spec.name
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="local: subprocesses here; slurm: one SLURM job array through submitit")
     p.add_argument("--partition", default=None, help="SLURM partition")
-    p.add_argument("--time", type=int, default=60, help="SLURM time limit per run, minutes")
+    p.add_argument("--time", type=int, default=None,
+                   help=f"time limit per run, minutes (SLURM: default {SLURM_TIME_MIN}; local: none unless given)")
     p.add_argument("--gpus-per-run", type=int, default=0, help="SLURM GPUs per run")
     p.add_argument("--cpus-per-run", type=int, default=1, help="SLURM CPUs per run")
     p.add_argument("--array-parallelism", type=int, default=64, help="SLURM array tasks running at once")
@@ -73,7 +92,7 @@ def check_arguments(args) -> None:
     for flag, value, least in (("--jobs", args.jobs, 1), ("--time", args.time, 1),
                                ("--gpus-per-run", args.gpus_per_run, 0), ("--cpus-per-run", args.cpus_per_run, 1),
                                ("--array-parallelism", args.array_parallelism, 1)):
-        if value < least:
+        if value is not None and value < least:
             raise UserError(f"{flag} must be >= {least}, got {value}")
 
 
@@ -88,19 +107,26 @@ def select(specs: Sequence, only: str | None) -> list:
     return [s for s in specs if fnmatch.fnmatch(s.name, pattern)]
 
 
-def make_executor(args, folder: Path):
-    """submitit's AutoExecutor for --executor, with the run's resources."""
+def make_executor(args, folder: Path, local_gpus: bool = False):
+    """submitit's AutoExecutor for --executor, with the run's resources.
+    submitit's local executor hides every GPU from its jobs; ``local_gpus``
+    hands them this process's CUDA_VISIBLE_DEVICES instead."""
     import submitit
 
     try:
         executor = submitit.AutoExecutor(folder=str(folder), cluster=args.executor)
     except RuntimeError as exc:  # e.g. no srun: not a SLURM machine
         raise UserError(f"--executor {args.executor}: {exc}") from None
-    params = dict(timeout_min=args.time, cpus_per_task=args.cpus_per_run, name="mdtheory")
+    limit = args.time or (SLURM_TIME_MIN if args.executor == "slurm" else LOCAL_TIME_MIN)
+    params = dict(timeout_min=limit, cpus_per_task=args.cpus_per_run, name="mdtheory")
     if args.executor == "slurm":
         params.update(slurm_array_parallelism=args.array_parallelism, gpus_per_node=args.gpus_per_run)
         if args.partition:
             params["slurm_partition"] = args.partition
+    elif local_gpus:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        params["local_setup"] = ["unset CUDA_VISIBLE_DEVICES" if visible is None
+                                 else f"export CUDA_VISIBLE_DEVICES={shlex.quote(visible)}"]
     executor.update_parameters(**params)
     return executor
 
@@ -118,31 +144,39 @@ def _log_tail(job) -> str:
     return "no log"
 
 
-def run_study(study: Study, root: str | Path, args) -> dict[str, str]:
-    """Train every selected run of ``study`` under ROOT; returns {name: status}."""
+def selected(study: Study, args) -> list:
+    """The runs this call is about, after checking the runner's flags: a
+    caller checks them before it writes anything of its own."""
     check_arguments(args)
-    root = Path(root)
     specs = select(study.specs, args.only)
     if not specs:
         raise UserError(f"no run of {study.name!r} matches {args.only!r}")
+    return specs
+
+
+def run_study(study: Study, root: str | Path, args, hold: bool = True) -> dict[str, str]:
+    """Train every selected run of ``study`` under ROOT; returns {name: status}.
+    ``hold=False``: the caller already holds ROOT (see ``hold_root``)."""
+    root = Path(root)
+    specs = selected(study, args)
     if args.list:
-        print("\n".join(f"{root}/runs/{s.name}  ({s.steps} steps)" for s in specs))
+        print("\n".join(f"{study.run_dir(root, s)}  ({s.steps} steps)" for s in specs))
         return {}
-    runs_dir = root / "runs"
+    runs_dir = Path(os.path.commonpath([study.run_dir(root, s).parent for s in specs]))
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. ROOT names a file, or a read-only place
         raise UserError(f"cannot use {runs_dir} for the runs: {exc.strerror or exc}") from None
-    with hold_root(root / ".lock", f"results root {root}"):
+    with hold_root(root / ".lock", f"results root {root}") if hold else contextlib.nullcontext():
         statuses, todo = {}, []
         for spec in specs:
-            status = study.finished(runs_dir / spec.name, spec)
+            status = study.finished(study.run_dir(root, spec), spec)
             if status is None:
                 todo.append(spec)
             else:
                 statuses[spec.name] = f"{status} (skipped)"
         if todo:
-            executor = make_executor(args, root / ".submitit")
+            executor = make_executor(args, root / ".submitit", study.local_gpus)
             if args.executor == "slurm":
                 statuses.update(_submit_array(executor, study, todo, root))
             else:
@@ -224,10 +258,12 @@ def _run_local(executor, study: Study, todo: list, root: Path, args, total: int)
                 if not job.done():
                     continue
                 del running[name]
-                status = study.finished(root / "runs" / name, spec)
+                status = study.finished(study.run_dir(root, spec), spec)
                 statuses[name] = status or f"failed: {_log_tail(job)}"
                 bar.set_postfix_str(name, refresh=False)
                 bar.update(1)
+                if study.after_each is not None:
+                    study.after_each()
     except BaseException:
         for _, job in running.values():  # Ctrl-C or a signal: stop the children too (they resume later)
             _terminate_tree(job)

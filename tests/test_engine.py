@@ -7,7 +7,8 @@ import torch
 
 from mdtheory.errors import UserError
 from mdtheory.train import TrainConfig, TrainingDiverged, train
-from mdtheory.train.engine import CKPT_NAME, METRICS_NAME, Accumulator, Runtime, load_checkpoint
+from mdtheory.runfiles import CKPT_NAME, METRICS_NAME
+from mdtheory.train.engine import Accumulator, Runtime, load_checkpoint
 from mdtheory.train.parity_task import ParityTask, ParityTaskConfig
 
 TIMING_KEYS = ("elapsed_s", "tokens_per_s")
@@ -328,7 +329,7 @@ def test_rng_state_is_plain_data_and_round_trips():
 
     import numpy as np
 
-    from mdtheory.train.engine import rng_state, set_rng_state
+    from mdtheory.train.checkpoint import rng_state, set_rng_state
 
     random.seed(3), np.random.seed(3), torch.manual_seed(3)
     state = rng_state()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,10 +41,10 @@ def test_separate_calls_keep_each_others_rows_and_name_the_device(durability, ca
     # a later call for another stage and one seed still lists x4 and seed 1
     assert D.main(["--results", str(results), "--stages", "wide-x4", "--seeds", "0", "--no-progress"]) == 0
     rows = _rows(results)
-    assert len(rows) == 4 * 2 + 4
+    assert len(rows) == 3 * 2 + 3  # U[0, 1], the val-chosen window and the window at t*, per seed
     assert {(r["stage"], r["seed"]) for r in rows} == {("x4", "0"), ("x4", "1"), ("wide-x4", "0")}
     assert {r["device"] for r in rows} == {"cpu"}
-    assert "4/4 runs finished; 12 run(s) of all stages" in capsys.readouterr().out
+    assert "3/3 runs finished; 9 run(s) of all stages" in capsys.readouterr().out
 
     # a run trained on a card (copied in from a GPU machine) is named by its card
     run_dir = results / "durability" / "runs" / "x4" / "uniform_s1"
@@ -53,9 +54,38 @@ def test_separate_calls_keep_each_others_rows_and_name_the_device(durability, ca
     missing = results / "durability" / "runs" / "wide-x4" / "uniform_s0"
     shutil.rmtree(missing)
     assert D.main(["--results", str(results), "--collect-only"]) == 0
-    assert "11 finished run(s)" in capsys.readouterr().out and not missing.exists()  # nothing trained
+    assert "8 finished run(s)" in capsys.readouterr().out and not missing.exists()  # nothing trained
     devices = {r["run"]: r["device"] for r in _rows(results) if r["stage"] == "x4"}
     assert devices["uniform_s1"] == "NVIDIA H100 80GB HBM3" and devices["uniform_s0"] == "cpu"
+
+
+def test_list_only_and_slurm_go_through_the_study_runner(durability, monkeypatch, capsys):
+    """--list names the run folders and writes nothing; --executor slurm submits
+    the runs --only picks as one job array and returns with the CSV of what finished."""
+    from submitit.slurm.slurm import SlurmExecutor
+
+    D, results = durability
+    before = sorted(p.name for p in results.iterdir())
+    assert D.main(["--results", str(results), "--seeds", "0", "--list", "--only", "uniform"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{results / 'durability' / 'runs' / stage / 'uniform_s0'}  (2 steps)" for stage in ("x4", "wide-x4")]
+    assert sorted(p.name for p in results.iterdir()) == before
+    with pytest.raises(SystemExit) as info:
+        D.main(["--results", str(results), "--only", "nomatch*"])
+    assert info.value.code == 2 and "matches" in capsys.readouterr().err
+    assert not (results / "durability").exists()
+
+    scripts = []
+    monkeypatch.setattr(SlurmExecutor, "_make_submission_command",
+                        lambda self, path: scripts.append(Path(path).read_text()) or
+                        ["echo", "Submitted batch job 77"])
+    monkeypatch.setattr(SlurmExecutor, "affinity", staticmethod(lambda: 1))  # as if srun were here
+    assert D.main(["--results", str(results), "--only", "x4/*", "--executor", "slurm", "--time", "90",
+                   "--array-parallelism", "3"]) == 0
+    assert len(scripts) == 1 and "#SBATCH --array=0-5%3" in scripts[0] and "#SBATCH --time=90" in scripts[0]
+    printed = capsys.readouterr().out
+    assert "6 submitted" in printed and "job array 77" in printed and "0/12 runs finished" in printed
+    assert _rows(results) == [] and not any((results / "durability" / "runs" / "x4").iterdir())
 
 
 SAMPLERS = {"uniform": ("uniform", 0.0, 1.0), "window:0.3,0.4": ("window", 0.3, 0.4),
@@ -161,99 +191,132 @@ def test_durability_summary_absent_or_partial(tmp_path):
 
 # --- figures -------------------------------------------------------------------
 
-def write_adaptive_run(runs_dir, name, seed, masses, rule="signal"):
-    """An adaptive-sampler run whose evaluations (every 100 steps) log ``masses``."""
-    spec = "adaptive" if rule == "signal" else f"adaptive:rule={rule}"
-    law = {"kind": "adaptive", "rule": rule, "bins": len(masses[0]), "eps": 0.001}
-    write_config(runs_dir / name, {**MODEL, "objective": "md", "sampler": spec, "sampler_law": law, "seed": seed},
-                 {"steps": 100 * (len(masses) - 1)}, 1, {"device": "cpu"})
-    (runs_dir / name / "metrics.jsonl").write_text("".join(
-        json.dumps({"step": 100 * i, "full_range_test_loss": 3.0, "full_range_test_loss_se": 0.01,
-                    "sampler_mass": list(mass)}) + "\n" for i, mass in enumerate(masses)))
+SMOOTH = "predicted:law=beta"  # a law without a window, in place of the removed adaptive law
+BPE = ("bpe", 2500, (0, 1), "cpu", 3_400_000)  # stage, steps, seeds, device, parameters
 
 
-FLAT, LOW, HIGH = [0.25] * 4, [0.7, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7]
+def _smooth_instead_of_adaptive(path):
+    """The rows of the adaptive law (if the runner fixture above still writes
+    them) as the smooth law SMOOTH, kind "smooth"."""
+    table = pd.read_csv(path)
+    adaptive = table["sampler"] == "adaptive"
+    table.loc[adaptive, "sampler"] = SMOOTH
+    table.loc[adaptive, "kind"] = "smooth"
+    table.to_csv(path, index=False)
+
+
+def add_bpe_stage(lm_dir, stage=BPE):
+    """durability.csv rows of a BPE stage: U[0,1], the window centred on t*
+    and SMOOTH, gaps -0.05 and -0.04 (its tokens are BPE tokens)."""
+    name, steps, seeds, device, n_params = stage
+    runs = []
+    for seed in seeds:
+        for sampler, kind, t0, t1, offset in (("uniform", "uniform", 0.0, 1.0, 0.0),
+                                              ("window:0.411,0.511", "predicted", 0.411, 0.511, -0.05),
+                                              (SMOOTH, "smooth", float("nan"), float("nan"), -0.04)):
+            loss = 5 + offset + 0.01 * seed
+            runs.append({"stage": name, "run": f"{kind}_s{seed}", "n_params": n_params, "device": device,
+                         "kind": kind, "objective": "md", "sampler": sampler, "t0": t0, "t1": t1, "seed": seed,
+                         "steps": steps, "tokens": steps * 2048, "full_range_test_loss": loss,
+                         "full_range_test_loss_se": 0.01, "full_range_val_loss": loss + 0.5,
+                         "full_range_val_loss_se": 0.01})
+    path = lm_dir / "durability.csv"
+    pd.concat([pd.read_csv(path), pd.DataFrame(runs)], ignore_index=True).to_csv(path, index=False)
 
 
 @pytest.fixture
 def lm_results(tmp_path):
     """results/: a quick sweep with durability runs of every stage (x4 on a
-    card) and adaptive runs; a second corpus swept on its own."""
+    card, a BPE stage) and a smooth law; a second corpus swept on its own."""
     results = tmp_path / "results"
     lm_dir = results / "lm"
     write_durability_fixture(lm_dir, STAGES + (WIDE,))
+    add_bpe_stage(lm_dir)
+    for name in ("window_sweep.csv", "durability.csv"):
+        _smooth_instead_of_adaptive(lm_dir / name)
     (lm_dir / "predicted_t.json").write_text(json.dumps({"t_star": 0.46}))
-    write_adaptive_run(lm_dir / "runs" / "quick", "adaptive_s0", 0, [FLAT, LOW, HIGH])
-    write_adaptive_run(lm_dir / "runs" / "quick", "adaptive_s1", 1, [FLAT, FLAT])  # seed 1: not drawn
-    write_adaptive_run(lm_dir / "durability" / "runs" / "x16", "adaptive_s0", 0, [FLAT, HIGH, HIGH, HIGH])
     assert S.main(["--results", str(lm_dir)]) == 0
     second = lm_dir / "second"
     write_quick_sweep(second)
+    _smooth_instead_of_adaptive(second / "window_sweep.csv")
     sweep = pd.read_csv(second / "window_sweep.csv")
-    sweep.loc[sweep["sampler"] == "adaptive", "full_range_test_loss"] += 0.5
+    sweep.loc[sweep["sampler"] == SMOOTH, "full_range_test_loss"] += 0.5
     sweep.to_csv(second / "window_sweep.csv", index=False)
     (second / "predicted_t.json").write_text(json.dumps({"t_star": 0.41}))
     (second / "window_sweep.json").write_text(json.dumps({"preset": {"corpus": "shakespeare",
                                                                      "text_file": "/data/second_corpus.txt"}}))
-    write_adaptive_run(second / "runs" / "quick", "adaptive-rule-loss_importance_s0", 0, [FLAT, LOW],
-                       rule="loss_importance")
     assert S.main(["--results", str(second)]) == 0
     return results
 
 
+def _containers(ax) -> dict:
+    return {c.get_label(): c.lines[0] for c in ax.containers if not c.get_label().startswith("_")}
+
+
 def test_durability_figure_reads_the_aggregators_gaps(lm_results):
-    from mdtheory.plots import lm
+    from experiments.lm import figures as lm
 
     table = lm.durability_table(lm_results).set_index(["stage", "sampler"])
     assert table.loc[("x4", "window:0.3,0.4"), "seed_gaps"] == pytest.approx({0: -0.2, 1: -0.3})
     assert table.loc[("wide-x4", "window:0.3,0.4"), "seed_gaps"] == pytest.approx({0: -0.3, 1: -0.3})
+    # wider: more parameters than the smallest model on the same tokens (the BPE model is not "wide")
     assert table["wide"].groupby("stage").all().to_dict() == {"wide-x4": True, "x1": False, "x4": False,
-                                                               "x16": False}
+                                                               "x16": False, "bpe": False}
+    assert table["bpe"].groupby("stage").all().to_dict() == {"wide-x4": False, "x1": False, "x4": False,
+                                                              "x16": False, "bpe": True}
     labels = lm.stage_labels(table.reset_index())
-    assert labels == {"x1": "x1: CPU", "x4": "x4: H100", "x16": "x16: CPU", "wide-x4": "wide-x4: CPU"}
+    assert labels == {"x1": "x1: CPU", "x4": "x4: H100", "x16": "x16: CPU", "wide-x4": "wide-x4: CPU",
+                      "bpe": "bpe: CPU"}
     ax = lm.durability(lm_results).axes[0]
-    lines = {c.get_label(): c.lines[0] for c in ax.containers if not c.get_label().startswith("_")}
+    lines = _containers(ax)
     window = lines["$U[0.3,0.4]$ (chosen on val)"]
-    # base width only, by tokens: x1 (2.0M), x4 (8.2M), x16 (32.8M)
+    # the character-level base model only, by tokens: x1 (2.0M), x4 (8.2M), x16 (32.8M)
     assert window.get_ydata() == pytest.approx([-0.2, -0.25, -0.2])
     ratio = np.asarray(window.get_xdata()) / np.array([2048000, 8192000, 32768000])
     assert ratio == pytest.approx(np.full(3, ratio[0]))
-    assert lines["adaptive"].get_ydata() == pytest.approx([0.05, 0.0, 0.05])  # x4: +0.05 and -0.05
+    assert lines[SMOOTH].get_ydata() == pytest.approx([0.05, 0.0, 0.05])  # x4: +0.05 and -0.05
     texts = {t.get_text() for t in ax.texts}
-    assert {"x4: H100", "wide-x4: CPU"} <= texts
+    assert {"x4: H100", "wide-x4: CPU", "bpe: CPU"} <= texts
+
+
+def test_the_bpe_stage_is_drawn_apart_and_said_to_count_bpe_tokens(lm_results):
+    from experiments.lm import figures as lm
+
+    fig = lm.durability(lm_results)
+    ax = fig.axes[0]
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert [t for t in legend if t.startswith("BPE model")] == \
+        ["BPE model (bpe, 3.4M parameters): BPE tokens, not characters"]
+    assert "BPE tokens" in ax.get_xlabel()
+    # its points: squares at its own token count, not on the character-level lines
+    squares = [c.lines[0] for c in ax.containers if c.lines[0].get_marker() == "s"]
+    assert sorted(np.round(np.concatenate([s.get_ydata() for s in squares]), 6)) == [-0.05, -0.04]
+    for line in squares:
+        assert np.asarray(line.get_xdata()) / (2500 * 2048) == pytest.approx(1.0, abs=0.15)
+    assert all(2500 * 2048 not in np.round(c.get_xdata()) for c in _containers(ax).values())
+    # the aggregator's own tokenizer column, where it writes one, decides
+    path = lm_results / "lm" / "durability_summary.csv"
+    table = pd.read_csv(path)
+    table.assign(stage=table["stage"].replace({"bpe": "big"}),
+                 tokenizer=np.where(table["stage"] == "bpe", "bpe", "char")).to_csv(path, index=False)
+    marked = lm.durability_table(lm_results)
+    assert set(marked.loc[marked["bpe"], "stage"]) == {"big"} and not marked["wide"][marked["bpe"]].any()
 
 
 def test_durability_figure_names_no_device_when_all_ran_on_one(lm_results):
-    from mdtheory.plots import lm
+    from experiments.lm import figures as lm
 
     path = lm_results / "lm" / "durability_summary.csv"
     table = pd.read_csv(path)
     table.assign(device="cpu").to_csv(path, index=False)
-    assert set(lm.stage_labels(lm.durability_table(lm_results)).values()) == {"x1", "x4", "x16", "wide-x4"}
+    assert set(lm.stage_labels(lm.durability_table(lm_results)).values()) == {"x1", "x4", "x16", "wide-x4", "bpe"}
     path.unlink()
     with pytest.raises(MissingData):
         lm.durability(lm_results)
 
 
-def test_adaptive_mass_panels_are_the_logged_mass_with_t_star_and_the_chosen_window(lm_results):
-    from mdtheory.plots import lm
-
-    panels = lm.adaptive_mass_panels(lm_results)
-    assert [p["title"] for p in panels] == ["lm: signal (seed 0)", "second_corpus: loss_importance (seed 0)",
-                                            "lm, x16: signal (seed 0)"]
-    first = panels[0]
-    assert first["steps"].tolist() == [0, 100, 200]
-    assert first["density"] == pytest.approx(4 * np.array([FLAT, LOW, HIGH]))  # mass x bins: 1 is uniform
-    assert first["edges"] == pytest.approx([0.001, 0.25075, 0.5005, 0.75025, 1.0])
-    assert first["t_star"] == 0.46 and first["best_window"] == pytest.approx((0.3, 0.4))
-    assert panels[1]["t_star"] == 0.41 and panels[2]["t_star"] == 0.46
-    fig = lm.adaptive_mass(lm_results)
-    ax = fig.axes[0]
-    assert [line.get_ydata()[0] for line in ax.get_lines()] == pytest.approx([0.46, 0.3, 0.4])
-
-
 def test_window_sweep_has_one_panel_per_corpus(lm_results):
-    from mdtheory.plots import lm
+    from experiments.lm import figures as lm
 
     fig = lm.window_sweep(lm_results)
     first, second = fig.axes[:2]
@@ -262,8 +325,9 @@ def test_window_sweep_has_one_panel_per_corpus(lm_results):
     def levels(ax):
         return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
 
-    # the adaptive sampler's level and t*, per corpus (the second's adaptive runs are 0.5 worse)
-    assert levels(first)["adaptive"].get_ydata()[0] == pytest.approx(3.06)
-    assert levels(second)["adaptive"].get_ydata()[0] == pytest.approx(3.56)
+    # the smooth law's level and t*, per corpus (the second's smooth runs are 0.5 worse), one colour in both
+    assert levels(first)[SMOOTH].get_ydata()[0] == pytest.approx(3.06)
+    assert levels(second)[SMOOTH].get_ydata()[0] == pytest.approx(3.56)
+    assert levels(first)[SMOOTH].get_color() == levels(second)[SMOOTH].get_color()
     assert levels(second)["corpus-predicted $t^*$"].get_xdata()[0] == pytest.approx(0.41)
     assert levels(first)["corpus-predicted $t^*$"].get_xdata()[0] == pytest.approx(0.46)

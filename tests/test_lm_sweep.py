@@ -1,6 +1,8 @@
-"""Window-sweep runner: plan, run, resume, CSV contract, summary."""
+"""Window-sweep runner: plan, run (through the common study runner), resume,
+CSV contract, summary."""
 import csv
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -8,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments import study
 from experiments.lm import summarize as S
 from experiments.lm import sweep
 from experiments.lm.presets import PRESETS, TEN_WINDOWS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_presets_match_the_paper_setup():
@@ -41,7 +46,14 @@ def micro(monkeypatch, tmp_path):
     return preset
 
 
-def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys):
+@pytest.fixture
+def bar_shown(monkeypatch):
+    """The runner's bar, shown although a test has no terminal."""
+    real_tqdm = study.tqdm
+    monkeypatch.setattr(study, "tqdm", lambda *a, **kwargs: real_tqdm(*a, **{**kwargs, "disable": False}))
+
+
+def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys, bar_shown):
     out = tmp_path / "res"
     assert sweep.main(["--preset", "micro", "--results", str(out)]) == 0
     bar = capsys.readouterr().err  # one progress bar: runs done / total
@@ -55,6 +67,7 @@ def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys):
     curves = list(csv.DictReader((out / "window_sweep_curves.csv").open()))
     assert all(c["full_range_val_loss"] != "" for c in curves)
     assert [c["step"] for c in curves if c["run"] == "uniform_s0"] == ["0", "1", "2"]
+    check_loss_by_t(out, tmp_path / "figures")
     first = (out / "runs" / "micro" / "uniform_s0" / "metrics.jsonl").read_text()
     # finished runs are skipped: nothing is retrained, the metrics stay byte-identical
     assert sweep.main(["--preset", "micro", "--results", str(out), "--runs", "w*"]) == 0
@@ -66,6 +79,36 @@ def test_micro_sweep_end_to_end_and_resume(micro, tmp_path, capsys):
     assert summary["best_window"]["t0"] == 0.4
     assert len(summary["best_minus_uniform"]["per_seed"]) == 1
     assert "| U[0, 1] |" in capsys.readouterr().out
+
+
+def check_loss_by_t(out: Path, root: Path) -> None:
+    """window_sweep_loss_by_t.csv: one row per run and t-bin of its last
+    evaluation record (step 2), listed in window_sweep.json; lm_loss_by_t
+    draws from it alone (the file copied to a results root without runs)."""
+    bins = list(csv.DictReader((out / "window_sweep_loss_by_t.csv").open()))
+    assert list(bins[0]) == list(sweep.LOSS_BY_T_FIELDS)
+    for run in ("w0.40-0.50_s0", "uniform_s0"):
+        last = [json.loads(line) for line in (out / "runs" / "micro" / run / "metrics.jsonl").open()][-1]
+        expected = {float(k.split("/")[1]): v for k, v in last.items() if k.startswith("full_range_bin/")}
+        mine = [b for b in bins if b["run"] == run]
+        assert last["step"] == 2 and len(expected) == 2  # eval_nt strata
+        assert {float(b["t"]): float(b["loss"]) for b in mine} == pytest.approx(expected)
+        assert {(b["kind"], b["objective"], b["seed"]) for b in mine} == \
+            {("window" if run.startswith("w") else "uniform", "md", "0")}
+    assert {(b["t0"], b["t1"]) for b in bins if b["run"] == "w0.40-0.50_s0"} == {("0.4", "0.5")}
+    meta = json.loads((out / "window_sweep.json").read_text())
+    assert set(meta["outputs_sha256"]) == {"window_sweep.csv", "window_sweep_curves.csv",
+                                           "window_sweep_loss_by_t.csv"}
+    from experiments.lm import figures
+
+    (root / "lm").mkdir(parents=True)
+    shutil.copy(out / "window_sweep_loss_by_t.csv", root / "lm")
+    lines = {line.get_label(): line for line in figures.loss_by_t(root).axes[0].get_lines()}
+    assert set(lines) == {"$U[0.4,0.5]$", "$U[0,1]$"}
+    drawn = lines["$U[0.4,0.5]$"]
+    window = {float(b["t"]): float(b["loss"]) for b in bins if b["run"] == "w0.40-0.50_s0"}
+    assert list(drawn.get_xdata()) == pytest.approx(sorted(window))
+    assert list(drawn.get_ydata()) == pytest.approx([window[t] for t in sorted(window)])
 
 
 def test_sweep_bad_input(tmp_path, capsys):
@@ -87,7 +130,7 @@ def test_tiny_preset_end_to_end(tmp_path, monkeypatch):
     shutil.copy(Path(__file__).resolve().parents[1] / "results" / "lm" / "predicted_t.json", out)
     assert sweep.main(["--preset", "tiny", "--results", str(out)]) == 0
     rows = list(csv.DictReader((out / "window_sweep.csv").open()))
-    assert {r["kind"] for r in rows} == {"window", "uniform", "predicted", "ar"}
+    assert {r["kind"] for r in rows} == {"window", "uniform", "predicted", "smooth", "ar"}
     assert S.main(["--results", str(out)]) == 0
 
 
@@ -193,13 +236,19 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "lm"
 def test_collect_keeps_ar_nll_apart_from_md_elbos():
     preset = PRESETS["quick"]
     runs, _ = sweep.plan(preset, COMMITTED)
-    rows, curves = sweep.collect(preset, runs, COMMITTED / "runs" / "quick")
+    rows, curves, bins = sweep.collect(preset, runs, COMMITTED / "runs" / "quick")
     ar = [r for r in rows if r["objective"] == "ar"]
     md = [r for r in rows if r["objective"] == "md"]
     assert ar and md and len(rows) == len(runs)
     assert all(r["full_range_test_loss"] is None and r["nll_test"] > 0 for r in ar)
     assert all(r["nll_test"] is None and r["full_range_test_loss"] > 0 for r in md)
     assert all(c["full_range_test_loss"] is None for c in curves if c["objective"] == "ar")
+    # loss per t-bin: 16 strata per MD run, none for AR (its exact NLL has no mask rate)
+    per_run = {r["run"]: sum(b["run"] == r["run"] for b in bins) for r in rows}
+    assert all(per_run[r["run"]] == (0 if r["objective"] == "ar" else 16) for r in rows)
+    committed = COMMITTED / "window_sweep_loss_by_t.csv"
+    if committed.exists():  # the committed output is what the sweep writes from the committed runs
+        assert committed.read_text() == sweep._csv(bins, sweep.LOSS_BY_T_FIELDS)
     summary = S.summarize(__import__("pandas").DataFrame(rows))
     assert "loss_mean" not in summary["ar_baseline"] and summary["ar_baseline"]["nll_test_mean"] > 0
 
@@ -210,6 +259,8 @@ def test_sweep_of_a_text_file_end_to_end(monkeypatch, tmp_path, capsys):
     recommendation naming the predicted law, all under results/lm/<stem>."""
     monkeypatch.setenv("MDTHEORY_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+    # the runs train in job processes, which start here and import the project by name
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     monkeypatch.setitem(sweep.PRESETS, "corpus", replace(PRESETS["corpus"], eval_blocks=4, eval_nt=2))
     words = "the quality of mercy is not strained it droppeth as gentle rain from heaven".split()
     rng = np.random.default_rng(0)
@@ -282,3 +333,92 @@ def test_durability_runner_end_to_end(micro, monkeypatch, tmp_path, capsys):
     assert params["wide-x4"] > 2 * params["x4"]
     assert all(r["steps"] == "3" and r["full_range_test_loss"] != "" for r in rows)
     assert "16/16 runs finished" in capsys.readouterr().out
+
+
+def test_local_executor_trains_runs_in_job_processes_then_skips(micro, tmp_path, capsys):
+    out = tmp_path / "res"
+    argv = ["--preset", "micro", "--results", str(out), "--executor", "local", "--jobs", "2", "--no-progress"]
+    assert sweep.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 runs under" in printed and "2 complete" in printed and "2/2 runs finished" in printed
+    run_dirs = sorted((out / "runs" / "micro").iterdir())
+    assert [d.name for d in run_dirs] == ["uniform_s0", "w0.40-0.50_s0"]
+    logs = sorted((out / ".submitit").glob("*_log.err"))
+    assert len(logs) == 2  # one job process per run, not this one
+    assert all(sweep.is_finished(d, micro.steps) for d in run_dirs)
+    stamps = {d.name: (d / "metrics.jsonl").read_text() for d in run_dirs}
+    table = (out / "window_sweep.csv").read_text()
+    assert sweep.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "2 complete (skipped)" in printed and "2/2 runs finished" in printed
+    assert len(list((out / ".submitit").glob("*_log.err"))) == 2  # nothing submitted again
+    assert {d.name: (d / "metrics.jsonl").read_text() for d in run_dirs} == stamps
+    assert (out / "window_sweep.csv").read_text() == table
+
+
+def test_a_run_that_fails_in_its_job_is_one_line_and_the_others_are_listed(micro, tmp_path, capsys):
+    out = tmp_path / "res"
+    bad = out / "runs" / "micro" / "uniform_s0"
+    bad.mkdir(parents=True)
+    (bad / "ckpt.pt").write_bytes(b"not a checkpoint")  # refused when the job resumes it
+    with pytest.raises(SystemExit) as info:
+        sweep.main(["--preset", "micro", "--results", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1
+    assert "1 run(s) failed" in err[0] and "uniform_s0: checkpoint" in err[0]
+    assert [r["run"] for r in csv.DictReader((out / "window_sweep.csv").open())] == ["w0.40-0.50_s0"]
+
+
+def test_slurm_executor_submits_one_job_array_and_returns(micro, tmp_path, monkeypatch, capsys):
+    from submitit.slurm.slurm import SlurmExecutor
+
+    scripts = []
+
+    def fake_sbatch(self, path):
+        scripts.append(Path(path).read_text())
+        return ["echo", "Submitted batch job 4242"]
+
+    monkeypatch.setattr(SlurmExecutor, "_make_submission_command", fake_sbatch)
+    monkeypatch.setattr(SlurmExecutor, "affinity", staticmethod(lambda: 1))  # as if srun were here
+    out = tmp_path / "res"
+    assert sweep.main(["--preset", "micro", "--results", str(out), "--executor", "slurm", "--partition", "gpu",
+                       "--time", "30", "--gpus-per-run", "1", "--cpus-per-run", "4",
+                       "--array-parallelism", "2"]) == 0
+    assert len(scripts) == 1
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --partition=gpu", "#SBATCH --time=30",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --cpus-per-task=4"):
+        assert line in scripts[0], line
+    printed = capsys.readouterr().out
+    assert "job array 4242" in printed and "2 submitted" in printed and "0/2 runs finished" in printed
+    # nothing trained here; the outputs list the finished runs (none yet)
+    assert not any((out / "runs" / "micro").iterdir())
+    assert (out / "window_sweep.csv").read_text().count("\n") == 1
+
+
+def test_runner_flags_are_checked_before_anything_is_written(micro, tmp_path, capsys):
+    out = tmp_path / "res"
+    for argv, message in ((["--jobs", "0"], "--jobs"), (["--only", "nomatch*"], "matches"),
+                          (["--runs", "nomatch*"], "--runs"), (["--time", "0"], "--time"),
+                          (["--executor", "pbs"], "invalid choice"), (["--threads", "0"], "--threads")):
+        with pytest.raises(SystemExit) as info:
+            sweep.main(["--preset", "micro", "--results", str(out), *argv])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, argv
+        assert not out.exists()
+    assert sweep.main(["--preset", "micro", "--results", str(out), "--list", "--only", "uniform"]) == 0
+    assert capsys.readouterr().out == f"{out / 'runs' / 'micro' / 'uniform_s0'}  (2 steps)\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("visible", [None, "3", ""])
+def test_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch, visible):
+    """submitit's local executor hides every GPU from its jobs; the LM runs
+    (local_gpus) see what the sweep itself sees, as its old process pool did."""
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    parser = sweep.build_parser()
+    executor = study.make_executor(parser.parse_args([]), tmp_path, local_gpus=True)
+    seen = executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES", "unset").result()
+    assert seen == ("unset" if visible is None else visible)

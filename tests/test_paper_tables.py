@@ -1,5 +1,7 @@
 """Paper numbers are generated from results: macros, tables and the
-paper-vs-ours comparison, with "not run" where a result is missing."""
+paper-vs-ours comparison, with "not run" where a result is missing. Each
+study's numbers come from its own tables module (experiments/<study>/tables.py);
+mdtheory.plots.paper_tables puts them together."""
 from __future__ import annotations
 
 import re
@@ -8,6 +10,8 @@ import sys
 
 import pytest
 
+from experiments.lm import tables as lm_tables
+from experiments.parity import tables as parity_tables
 from mdtheory.plots import paper_tables
 from test_plots import parity_task, results as plot_results, summarize_lm, _parity_records, _write_run  # noqa: F401
 
@@ -123,7 +127,7 @@ def test_parity_outcome_prefers_the_window_that_reached_most_often(tmp_path):
         _write_run(runs, f"md2_s{seed}", parity_task("md", seed, (0.0, 0.2)),
                    _parity_records(700 + 100 * seed if seed < 4 else None, rng), train)
     summarize_root(tmp_path / "parity")
-    macros, _ = paper_tables.parity_numbers(tmp_path)
+    macros, _ = parity_tables.parity_numbers(tmp_path)
     assert "0.2]" in macros["parityBestMDWindow"]
     assert "4 of 5 seeds" in macros["parityOutcome"]
     assert "1 of 5 seeds" in macros["parityOutcome"]  # output supervision
@@ -174,18 +178,18 @@ def test_a_one_seed_sweep_has_a_gain_but_no_interval(plot_results, tmp_path):  #
     assert "one seed, no interval" in macros["lmOutcome"]
 
 
-def test_adaptive_laws_are_named_in_the_lm_table(results, tmp_path):  # noqa: F811
+def test_laws_without_a_window_are_named_in_the_lm_table(results, tmp_path):  # noqa: F811
     import pandas as pd
 
     path = results / "lm" / "window_sweep.csv"
     sweep = pd.read_csv(path)
-    learned = sweep[sweep["kind"] == "uniform"].assign(kind="adaptive", sampler="adaptive:rule=loss_importance",
-                                                        t0=float("nan"), t1=float("nan"), midpoint=float("nan"))
-    pd.concat([sweep, learned]).to_csv(path, index=False)
+    smooth = sweep[sweep["kind"] == "uniform"].assign(kind="smooth", sampler="predicted:law=logitnormal",
+                                                       t0=float("nan"), t1=float("nan"), midpoint=float("nan"))
+    pd.concat([sweep, smooth]).to_csv(path, index=False)
     summarize_lm(results)
     paper_tables.write_all(results, tmp_path)
     table = (tmp_path / "lm_table.tex").read_text()
-    assert "\\texttt{adaptive:rule=loss\\_importance} & -- & " in table
+    assert "\\texttt{predicted:law=logitnormal} & -- & " in table
     assert "nan" not in table
 
 
@@ -197,16 +201,37 @@ def test_durability_table_pairs_gaps_and_names_devices(tmp_path):
         "x1,uniform,uniform,114048,1000,2048000,cpu,0;1,3.0,3.0,0,0,0,0:0;1:0",
         'x1,"window:0.3,0.4",window,114048,1000,2048000,cpu,0;1,2.8,2.8,-0.2,-0.5,0.1,0:-0.1;1:-0.3',
         "x4,uniform,uniform,114048,4000,8192000,NVIDIA H100 80GB HBM3,0,2.5,2.5,0,,,0:0",
-        "x4,adaptive,adaptive,114048,4000,8192000,NVIDIA H100 80GB HBM3,0,2.6,2.6,0.1,,,0:0.1",
+        "x4,predicted:law=beta,smooth,114048,4000,8192000,NVIDIA H100 80GB HBM3,0,2.6,2.6,0.1,,,0:0.1",
     ]
     (tmp_path / "res" / "lm" / "durability_summary.csv").write_text("\n".join(rows) + "\n")
     paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
     table = (tmp_path / "gen" / "lm_durability_table.tex").read_text()
     assert "x1: CPU & 0.11M & 2.0M & $[0.3,0.4]$ (val) & 2 & 2.800 & -0.200 [-0.500, 0.100]" in table
-    assert "x4: H100 & 0.11M & 8.2M & \\texttt{adaptive} & 1 & 2.600 & 0.100 \\\\" in table  # one seed: no interval
+    # a law without a window by its spec; one seed: no interval
+    assert "x4: H100 & 0.11M & 8.2M & \\texttt{predicted:law=beta} & 1 & 2.600 & 0.100 \\\\" in table
     (tmp_path / "res" / "lm" / "durability_summary.csv").unlink()
     paper_tables.write_all(tmp_path / "res", tmp_path / "gen")
     assert "not run" in (tmp_path / "gen" / "lm_durability_table.tex").read_text()
+
+
+def test_tables_come_from_each_studys_module_in_order(results, tmp_path):  # noqa: F811
+    assert paper_tables.table_names() == ("comparison.tex", *parity_tables.TABLES, *lm_tables.TABLES)
+    macros = paper_tables.write_all(results, tmp_path)
+    assert macros == {**parity_tables.numbers(results)[0], **lm_tables.numbers(results)[0]}
+    for study in (parity_tables, lm_tables):
+        for name, text in study.numbers(results)[1].items():
+            assert (tmp_path / name).read_text().endswith(text)
+    # comparison.tex: theory (with our corpus's t* from the LM study), parity, LM, paper scale, beyond compute
+    comparison = (tmp_path / "comparison.tex").read_text()
+    heads = ["Theory ($k=6$)", "t^*$ from our corpus", "Parity; ours", "Language model: full-range", "Paper scale",
+             "LLaDA-8B"]
+    assert [comparison.index(h) for h in heads] == sorted(comparison.index(h) for h in heads)
+
+
+def test_two_studies_may_not_define_the_same_macro(results, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(lm_tables, "numbers", lambda r: ({"parityN": "7"}, {n: "" for n in lm_tables.TABLES}))
+    with pytest.raises(ValueError, match="parityN"):
+        paper_tables.write_all(results, tmp_path)
 
 
 def test_p_values_are_written_for_math_mode():

@@ -256,11 +256,11 @@ def test_committed_rho_values_are_unchanged():
 
 
 def test_paper_phase_table_and_macros(phase_root, tmp_path):
-    from mdtheory.plots import paper_tables
+    from experiments.parity import tables as parity_tables
     results = phase_root.parent
     (results / "parity").mkdir()
     phase_root.rename(results / "parity" / "phase")
-    macros, tex = paper_tables.parity_phase_numbers(results)
+    macros, tex = parity_tables.parity_phase_numbers(results)
     # OS 2/4, MD 3/4 at N = 512: short of the target (MD >= 80%, OS <= 20%, p < 0.01)
     assert macros == {"parityPhaseRuns": "14", "parityPhaseSeedsMin": "2", "parityPhaseAimCells": "none",
                       "parityPhaseReverseCells": "none", "parityPhaseSlowerCells": "none",
@@ -274,37 +274,37 @@ def test_paper_phase_table_and_macros(phase_root, tmp_path):
     cells.loc[at_512 & (cells["objective"] == "os"), "success_rate"] = 0.0
     cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.9, 0.001]
     cells.to_csv(path, index=False)
-    assert paper_tables.parity_phase_numbers(results)[0]["parityPhaseAimCells"] == "$k=4$, $N=512$"
+    assert parity_tables.parity_phase_numbers(results)[0]["parityPhaseAimCells"] == "$k=4$, $N=512$"
     # and one where OS generalises and MD does not is named as the reverse
     cells.loc[at_512 & (cells["objective"] == "os"), "success_rate"] = 1.0
     cells.loc[at_512 & (cells["t1"] == SC_T1), ["success_rate", "logrank_p_vs_os"]] = [0.0, 0.02]
     cells.to_csv(path, index=False)
-    macros = paper_tables.parity_phase_numbers(results)[0]
+    macros = parity_tables.parity_phase_numbers(results)[0]
     assert macros["parityPhaseReverseCells"] == "$k=4$, $N=512$ ($p=0.02$)"
     # at 0.90 that cell is a failure of MD too, or only a slower MD, depending on its 0.90 columns
     md_512 = at_512 & (cells["t1"] == SC_T1)
     for rate_90, slower, failed in ((0.0, "none", "$k=4$, $N=512$"), (1.0, "$k=4$, $N=512$", "none")):
         cells.loc[md_512, ["success_rate_90", "reached_90", "mcnemar_p_vs_os_90"]] = [rate_90, 4 * rate_90, 0.125]
         cells.to_csv(path, index=False)
-        macros = paper_tables.parity_phase_numbers(results)[0]
+        macros = parity_tables.parity_phase_numbers(results)[0]
         assert macros["parityPhaseSlowerCells"].split(" (")[0] == slower
         assert macros["parityPhaseFailedCells"].split(" (")[0] == failed
     assert "McNemar $p=0.12" in macros["parityPhaseSlowerCells"]
-    macros, tex = paper_tables.parity_phase_numbers(tmp_path / "nothing")
+    macros, tex = parity_tables.parity_phase_numbers(tmp_path / "nothing")
     assert macros == {} and "not run" in tex
 
 
 def test_paper_window_sentence_needs_a_window_sweep(phase_root, tmp_path):
-    from mdtheory.plots import paper_tables
+    from experiments.parity import tables as parity_tables
     results = phase_root.parent
     (results / "parity").mkdir()
     phase_root.rename(results / "parity" / "phase")
-    assert paper_tables.phase_window_sentence(results) is None  # two windows per cell: no sweep
+    assert parity_tables.phase_window_sentence(results) is None  # two windows per cell: no sweep
     path = results / "parity" / "phase" / "theory_vs_speed.csv"
     speed = pd.read_csv(path)
     speed.loc[0, ["windows", "fastest_t1", "spearman_rho_PS_speed", "rho_low", "rho_high"]] = [6, 0.1, -0.2, -0.3, 0.1]
     speed.to_csv(path, index=False)
-    sentence = paper_tables.phase_window_sentence(results)
+    sentence = parity_tables.phase_window_sentence(results)
     row = speed.iloc[0]
     assert sentence.startswith(f"$k=4$, $N={row['train_size']}$ ({row['runs']} runs)")
     assert "fastest $U[0,0.1]$" in sentence and r"$\rho(P_S)=-0.20$ $[-0.30, 0.10]$" in sentence
@@ -360,9 +360,9 @@ def test_phase_grid_has_more_seeds_where_objectives_disagreed_and_n_at_four_time
 
 
 def test_paper_weight_decay_sentence_counts_seeds_run_at_both(phase_root, tmp_path):
-    from mdtheory.plots import paper_tables
+    from experiments.parity import tables as parity_tables
     results = phase_root.parent
-    assert paper_tables.weight_decay_sentence(results / "nothing") is None
+    assert parity_tables.weight_decay_sentence(results / "nothing") is None
     # weight decay 0 for OS on seeds 0 and 1 only, both generalising
     write_phase_run(phase_root, "os", 0, _reaches(400), wd=0.0)
     write_phase_run(phase_root, "os", 1, _reaches(300), wd=0.0)
@@ -370,7 +370,7 @@ def test_paper_weight_decay_sentence_counts_seeds_run_at_both(phase_root, tmp_pa
     (results / "parity").mkdir()
     phase_root.rename(results / "parity" / "phase")
     # seeds 0, 1 at wd 0.1: OS reached in seed 0 only (see write_phase_root); MD was not run at wd 0
-    assert paper_tables.weight_decay_sentence(results) == \
+    assert parity_tables.weight_decay_sentence(results) == \
         "reached 0.99 at weight decay 0.1 vs 0, same seeds: $k=4$, $N=512$: OS 1/2 vs 2/2"
 
 

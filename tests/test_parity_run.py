@@ -58,7 +58,7 @@ def test_presets_build_the_settings_of_the_committed_runs():
     """RunSpec.configs gives exactly the task and engine settings stored by the
     committed quick runs, so the runner still resumes (and skips) them."""
     from experiments.parity.presets import ROOTS, runs_of
-    from mdtheory.train.engine import _settings_changes
+    from mdtheory.runfiles import settings_changes as _settings_changes
     from mdtheory.train.parity_task import ParityTask
 
     checked = 0

@@ -1,9 +1,12 @@
 """Figures: each draws from a small synthetic results tree (test fixtures
-only), is skipped with a message when its inputs are missing, and the CLI
-keeps its exit-code contract."""
+only) of aggregator outputs, never from run folders, is skipped with a
+message when its inputs are missing, and the CLI keeps its exit-code
+contract. The studies' figures are found through mdtheory.plots.registry."""
 from __future__ import annotations
 
+import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.lm import figures as lm
+from experiments.parity import figures as parity
 from mdtheory.errors import UserError
-from mdtheory.plots import lm, parity, theory
+from mdtheory.plots import registry, theory
 from mdtheory.plots.__main__ import ALL_FIGURES, draw_all
 from mdtheory.plots.style import MissingData, apply_style, save_figure
 from mdtheory.runfiles import write_config
-from test_lm_durability import FLAT, LOW, write_adaptive_run, write_durability_csv
+from test_lm_durability import write_durability_csv
 from test_parity_phase import write_phase_root
 
 STEPS = list(range(0, 1001, 100))
@@ -65,6 +70,23 @@ def lm_records(loss: float, **extra) -> list[dict]:
             for s in range(0, 51, 10)]
 
 
+def write_lm_curves(lm_dir: Path, runs: list[dict]) -> None:
+    """What the sweep writes beside window_sweep.csv from its runs ({run, kind,
+    objective, sampler, t0, t1, seed, records}): window_sweep_curves.csv (one
+    row per evaluation) and window_sweep_loss_by_t.csv (the loss per t-bin of
+    the last evaluation)."""
+    keys = ("run", "kind", "objective", "sampler", "t0", "t1", "seed")
+    curves = [{**{k: run[k] for k in keys}, "step": r["step"], "full_range_test_loss": r.get("full_range_test_loss"),
+               "nll_test": r.get("nll_test")} for run in runs for r in run["records"]]
+    bins = [{**{k: run[k] for k in keys}, "t": float(key.split("/")[1]), "loss": value}
+            for run in runs for key, value in run["records"][-1].items() if key.startswith("full_range_bin/")]
+    pd.DataFrame(curves).to_csv(lm_dir / "window_sweep_curves.csv", index=False)
+    pd.DataFrame(bins, columns=[*keys, "t", "loss"]).to_csv(lm_dir / "window_sweep_loss_by_t.csv", index=False)
+
+
+EXTRA_METRICS = ("train/ce_signal", "train/ce_noise", "train/signal_loss", "train/noise_loss", "energy")
+
+
 @pytest.fixture
 def results(tmp_path):
     from experiments.parity.summarize import summarize_root
@@ -97,7 +119,7 @@ def results(tmp_path):
     tvs.to_csv(tmp_path / "parity" / "theory_vs_speed.csv", index=False)
 
     lm_dir = tmp_path / "lm"
-    sweep = []
+    sweep, lm_runs = [], []
     for a in np.round(np.arange(0, 1, 0.1), 1):
         for seed in (0, 1):
             loss = 3.6 + 4 * (a + 0.05 - 0.5) ** 2 + 0.01 * seed
@@ -105,13 +127,16 @@ def results(tmp_path):
             sweep.append({"kind": "window", "objective": "md", "t0": a, "t1": t1, "seed": seed, "steps": 50,
                           "full_range_test_loss": loss, "full_range_test_loss_se": 0.01,
                           "full_range_val_loss": loss + 0.05})
+            # the run records stay for the aggregator (the device, the model's size); no figure reads them
             _write_run(lm_dir / "runs" / "quick", f"w{a}_s{seed}",
                        {"objective": "md", "sampler": f"window:{a},{t1}", "seed": seed}, lm_records(loss))
+            lm_runs.append({"run": f"w{a}_s{seed}", "kind": "window", "objective": "md", "sampler": f"window:{a},{t1}",
+                            "t0": a, "t1": t1, "seed": seed, "records": lm_records(loss)})
     sweep.append({"kind": "uniform", "objective": "md", "t0": 0.0, "t1": 1.0, "seed": 0, "steps": 50,
                   "full_range_test_loss": 3.9, "full_range_test_loss_se": 0.01, "full_range_val_loss": 3.95})
     pd.DataFrame(sweep).to_csv(lm_dir / "window_sweep.csv", index=False)
+    write_lm_curves(lm_dir, lm_runs)
     write_durability_csv(lm_dir)  # summarized into durability_summary.csv below
-    write_adaptive_run(lm_dir / "durability" / "runs" / "x16", "adaptive_s0", 0, [FLAT, LOW])
     summarize_lm(tmp_path)
     (lm_dir / "predicted_t.json").write_text(json.dumps({"weights": {"2": 0.7, "3": 0.3}, "t_star": 0.44}))
     return tmp_path
@@ -173,29 +198,82 @@ def test_missing_results_are_skipped_not_drawn(tmp_path):
     assert not any(p.name.startswith(("parity", "lm")) for p in (tmp_path / "figs").glob("*"))
 
 
-def test_seed_band_spans_seeds(results):
-    runs = [r for r in parity.load_runs(results)
-            if r.objective == "md" and r.model == "transformer" and r.t1 == 0.2 and r.weight_decay == 0.1]
-    assert len(runs) == 2
-    band = parity.seed_band(runs, "val_acc")
-    assert (band["lo"] <= band["mean"]).all() and (band["mean"] <= band["hi"]).all()
+def test_seed_band_is_the_aggregators(results):
+    curves = parity.curves_table(results)
+    (cond, rows), = [(c, r) for c, r in parity.conditions(curves)
+                     if c["objective"] == "md" and c["model"] == "transformer" and c["t1"] == 0.2
+                     and c["weight_decay"] == 0.1]
+    band = parity.band(rows, "val_acc")
+    assert (band["lo"] <= band["centre"]).all() and (band["centre"] <= band["hi"]).all()
     assert band["seeds"].max() == 2
+    written = rows[rows["metric"] == "val_acc"].sort_values("step")
+    assert band["centre"].tolist() == written["mean"].tolist()  # the mean over seeds, as written
+    assert band["lo"].tolist() == written["min"].tolist() and band["hi"].tolist() == written["max"].tolist()
 
 
-def test_runs_come_from_the_run_record(results):
-    mlp = [r for r in parity.load_runs(results) if r.model == "mlp"]
-    assert len(mlp) == 1 and mlp[0].t1 == 0.2 and mlp[0].objective == "md"
+def _md_val_line(fig):
+    return [line for line in fig.axes[1].get_lines() if line.get_label().startswith("MD $U[0,0.2]$")][0]
+
+
+def _md_val_written(curves: pd.DataFrame) -> pd.DataFrame:
+    return curves[(curves["t1"] == 0.2) & (curves["model"] == "transformer") & (curves["weight_decay"] == 0.1)
+                  & (curves["metric"] == "val_acc")].sort_values("step")
+
+
+def test_the_mean_over_seeds_is_drawn_as_the_aggregator_writes_it(results):
+    curves = pd.read_csv(results / "parity" / "curves.csv")
+    assert {"mean", "median"} <= set(curves.columns)
+    apply_style()
+    fig = parity.accuracy(results)
+    assert "median" not in fig.legends[0].get_title().get_text()  # the caption says: lines are means
+    assert list(_md_val_line(fig).get_ydata()) == pytest.approx(list(_md_val_written(curves)["mean"]))
+    # the mean column, not the median (equal here: two seeds with the same accuracies)
+    path = results / "parity" / "curves.csv"
+    curves.assign(mean=curves["mean"] + 0.001).to_csv(path, index=False)
+    fig = parity.accuracy(results)
+    assert list(_md_val_line(fig).get_ydata()) == pytest.approx(list(_md_val_written(curves)["mean"] + 0.001))
+
+
+def test_a_curves_csv_without_a_mean_draws_the_median_and_says_so(results):
+    path = results / "parity" / "curves.csv"
+    curves = pd.read_csv(path).drop(columns="mean")  # written before the aggregator had the column
+    curves.to_csv(path, index=False)
+    apply_style()
+    fig = parity.accuracy(results)
+    assert "median" in fig.legends[0].get_title().get_text()
+    assert list(_md_val_line(fig).get_ydata()) == pytest.approx(list(_md_val_written(curves)["median"]))
+
+
+def test_curves_come_from_the_aggregator(results):
+    mlp = [c for c, _ in parity.conditions(parity.curves_table(results)) if c["model"] == "mlp"]
+    assert len(mlp) == 1 and mlp[0]["t1"] == 0.2 and mlp[0]["objective"] == "md"
     assert parity.main_setting(results) == (10, 3, 500)  # marked by the aggregator, not guessed here
 
 
-def test_window_table_is_the_aggregators_and_loss_by_t_the_records(results):
+def test_no_figure_reads_a_run_folder(results, tmp_path):
+    """With every run folder gone, each figure draws from the aggregators' files alone."""
+    for runs in sorted(results.rglob("runs"), reverse=True):
+        shutil.rmtree(runs)
+    assert not list(results.rglob("metrics.jsonl")) and not list(results.rglob("config.json"))
+    outcome = draw_all(results, tmp_path / "figs", verbose=False)
+    assert set(outcome.values()) == {"written"}, outcome
+
+
+def test_window_table_is_the_aggregators_and_loss_by_t_the_sweeps(results):
     table = lm.window_table(results)
     assert len(table) == 11
     best = table.loc[table["loss"].idxmin()]
     assert best["t0"] == pytest.approx(0.4) and best["best_on_val"]
     assert table[(table["t0"] == 0) & (table["t1"] == 1.0)]["seeds"].item() == 1
-    run = lm.load_lm_runs(results)[0]
-    assert len(run["loss_by_t"]) == 10 and min(run["loss_by_t"]) == pytest.approx(0.05)
+    apply_style()
+    lines = {line.get_label(): line for line in lm.loss_by_t(results).axes[0].get_lines()}
+    assert len(lines) == 10  # one per window, the loss of each t-bin at the last evaluation, over seeds
+    first = lines["$U[0,0.1]$"]
+    assert list(first.get_xdata()) == pytest.approx(np.arange(0.05, 1, 0.1))
+    assert first.get_ydata()[0] == pytest.approx(3.6 + 4 * 0.45 ** 2 + 0.005)  # mean of seeds 0, 1 in bin 0
+    (results / "lm" / "window_sweep_loss_by_t.csv").unlink()
+    with pytest.raises(MissingData, match="window_sweep_loss_by_t.csv"):
+        lm.loss_by_t(results)
 
 
 def test_cli_contract(results, tmp_path):
@@ -210,12 +288,33 @@ def test_cli_contract(results, tmp_path):
     assert (tmp_path / "f" / "lm_window_sweep.pdf").exists()
 
 
-def test_regime_column_prefers_per_token_ce(results):
-    run = parity.load_runs(results)[0]
-    assert parity._regime_column(run.metrics, "signal") == "train/ce_signal"
-    assert parity._regime_column(run.metrics, "noise") == "train/ce_noise"
-    without_ce = run.metrics.drop(columns=["train/ce_signal"])
-    assert parity._regime_column(without_ce, "signal") == "train/signal_loss"
+def test_regime_metric_prefers_per_token_ce(results):
+    metrics = set(parity.curves_table(results)["metric"])
+    assert parity.regime_metric(metrics, "signal") == "train/ce_signal"
+    assert parity.regime_metric(metrics, "noise") == "train/ce_noise"
+    assert parity.regime_metric(metrics - {"train/ce_signal"}, "signal") == "train/signal_loss"
+    assert parity.regime_metric({"train_acc", "train/p_signal", "train/signal_frac"}, "signal") is None
+
+
+def test_the_aggregator_writes_regime_loss_and_energy_curves(results):
+    curves = parity.curves_table(results)
+    for metric in EXTRA_METRICS:
+        assert metric in set(curves["metric"]), metric
+    # energy: only the MLP run logs it, so only its condition has energy rows
+    assert set(curves.loc[curves["metric"] == "energy", "model"]) == {"mlp"}
+    apply_style()
+    assert len(parity.signal_noise(results).axes[0].get_lines()) >= 3  # a curve per MD window
+    assert len(parity.energy(results).axes[0].get_lines()) == 1
+
+
+def test_signal_noise_and_energy_wait_for_the_aggregators_curves(results):
+    path = results / "parity" / "curves.csv"
+    curves = pd.read_csv(path)
+    # as summarize wrote curves.csv before it had these metrics
+    curves[curves["metric"].isin(["train_acc", "val_acc"])].to_csv(path, index=False)
+    for draw in (parity.signal_noise, parity.energy):
+        with pytest.raises(MissingData, match="curves.csv"):
+            draw(results)
 
 
 def test_parity_summary_is_read_not_recomputed(results, tmp_path):
@@ -258,32 +357,40 @@ def test_theory_vs_speed_figure_matches_committed_csv():
     assert expected and rhos == expected
 
 
-def test_corrupt_parity_config_is_one_line_exit_2(results, tmp_path):
+def test_corrupt_parity_curves_are_one_line_exit_2(results, tmp_path):
+    # a damaged run record is the aggregator's concern, not the figure's
     (results / "parity" / "runs" / "os_wd0.1_s0" / "config.json").write_text("{not json")
-    with pytest.raises(UserError, match="config.json"):
-        parity.load_runs(results)
+    apply_style()
+    parity.accuracy(results)
+    (results / "parity" / "curves.csv").write_bytes(b'"step,metric\n\xff"x\n')
+    with pytest.raises(UserError, match="curves.csv"):
+        parity.curves_table(results)
     cmd = [sys.executable, "-m", "mdtheory.plots", "--results", str(results), "--out", str(tmp_path / "f"),
            "--only", "parity_accuracy"]
     bad = subprocess.run(cmd, capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    assert "config.json" in bad.stderr
+    assert "curves.csv" in bad.stderr
 
 
 def test_lm_ar_runs_stay_apart_from_uniform(results):
-    """An AR run's config still names the default 'uniform' sampler: it must
-    not be averaged into the U[0,1] masked-diffusion curve."""
-    runs_dir = results / "lm" / "runs" / "quick"
-    recs = lambda loss, **kind: [{"step": s, "full_range_test_loss": loss, "full_range_test_loss_se": 0.01, **kind}
-                                 for s in range(0, 51, 10)]
-    law = {"sampler": "uniform", "sampler_law": {"t0": 0.0, "t1": 1.0}, "seed": 0}
-    _write_run(runs_dir, "uniform_s0", {"objective": "md", **law}, recs(3.0))
-    # the AR run logged its exact NLL under the ELBO's keys: the record renames it
-    _write_run(runs_dir, "ar_s0", {"objective": "ar", **law}, recs(2.0, eval_kind="ar_exact_nll"))
+    """The AR run's exact NLL (its own column of the sweep's curves) is not
+    averaged into the U[0,1] masked-diffusion curve; a law without a window
+    has no window to draw it by."""
+    path = results / "lm" / "window_sweep_curves.csv"
+    curves = pd.read_csv(path)
+    rows = lambda run, objective, kind, sampler, t0, t1, **loss: pd.DataFrame(
+        [{"run": run, "kind": kind, "objective": objective, "sampler": sampler, "t0": t0, "t1": t1, "seed": 0,
+          "step": s, **loss} for s in range(0, 51, 10)])
+    pd.concat([curves, rows("uniform_s0", "md", "uniform", "uniform", 0.0, 1.0, full_range_test_loss=3.0),
+               rows("ar_s0", "ar", "ar", "", None, None, nll_test=2.0),
+               rows("beta_s0", "md", "smooth", "predicted:law=beta", None, None, full_range_test_loss=1.0)]) \
+        .to_csv(path, index=False)
     apply_style()
     fig = lm.loss_vs_step(results)
     lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
     assert np.allclose(lines["$U[0,1]$"].get_ydata(), 3.0)
     assert np.allclose(lines["AR (exact NLL)"].get_ydata(), 2.0)
+    assert len(lines) == 12 and not any(np.allclose(line.get_ydata(), 1.0) for line in lines.values())
 
 
 def test_phase_figures_read_the_aggregators_cells(results):
@@ -324,4 +431,45 @@ def test_km_panel_is_where_md_and_os_differ_most(results):
 def test_phase_bound_delta_is_the_aggregators():
     from experiments.parity.summarize import BOUND_DELTA
     assert parity.BOUND_DELTA == BOUND_DELTA
+
+
+# --- where figures and tables live ------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_studies_are_found_through_the_registry():
+    assert [m.__name__ for m in registry.study_modules("figures")] == ["experiments.parity.figures",
+                                                                         "experiments.lm.figures"]
+    assert [m.__name__ for m in registry.study_modules("tables")] == ["experiments.parity.tables",
+                                                                        "experiments.lm.tables"]
+    # the figure names and their order are those of the CLI before the move (theory, parity, LM)
+    assert list(ALL_FIGURES) == [*theory.FIGURES, *parity.FIGURES, *lm.FIGURES]
+
+
+def test_mdtheory_plots_names_no_study_folder():
+    for path in sorted((REPO / "mdtheory" / "plots").glob("*.py")):
+        code = path.read_text()
+        for name in ("results/lm", "results/parity", "parity/phase", '"lm"', '"parity"', "experiments.parity",
+                     "experiments.lm"):
+            assert name not in code, f"{path.name} names {name}"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    return found
+
+
+def test_figures_and_tables_do_not_import_each_other():
+    for study in ("parity", "lm"):
+        folder = REPO / "experiments" / study
+        figures, tables = _imports(folder / "figures.py"), _imports(folder / "tables.py")
+        assert not {m for m in figures if m.endswith((".tables", "paper_tables"))}, study
+        assert not {m for m in tables if m.endswith(".figures") or ".plots.theory" in m}, study
 

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from mdtheory.errors import UserError
-from mdtheory.runfiles import read_metrics
+from mdtheory.runfiles import CKPT_NAME, CONFIG_NAME, METRICS_NAME, read_metrics
 from mdtheory.train import train
 from mdtheory.train.__main__ import main
-from mdtheory.train.engine import CKPT_NAME, CONFIG_NAME, METRICS_NAME, load_checkpoint
+from mdtheory.train.checkpoint import load_checkpoint
 
 from test_engine import tiny_config, tiny_task
 from test_train_cli import cli

@@ -1,18 +1,8 @@
-"""Bring a GPU check's results into the project: ``python -m experiments.gpu_check.ingest``.
+"""Bring a GPU check's results into the project: ``python -m experiments.gpu_check.ingest --from DIR``.
 
-    python -m experiments.gpu_check.ingest --from DIR [--results results/gpu] [--rehearsal]
-
-DIR holds what ``python -m experiments.gpu_check --out DIR`` wrote. The
-tarball's parity/ and lm/ are unpacked into RESULTS/parity and RESULTS/lm
-and the two studies' aggregators run there (so their ``device`` columns name
-the card); the check's summary and log are kept beside them. Everything is
-built in a staging folder that then replaces RESULTS as a whole, so a failed
-ingest leaves the old one. RESULTS must be new, empty, or an earlier ingest
-(it carries the marker file ``.gpu_ingest.json``): anything else is refused
-before a file is touched, so a mistyped --results never deletes results.
-One ingest at a time holds RESULTS (a lock file beside it). A --tiny check ran on the CPU: it is refused
-unless --rehearsal says that is meant (its device column then says "cpu").
-``make all`` then fills the paper's paper-scale rows from results/gpu.
+RESULTS (default results/gpu) is built in a staging folder with both
+studies' aggregators run there, then swapped in whole; only a new, empty or
+earlier-ingest folder is ever replaced. A --tiny check needs --rehearsal.
 """
 from __future__ import annotations
 
@@ -34,53 +24,31 @@ from mdtheory.runfiles import hold_root
 from .__main__ import OUTPUTS
 
 LOG, SUMMARY, RUNS = OUTPUTS
-STUDIES = ("parity", "lm")
-KEPT = ("phases",)  # the phase records (GEMM, timing rows) travel with the runs
-MARKER = ".gpu_ingest.json"  # what an ingest leaves in RESULTS; only such a folder may be replaced
-
-
-def read_summary(source: Path) -> dict:
-    try:
-        summary = json.loads((source / SUMMARY).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{source / SUMMARY} not found: is {source} the --out folder of a GPU check?") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{source / SUMMARY} is not readable JSON ({type(exc).__name__})") from None
-    if not isinstance(summary, dict) or "check" not in summary:
-        raise UserError(f"{source / SUMMARY} is not a GPU check summary")
-    return summary
+KEPT = ("parity", "lm", "phases")  # the studies, and the phase records (GEMM, timing rows)
+MARKER = ".gpu_ingest.json"  # what an ingest leaves in RESULTS; only such a folder is replaced
+BAD_TAR = (OSError, EOFError, zlib.error, tarfile.TarError)
 
 
 def unpack(tarball: Path, dest: Path) -> list[str]:
-    """Extract the studies' files (plain files and folders only, no path that
+    """Extract the KEPT folders (plain files and folders only, nothing that
     leaves DEST); returns the top-level folders found."""
     try:
-        tar = tarfile.open(tarball, "r:gz")
+        with tarfile.open(tarball, "r:gz") as tar:
+            members = tar.getmembers()  # reads the whole archive: a truncated one fails here
+            for m in members:
+                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
+                    raise UserError(f"{tarball} holds {m.name!r}, which is not a plain file inside it")
+            members = [m for m in members if Path(m.name).parts[:1] and Path(m.name).parts[0] in KEPT]
+            tar.extractall(dest, members=members)
     except FileNotFoundError:
         raise UserError(f"{tarball} not found") from None
-    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-        raise UserError(f"{tarball} is not a readable tar.gz ({type(exc).__name__})") from None
-    with tar:
-        members = []
-        try:
-            listing = tar.getmembers()
-        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:  # e.g. a truncated download
-            raise UserError(f"{tarball} is damaged or truncated ({type(exc).__name__})") from None
-        for m in listing:
-            parts = Path(m.name).parts
-            if m.name.startswith("/") or ".." in parts or not (m.isfile() or m.isdir()):
-                raise UserError(f"{tarball} holds {m.name!r}, which is not a plain file inside it")
-            if parts and parts[0] in STUDIES + KEPT:
-                members.append(m)
-        try:
-            tar.extractall(dest, members=members)
-        except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
-            raise UserError(f"cannot unpack {tarball}: {exc}") from None
+    except BAD_TAR as exc:
+        raise UserError(f"{tarball} is not a readable tar.gz (damaged or truncated: {type(exc).__name__})") from None
     return sorted({Path(m.name).parts[0] for m in members})
 
 
 def aggregate(staging: Path) -> dict:
-    """Run each study's aggregator on what came back; {study: devices}."""
+    """Run each study's aggregator on what came back; {study: (runs, devices)}."""
     from ..lm.summarize import main as lm_summarize
     from ..parity.summarize import summarize_root
 
@@ -98,24 +66,28 @@ def aggregate(staging: Path) -> dict:
 
 
 def check_target(results: Path) -> None:
-    """RESULTS may be replaced only if it is absent, an empty folder, or an
-    earlier ingest's folder (its marker file); refuse anything else."""
-    if not results.exists():
-        return
-    if not results.is_dir() or results.is_symlink():
+    """Refuse a RESULTS that is neither absent, empty, nor an earlier ingest."""
+    if results.exists() and (not results.is_dir() or results.is_symlink()):
         raise UserError(f"--results {results} exists and is not a folder of an earlier ingest")
     try:
-        entries = [p.name for p in results.iterdir()]
+        entries = sorted(p.name for p in results.iterdir()) if results.exists() else []
     except OSError as exc:
         raise UserError(f"cannot read --results {results}: {exc.strerror or exc}") from None
     if entries and MARKER not in entries:
-        raise UserError(f"--results {results} holds other files ({', '.join(sorted(entries)[:3])}"
+        raise UserError(f"--results {results} holds other files ({', '.join(entries[:3])}"
                         f"{', ...' if len(entries) > 3 else ''}) and no {MARKER} of an earlier ingest: "
                         f"choose a new or empty folder (nothing was changed)")
 
 
 def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
-    summary = read_summary(source)
+    try:
+        summary = json.loads((source / SUMMARY).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{source / SUMMARY} not found: is {source} the --out folder of a GPU check?") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{source / SUMMARY} is not readable JSON ({type(exc).__name__})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("check"), dict):
+        raise UserError(f"{source / SUMMARY} is not a GPU check summary")
     mode = summary["check"].get("mode")
     if mode != "gpu" and not rehearsal:
         raise UserError(f"{source} holds a --{mode} check (a CPU rehearsal, not GPU results); "
@@ -126,61 +98,46 @@ def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
     check_target(results)
     with hold_root(results.parent / f".{results.name}.ingest.lock", f"--results {results}"):
         check_target(results)  # again, now that no other ingest can change it
-        return _replace(source, results, summary, mode)
-
-
-def _replace(source: Path, results: Path, summary: dict, mode: str) -> dict:
-    """Build the new RESULTS in a staging folder, then swap it in by renames."""
-    staging = results.parent / f".{results.name}.ingest-{os.getpid()}"
-    old = results.parent / f".{results.name}.old-{os.getpid()}"
-    try:
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-    except OSError as exc:
-        raise UserError(f"cannot write next to --results {results}: {exc.strerror or exc}") from None
-    try:
-        found = unpack(source / RUNS, staging)
-        if not set(found) & set(STUDIES):
-            raise UserError(f"{source / RUNS} holds neither parity/ nor lm/ results")
-        devices = aggregate(staging)
+        staging = results.parent / f".{results.name}.ingest-{os.getpid()}"
+        old = results.parent / f".{results.name}.old-{os.getpid()}"
         try:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            if not {"parity", "lm"} & set(unpack(source / RUNS, staging)):
+                raise UserError(f"{source / RUNS} holds neither parity/ nor lm/ results")
+            devices = aggregate(staging)
             shutil.copyfile(source / SUMMARY, staging / SUMMARY)
             if (source / LOG).is_file():
                 shutil.copyfile(source / LOG, staging / LOG)
             (staging / MARKER).write_text(json.dumps({
                 "ingested_from": str(source.resolve()), "card": summary.get("device"), "mode": mode,
                 "ingested_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+            if results.exists():
+                results.rename(old)
+            try:
+                staging.rename(results)
+            except OSError:
+                if old.exists():
+                    old.rename(results)  # put the previous results back
+                raise
         except OSError as exc:
-            raise UserError(f"cannot write the GPU results next to {results}: {exc.strerror or exc}") from None
-        if results.exists():
-            results.rename(old)
-        try:
-            staging.rename(results)
-        except OSError as exc:
-            if old.exists():
-                old.rename(results)  # put the previous results back
-            raise UserError(f"cannot move the GPU results into {results}: {exc.strerror}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+            raise UserError(f"cannot write the GPU results at {results}: {exc.strerror or exc}") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
     return {"card": summary.get("device"), "mode": mode, "studies": devices}
 
 
-def build_parser() -> OneLineParser:
+def main(argv=None) -> int:
     p = OneLineParser(prog="python -m experiments.gpu_check.ingest", description=__doc__.split("\n")[0])
     p.add_argument("--from", dest="source", metavar="DIR", required=True,
                    help=f"folder holding {SUMMARY} and {RUNS} (the check's --out)")
     p.add_argument("--results", default="results/gpu", help="where the GPU results go (replaced as a whole)")
     p.add_argument("--rehearsal", action="store_true", help="accept a --tiny check (it ran on the CPU)")
-    return p
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    source = Path(args.source)
-    if not source.is_dir():
-        raise UserError(f"--from {source} is not a folder")
-    report = ingest(source, Path(args.results), args.rehearsal)
+    args = p.parse_args(argv)
+    if not Path(args.source).is_dir():
+        raise UserError(f"--from {args.source} is not a folder")
+    report = ingest(Path(args.source), Path(args.results), args.rehearsal)
     print(f"{args.results}: check ({report['mode']}) on {report['card']}")
     for study, (runs, devices) in report["studies"].items():
         print(f"  {study}: {runs} runs, device column {', '.join(devices) or '(empty)'}")

@@ -23,8 +23,10 @@ a two-sided 95% Student-t interval over seeds, mean +- t_{0.975, n-1} sd/sqrt(n)
 When RESULTS/durability.csv is there (``python -m experiments.lm.durability``)
 it also writes RESULTS/durability_summary.csv: per stage and sampler, the
 mean full-range test loss and its gap to U[0, 1] (test, and val) paired by
-seed within the stage, with that interval; the sweep's own runs of the same
-samplers are stage "x1", so the series starts at the sweep's budget.
+seed within the stage, with that interval, and the stage's tokenizer (char
+or bpe: durability.csv's, else the stage's definition in
+experiments.lm.durability); the sweep's own runs of the same samplers are
+stage "x1", so the series starts at the sweep's budget.
 """
 from __future__ import annotations
 
@@ -51,8 +53,8 @@ BY_WINDOW_COLUMNS = ["kind", "objective", "t0", "t1", "midpoint", "width", "seed
 DURABILITY, DURABILITY_SUMMARY = "durability.csv", "durability_summary.csv"
 SWEEP_STAGE = "x1"  # the sweep's own budget, the first point of the durability series
 STAGE_ORDER = (SWEEP_STAGE, "x4", "x16", "wide-x4", "bpe")
-DURABILITY_COLUMNS = ["stage", "sampler", "kind", "n_params", "steps", "tokens", "device", "seeds", "test_loss_mean",
-                      "val_loss_mean", *(f"gap_{split}_{name}" for split in ("test", "val")
+DURABILITY_COLUMNS = ["stage", "sampler", "kind", "n_params", "steps", "tokens", "tokenizer", "device", "seeds",
+                      "test_loss_mean", "val_loss_mean", *(f"gap_{split}_{name}" for split in ("test", "val")
                                          for name in ("mean", "ci_low", "ci_high", "per_seed"))]
 
 
@@ -283,6 +285,17 @@ def recommendation(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _short_diff(diff: dict | None) -> str:
+    """A paired test difference in one clause: mean, interval, seeds below 0, verdict."""
+    if not diff or not diff["per_seed"]:
+        return "no paired seeds"
+    low, n = diff.get("ci_low"), len(diff["per_seed"])
+    ci = "" if low is None or math.isnan(low) else f" [{low:+.4f}, {diff['ci_high']:+.4f}]"
+    below = sum(d < 0 for d in diff["per_seed"])
+    said = verdict(diff)
+    return f"{diff['mean']:+.4f}{ci}, below in {below}/{n} seeds" + (", cannot tell" if said == "cannot tell" else "")
+
+
 def _predicted_lines(summary: dict) -> list[str]:
     """The laws centred on t*, which need no sweep: each against U[0, 1] and the chosen window."""
     lines = []
@@ -291,14 +304,15 @@ def _predicted_lines(summary: dict) -> list[str]:
         + [(g["sampler"], g, "mode t*") for g in summary.get("smooth", [])]
     if laws:
         lines.append("* Without a sweep, `--sampler predicted[:law=window|beta|logitnormal,width=W]` trains a "
-                     "law centred on this corpus's t* (computed from its training split):")
+                     "law centred on this corpus's t* (computed from its training split); test-loss "
+                     "differences paired by seed, nats, 95% t-interval:")
     best = summary.get("best_smooth")
     for spec, g, what in laws:
         mark = " (the smooth law best on val)" if best and g["sampler"] == best["sampler"] else ""
         text = (f"  * `{spec}` ({what}){mark}: val {g['val_loss_mean']:.4f}, test {g['loss_mean']:.4f}; "
-                f"minus U[0, 1] {_diff_text(g.get('minus_uniform'))}")
+                f"minus U[0, 1] {_short_diff(g.get('minus_uniform'))}")
         if g.get("minus_best_window"):
-            text += f"; minus the chosen window {_diff_text(g['minus_best_window'])}"
+            text += f"; minus the chosen window {_short_diff(g['minus_best_window'])}"
         lines.append(text + ".")
     law = summary.get("best_law")
     if law and laws:
@@ -381,6 +395,18 @@ def folder_n_params(folder: Path) -> float:
     return sum(p.numel() for p in model.parameters())
 
 
+def stage_tokenizer(stage: str, preset: str | None = None) -> str:
+    """The tokenizer of a durability stage as experiments.lm.durability
+    defines it (its stages change the quick preset); of stage x1, that of
+    the sweep's ``preset``."""
+    from .durability import STAGES
+    from .presets import PRESETS
+
+    if stage == SWEEP_STAGE:
+        return PRESETS.get(str(preset), PRESETS["quick"]).tokenizer
+    return str(STAGES.get(stage, {}).get("tokenizer", PRESETS["quick"].tokenizer))
+
+
 def durability_runs(results: Path, sweep: pd.DataFrame) -> pd.DataFrame | None:
     """The runs of RESULTS/durability.csv and, as stage x1, the sweep's runs
     (at its full budget) of the same samplers; None when there is no
@@ -401,13 +427,20 @@ def durability_runs(results: Path, sweep: pd.DataFrame) -> pd.DataFrame | None:
         return None
     if "device" not in runs:  # written before the CSV named it: ask the run records
         runs["device"] = [folder_device(Path(d)) for d in runs["run_dir"]] if "run_dir" in runs else ""
+    # the CSV's tokenizer where it names one, else the stage's definition
+    named = runs["tokenizer"] if "tokenizer" in runs else pd.Series(float("nan"), index=runs.index)
+    runs["tokenizer"] = [str(t) if pd.notna(t) and str(t) else stage_tokenizer(str(stage))
+                         for t, stage in zip(named, runs["stage"])]
     if "sampler" in sweep:
         sweep = sweep[(sweep["steps"] == sweep["steps"].max()) & (sweep["objective"] == "md")
                       & sweep["sampler"].isin(set(runs["sampler"]))]
         if not sweep.empty:
             first = sweep.iloc[0]
             model = folder_n_params(results / "runs" / str(first.get("preset", "")) / str(first.get("run", "")))
-            runs = pd.concat([sweep.assign(stage=SWEEP_STAGE, n_params=model), runs], ignore_index=True)
+            presets = sweep["preset"] if "preset" in sweep else [None] * len(sweep)
+            runs = pd.concat([sweep.assign(stage=SWEEP_STAGE, n_params=model,
+                                           tokenizer=[stage_tokenizer(SWEEP_STAGE, p) for p in presets]), runs],
+                             ignore_index=True)
     return runs
 
 
@@ -423,8 +456,8 @@ def _count(runs: pd.DataFrame, column: str):
 
 
 def durability_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (stage, sampler) of ``runs`` (one row per run): the mean
-    test and val losses and the gap to the same stage's U[0, 1] paired by seed
+    """One row per (stage, sampler) of ``runs`` (one row per run, with its
+    ``tokenizer``: char or bpe): the mean test and val losses and the gap to the same stage's U[0, 1] paired by seed
     (mean, t-interval over seeds, per seed) on test and on val."""
     stage_rank = {stage: i for i, stage in enumerate(STAGE_ORDER)}
     stages = sorted(runs["stage"].unique(), key=lambda s: (stage_rank.get(s, len(STAGE_ORDER)), s))
@@ -441,6 +474,8 @@ def durability_summary(runs: pd.DataFrame) -> pd.DataFrame:
                 continue
             row = {"stage": stage, "sampler": sampler, "kind": g["kind"].iloc[0], "n_params": g["n_params"].max(),
                    "steps": _count(g, "steps"), "tokens": _count(g, "tokens"),
+                   "tokenizer": ("; ".join(sorted(set(g["tokenizer"].astype(str)))) if "tokenizer" in g
+                                 else stage_tokenizer(stage)),
                    "device": "; ".join(sorted(set(g["device"].fillna("").astype(str)) - {""})),
                    "seeds": ";".join(str(int(seed)) for seed in sorted(g["seed"])),
                    "test_loss_mean": float(g[TEST].mean()), "val_loss_mean": float(g[VAL].mean())}

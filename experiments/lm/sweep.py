@@ -3,6 +3,9 @@
     python -m experiments.lm.sweep --preset {quick,paper,tiny} [--jobs 2]
     python -m experiments.lm.sweep --text-file F [--corpus NAME] [--steps S] [--seeds 0 1 2]
                                    [--n-layer L --n-embd D --block-size T --batch-size B]
+    python -m experiments.lm.sweep ... [--runs GLOB...] [--only GLOB] [--list] [--collect-only]
+                                   [--executor local|slurm] [--partition P] [--time MIN]
+                                   [--gpus-per-run G] [--cpus-per-run C] [--array-parallelism A]
 
 With ``--text-file`` (or ``--corpus`` naming a built-in corpus) the sweep
 runs on that corpus with the ``corpus`` preset's settings (the quick model
@@ -28,6 +31,10 @@ shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
                                       past_unigram (below_unigram > 0.05),
                                       eval_kind, run_dir
     RESULTS/window_sweep_curves.csv   loss-vs-step curves of every run
+    RESULTS/window_sweep_loss_by_t.csv  the loss per evaluation t-bin of every
+                                      run at its last evaluation: run, kind,
+                                      objective, sampler, t0, t1, seed, t
+                                      (the bin's centre), loss (none for AR)
     RESULTS/window_sweep.json         preset, predicted window, provenance
     RESULTS/runs/<preset>/<run>/      config.json, metrics.jsonl, ckpt.pt
 
@@ -39,10 +46,16 @@ once, sizes, steps, every run's settings, each ``--runs`` glob matching a
 run), so a refused sweep writes nothing. One process at a time holds
 RESULTS (``RESULTS/.lock``, ``mdtheory.runfiles.hold_root``): a second sweep
 or durability study on it is refused with the holder's pid.
-Resumable: finished runs are skipped, unfinished ones resume from their
-checkpoint, so re-running the command after an interruption finishes the
-sweep. ``--jobs N`` trains N runs at once in separate processes, one torch
-thread each. One progress bar counts finished runs (``--no-progress`` hides it).
+The runs go through the common study runner (experiments/study.py):
+finished runs are skipped, unfinished ones resume from their checkpoint, so
+re-running the command after an interruption finishes the sweep.
+``--executor local`` (default) trains ``--jobs`` runs at once, each in a
+process of its own (``--threads`` torch threads, the GPUs this process
+sees), under one progress bar on a terminal (``--no-progress`` hides it),
+and rewrites the outputs as each run ends. ``--executor slurm`` submits the
+runs left as one SLURM job array and returns after writing the outputs of
+what is finished so far; ``--collect-only`` (or the same command once the
+array is done) writes them again.
 """
 from __future__ import annotations
 
@@ -52,14 +65,11 @@ import json
 import re
 import shutil
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from fnmatch import fnmatch
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from mdtheory.cli import (OneLineParser, atomic_write_json, atomic_write_text, check_output_dir, run_cli,
                           write_provenance_json)
@@ -67,6 +77,7 @@ from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
 from mdtheory.runfiles import hold_root, read_metrics, read_run
 
+from .. import study
 from .presets import PRESETS, Preset
 
 METRICS = ("full_range_val_loss", "full_range_val_loss_se", "full_range_test_loss", "full_range_test_loss_se",
@@ -77,6 +88,7 @@ CSV_FIELDS = ("preset", "run", "kind", "objective", "sampler", "t0", "t1", "midp
 # a run less than this far below the unigram entropy has learnt little beyond token frequencies
 PAST_UNIGRAM_MARGIN = 0.05
 CURVE_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "step", *METRICS, "train_loss")
+LOSS_BY_T_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "t", "loss")
 
 
 @dataclass
@@ -214,8 +226,38 @@ def is_finished(run_dir: Path, steps: int) -> bool:
     return bool(recs) and recs[-1].get("step") == steps and "full_range_test_loss" in recs[-1]
 
 
-def train_one(preset: Preset, spec: RunSpec, run_dir: str, threads: int | None) -> str | None:
-    """Train (or resume) one run; returns an error line or None."""
+@dataclass(frozen=True)
+class Job:
+    """One run as the study runner (experiments/study.py) sees it: all a job
+    process (local or on SLURM) needs to train it, so it looks nothing up."""
+    name: str       # unique in the study; what --only and the bar show
+    folder: str     # the run folder, relative to RESULTS
+    preset: Preset
+    run: RunSpec
+    threads: int = 1
+
+    @property
+    def steps(self) -> int:
+        return self.preset.steps
+
+
+def make_jobs(preset: Preset, runs: list[RunSpec], folder: str, threads: int, prefix: str = "") -> list[Job]:
+    """The jobs of ``runs``, each in RESULTS/<folder>/<run>."""
+    return [Job(prefix + spec.name, f"{folder}/{spec.name}", preset, spec, threads) for spec in runs]
+
+
+def job_folder(root: Path, job: Job) -> Path:
+    """The run folder: the sweep's and the durability study's runs share RESULTS, each in its own place."""
+    return Path(root) / job.folder
+
+
+def job_status(run_dir: Path, job: Job) -> str | None:
+    """'complete' once the run holds its final evaluation, else None (train it)."""
+    return "complete" if is_finished(run_dir, job.steps) else None
+
+
+def train_run(preset: Preset, spec: RunSpec, run_dir: str, threads: int | None) -> None:
+    """Train (or resume) one run in this process; a refused setting raises UserError."""
     import torch
     from mdtheory.train import train
     from mdtheory.train.lm_task import LMTask
@@ -226,31 +268,25 @@ def train_one(preset: Preset, spec: RunSpec, run_dir: str, threads: int | None) 
     resume = (run_dir / "ckpt.pt").exists()
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)  # killed before its first checkpoint: start over
+    task, cfg = preset.configs(spec.seed, **spec.rate())
+    train(LMTask(task), replace(cfg, out_dir=str(run_dir), resume=resume, progress=False))
+
+
+def train_job(job: Job, root: str) -> tuple[str, str]:
+    """One job of the study runner. A refused run prints its one line last on
+    stderr: the runner reports a failed run by its log's last line."""
     try:
-        task, cfg = preset.configs(spec.seed, **spec.rate())
-        train(LMTask(task), replace(cfg, out_dir=str(run_dir), resume=resume, progress=False))
+        train_run(job.preset, job.run, str(job_folder(Path(root), job)), job.threads)
     except UserError as exc:
-        return f"{spec.name}: {exc}"
-    return None
+        print(exc, file=sys.stderr)
+        return job.name, "failed"
+    return job.name, "complete"
 
 
-def train_all(todo: list[tuple[Preset, RunSpec, Path]], jobs: int, threads: int, after_each) -> list[str]:
-    """Train the (preset, run, folder) items, ``jobs`` at once in separate
-    processes; ``after_each()`` runs as each finishes. Returns the error lines."""
-    errors = []
-    if jobs == 1:
-        for preset, spec, run_dir in todo:
-            err = train_one(preset, spec, str(run_dir), threads)
-            errors += [err] if err else []
-            after_each()
-        return errors
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(train_one, preset, spec, str(run_dir), threads) for preset, spec, run_dir in todo]
-        for fut in futures:
-            err = fut.result()
-            errors += [err] if err else []
-            after_each()
-    return errors
+def lm_study(name: str, jobs: list[Job], after_each=None) -> study.Study:
+    """The study runner over ``jobs``; ``after_each`` refreshes the outputs as runs end."""
+    return study.Study(name, jobs, train_job, job_status, folder=job_folder, after_each=after_each,
+                       local_gpus=True)
 
 
 def unigram_entropy(preset: Preset) -> float:
@@ -277,9 +313,16 @@ def unigram_columns(final: dict, entropy: float) -> dict:
             "past_unigram": below > PAST_UNIGRAM_MARGIN}
 
 
-def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict]]:
-    """One row per finished run and one per evaluation, from the run records."""
-    rows, curves = [], []
+def last_evaluation(metrics: list[dict]) -> dict:
+    """The last record of a run that holds an evaluation ({} if none)."""
+    return next((r for r in reversed(metrics) if "eval_kind" in r), {})
+
+
+def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """From the run records: one row per finished run, one per evaluation
+    (the curves) and one per t-bin of each run's last evaluation (none for
+    AR: its exact NLL has no mask rate)."""
+    rows, curves, bins = [], [], []
     entropy = None
     for spec in runs:
         run_dir = run_root / spec.name
@@ -299,7 +342,9 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
             "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
         curves += [{**described, "step": r["step"], **{key: r.get(key) for key in METRICS},
                     "train_loss": r.get("loss")} for r in run.metrics]
-    return rows, curves
+        bins += [{**described, "t": t, "loss": loss}
+                 for t, loss in run.loss_by_t(last_evaluation(run.metrics)).items()]
+    return rows, curves, bins
 
 
 def _csv(rows: list[dict], fields) -> str:
@@ -311,13 +356,15 @@ def _csv(rows: list[dict], fields) -> str:
 
 
 def write_outputs(preset: Preset, runs, run_root: Path, results: Path, info: dict) -> list[dict]:
-    rows, curves = collect(preset, runs, run_root)
-    atomic_write_text(results / "window_sweep.csv", _csv(rows, CSV_FIELDS))
-    atomic_write_text(results / "window_sweep_curves.csv", _csv(curves, CURVE_FIELDS))
+    rows, curves, bins = collect(preset, runs, run_root)
+    outputs = {"window_sweep.csv": _csv(rows, CSV_FIELDS), "window_sweep_curves.csv": _csv(curves, CURVE_FIELDS),
+               "window_sweep_loss_by_t.csv": _csv(bins, LOSS_BY_T_FIELDS)}
+    for name, text in outputs.items():
+        atomic_write_text(results / name, text)
     write_provenance_json(results / "window_sweep.json", {
         "preset": asdict(preset), "predicted": info, "runs_planned": len(runs),
         "runs_finished": len(rows), "provenance": provenance()},
-        describes=[results / "window_sweep.csv", results / "window_sweep_curves.csv"])
+        describes=[results / name for name in outputs])
     return rows
 
 
@@ -336,14 +383,16 @@ def build_parser() -> OneLineParser:
     p.add_argument("--smooth", nargs="*", default=None, metavar="SPEC",
                    help="further laws to train, as --sampler specs (default: the preset's "
                         "predicted:law=beta|logitnormal laws; none: --smooth)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     # One thread per run: these models are small, and two threads fighting
     # another busy process for 2 cores ran ~6x slower than one (measured).
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the preset's seeds")
     p.add_argument("--runs", nargs="+", default=None, metavar="PATTERN",
-                   help="train only runs whose name matches a glob, e.g. 'uniform_s*' (outputs still list all finished runs)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+                   help="train only runs whose name matches a glob, e.g. 'uniform_s*'; each glob must match a "
+                        "run (outputs still list all finished runs)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train nothing: write the outputs from the finished runs on disk (e.g. after a SLURM array)")
+    study.add_arguments(p)  # --jobs, --only, --list, --executor and its resources, --no-progress
     return p
 
 
@@ -411,8 +460,7 @@ def configure(args) -> tuple[Preset, Path, bool]:
 
 def _main(argv) -> int:
     args = build_parser().parse_args(argv)
-    if args.jobs < 1:
-        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    study.check_arguments(args)
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     preset, results, own_corpus = configure(args)
@@ -420,27 +468,22 @@ def _main(argv) -> int:
     pending: dict = {}
     runs, info = plan(preset, results, pending)
     check_runs(preset, runs)
-    chosen = select(runs, args.runs)
+    run_root = results / "runs" / preset.name
+    runner = lm_study(f"lm sweep ({preset.name})",
+                      make_jobs(preset, select(runs, args.runs), f"runs/{preset.name}", args.threads),
+                      lambda: write_outputs(preset, runs, run_root, results, info))
+    study.selected(runner, args)
+    if args.list:
+        study.run_study(runner, results, args)  # prints the run folders, writes nothing
+        return 0
     results = writable_folder(results)
     with hold_root(results / ".lock", f"results root {results}"):
         for name, record in pending.items():
             atomic_write_json(results / name, record, keep_provenance_if_unchanged=True)
-        run_root = results / "runs" / preset.name
-        todo_all = [s for s in runs if not is_finished(run_root / s.name, preset.steps)]
-        chosen_names = {s.name for s in chosen}
-        todo = [s for s in todo_all if s.name in chosen_names]
-        # one bar per sweep, also when stdout is a log file: runs done / total and ETA
-        bar = tqdm(total=len(runs) - len(todo_all) + len(todo), initial=len(runs) - len(todo_all),
-                   desc=f"lm sweep ({preset.name})", unit="run", disable=args.no_progress,
-                   file=sys.stderr, dynamic_ncols=True)
-        errors = train_all([(preset, s, run_root / s.name) for s in todo], args.jobs, args.threads,
-                           lambda: (write_outputs(preset, runs, run_root, results, info), bar.update(1)))
-        bar.close()
+        statuses = {} if args.collect_only else study.run_study(runner, results, args, hold=False)
         rows = write_outputs(preset, runs, run_root, results, info)
-        if errors:
-            raise UserError(f"{len(errors)} run(s) failed; first: {errors[0]}")
         print(f"{len(rows)}/{len(runs)} runs finished -> {results / 'window_sweep.csv'}")
-        if own_corpus and rows:
+        if own_corpus and rows and "submitted" not in statuses.values():
             recommend(results)
     return 0
 

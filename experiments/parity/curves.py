@@ -1,8 +1,14 @@
-"""Learning curves of a parity results root, for figures that show accuracy vs step.
+"""Learning curves of a parity results root, for figures that show a metric vs step.
 
 ``learning_curves(runs)`` turns run records into one row per (condition,
-step): how many seeds it has there and the median, quartiles and range of
-train and held-out accuracy over them. The parity aggregator
+step, metric): how many seeds it has there and the mean, median, quartiles
+and range of the metric over them. The metrics (``METRICS``): train and
+held-out accuracy, the MD training loss on signal- and noise-regime tokens
+(``train/ce_signal``, ``train/ce_noise``, ``train/signal_loss``,
+``train/noise_loss``) and the energy E(W) of the runs that log it. A metric
+that no run of a condition logs has no rows for that condition; a step
+where no run of the condition has a value for it (e.g. the regime losses at
+step 0) has no row either. The parity aggregator
 (``experiments.parity.summarize``) writes it as ROOT/curves.csv, so figures
 never read run records.
 
@@ -20,8 +26,9 @@ from mdtheory.runfiles import RunRecord
 
 CONDITION = ["group", "objective", "model", "n", "k", "train_size", "batch_size", "n_embd", "weight_decay",
              "lr", "t0", "t1"]
-METRICS = ("train_acc", "val_acc")
-CURVE_COLUMNS = [*CONDITION, "step", "metric", "n_runs", "n_carried", "median", "q25", "q75", "min", "max"]
+METRICS = ("train_acc", "val_acc", "train/ce_signal", "train/ce_noise", "train/signal_loss", "train/noise_loss",
+           "energy")
+CURVE_COLUMNS = [*CONDITION, "step", "metric", "n_runs", "n_carried", "mean", "median", "q25", "q75", "min", "max"]
 
 
 def _condition(run: RunRecord) -> dict:
@@ -35,7 +42,7 @@ def _condition(run: RunRecord) -> dict:
 
 
 def _run_curve(run: RunRecord, steps: list[int]) -> pd.DataFrame:
-    """The run's accuracies at ``steps`` (carried forward after an early stop)."""
+    """The run's metrics at ``steps`` (carried forward after an early stop)."""
     frame = pd.DataFrame(run.metrics)
     frame = frame[["step", *[m for m in METRICS if m in frame]]].drop_duplicates("step").set_index("step")
     frame["carried"] = False
@@ -60,17 +67,18 @@ def learning_curves(runs: list[RunRecord]) -> pd.DataFrame:
         steps = sorted({r["step"] for run in members for r in run.metrics})
         curves = [_run_curve(run, steps) for run in members]
         for metric in METRICS:
-            table = pd.concat([c[metric].rename(i) for i, c in enumerate(curves) if metric in c], axis=1)
-            if table.empty:
+            logged = [i for i, c in enumerate(curves) if metric in c]
+            if not logged:  # no run of this condition logs the metric
                 continue
-            carried = pd.concat([c["carried"].rename(i) for i, c in enumerate(curves) if metric in c], axis=1)
+            table = pd.concat([curves[i][metric].rename(i) for i in logged], axis=1)
+            carried = pd.concat([curves[i]["carried"].rename(i) for i in logged], axis=1)
             for step, values in table.iterrows():
                 values = values.dropna()
                 if values.empty:
                     continue
                 rows.append({**dict(key), "step": int(step), "metric": metric, "n_runs": len(values),
-                             "n_carried": int(carried.loc[step].fillna(False).astype(bool).sum()),
-                             "median": values.median(), "q25": values.quantile(0.25),
+                             "n_carried": int(carried.loc[step, values.index].fillna(False).astype(bool).sum()),
+                             "mean": values.mean(), "median": values.median(), "q25": values.quantile(0.25),
                              "q75": values.quantile(0.75), "min": values.min(), "max": values.max()})
     out = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     return out.sort_values([*CONDITION, "metric", "step"], na_position="first",

@@ -24,9 +24,11 @@ and writes, beside provenance (ROOT/summary_provenance.json):
                                    the memorisation plateau; at 0.99 and 0.90
     ROOT/cells.md                  the same as a markdown table
     ROOT/km_curves.csv             the Kaplan-Meier curve (steps to 0.99) of every cell
-    ROOT/curves.csv                train / held-out accuracy vs step per
-                                   condition: median, quartiles, range over
-                                   seeds (experiments/parity/curves.py)
+    ROOT/curves.csv                train / held-out accuracy, signal- and
+                                   noise-regime losses and energy (where
+                                   logged) vs step per condition: mean,
+                                   median, quartiles, range over seeds
+                                   (experiments/parity/curves.py)
     ROOT/window_vs_full_range.csv  each MD window against U[0,1] in the same
                                    setting, paired by seed: wins, losses, ties
                                    and the exact sign test, per cell and pooled

@@ -7,6 +7,14 @@ stdout. Bad arguments (an --out that is a file or cannot be created) and
 corrupt result files (figure modules raise UserError) stop with one line on
 stderr and exit status 2; a figure that fails for any other reason (a bug) is
 reported with its traceback, the others are still drawn, and the status is 1.
+
+The theory figures are this package's (mdtheory.plots.theory); each study's
+come from its experiments/<study>/figures.py (mdtheory.plots.registry): a
+module-level ``FIGURES = {name: draw}``, where ``draw(results)`` returns a
+matplotlib Figure drawn from the study's aggregator outputs under the
+results root or raises MissingData, and optionally ``devices(results)``, the
+devices those results were trained on (a figure of results trained on a GPU
+names the card).
 """
 from __future__ import annotations
 
@@ -17,20 +25,28 @@ from pathlib import Path
 from mdtheory.cli import OneLineParser, check_output_dir, run_cli
 from mdtheory.errors import UserError
 
-from . import lm, parity, theory
-from .paper_tables import result_devices
+from . import registry, theory
 from .style import MissingData, apply_style, save_figure
 
-ALL_FIGURES = {**theory.FIGURES, **parity.FIGURES, **lm.FIGURES}
+STUDY_FIGURES = registry.study_modules("figures")
+ALL_FIGURES = {**theory.FIGURES, **{name: draw for study in STUDY_FIGURES for name, draw in study.FIGURES.items()}}
+
+
+def trained_on(results: Path) -> dict[str, list[str]]:
+    """{figure: the cards its study's results were trained on} (CPU results: no entry)."""
+    cards = {}
+    for study in STUDY_FIGURES:
+        devices = [d for d in getattr(study, "devices", lambda results: [])(results) if d != "cpu"]
+        cards.update({name: devices for name in study.FIGURES if devices})
+    return cards
 
 
 def draw_all(results: Path, out: Path, only=None, verbose: bool = True) -> dict[str, str]:
     """Draw each figure; returns {name: 'written' | 'skipped: why' | 'failed: why'}."""
     apply_style()
     outcome = {}
-    # results trained on a GPU (results/gpu) name the card on their figures; CPU results draw as before
-    cards = {name: [d for d in result_devices(Path(results), (study,)) if d != "cpu"]
-             for study, figures in (("parity", parity.FIGURES), ("lm", lm.FIGURES)) for name in figures}
+    # results trained on a GPU name the card on their figures; CPU results draw as before
+    cards = trained_on(Path(results))
     for name, draw in ALL_FIGURES.items():
         if only and name not in only:
             continue

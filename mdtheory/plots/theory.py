@@ -6,22 +6,23 @@
     regime_diagram           identifiable vs unidentifiable masks, (n, k) = (4, 2)
     mixture_signal           the dependency-mixture signal and its argmax t*
 
-These draw functions of the theory, not measurements; the only result file
-read is results/lm/predicted_t.json (a corpus's own dependency weights), when
-present.
+These draw functions of the theory, not measurements. mixture_signal adds
+the dependency weights measured on a corpus where a study offers them (a
+study figures module's ``mixture_weights(results)``, found through
+mdtheory.plots.registry); no result folder is named here.
 """
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import NullFormatter
 
-from ..errors import UserError
 from ..theory import numeric as num
+from . import registry
+from .io import weights_by_order
 from .style import colours, figure
 
 SIGNAL_KS = (1, 2, 4, 6, 10)
@@ -182,36 +183,11 @@ def regime_diagram(results: Path):
 
 # --- dependency mixture --------------------------------------------------------
 
-def _weights_dict(weights) -> dict[int, float]:
-    if isinstance(weights, dict):
-        return {int(k): float(v) for k, v in weights.items()}
-    return {i + 2: float(w) for i, w in enumerate(weights)}  # a list starts at order 2
-
-
-def _read_predicted(path: Path) -> dict:
-    """predicted_t.json with its weights parsed; a corrupt file is a UserError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise TypeError("not a JSON object")
-        if data.get("weights"):
-            data["weights"] = _weights_dict(data["weights"])
-    except (OSError, ValueError, TypeError, AttributeError) as exc:  # ValueError: bad JSON or UTF-8
-        raise UserError(f"{path} is corrupt: {' '.join(str(exc).split()) or type(exc).__name__}"
-                        " (rewrite it with python -m mdtheory.derive ngram)") from None
-    return data
-
-
 def mixture_signal(results: Path):
     t = np.linspace(0.0, 1.0, 401)
-    curves = [("paper WikiText weights", _weights_dict(num.PAPER_WIKITEXT_WEIGHTS))]
-    predicted = Path(results) / "lm" / "predicted_t.json"
-    if predicted.exists():
-        data = _read_predicted(predicted)
-        if data.get("weights"):
-            corpus = data.get("corpus", "predicted_t.json")
-            name = corpus.get("name", "corpus") if isinstance(corpus, dict) else str(corpus)
-            curves.append((f"our corpus ({name})", data["weights"]))
+    # the paper's weights, then each corpus a study measured: [(label, {order: weight})]
+    curves = [("paper WikiText weights", weights_by_order(num.PAPER_WIKITEXT_WEIGHTS))]
+    curves += registry.gather("figures", "mixture_weights", Path(results))
     fig, axes = figure("column")
     ax = axes[0, 0]
     for (label, w), colour in zip(curves, colours(len(curves))):

@@ -12,7 +12,8 @@ from typing import ClassVar
 
 from ..cli import setting
 from ..errors import UserError
-from ..masking import DEFAULT_EPS, NORMALIZATIONS, WEIGHTINGS
+from ..masking import NORMALIZATIONS
+from ..samplers import DEFAULT_EPS, WEIGHTINGS
 
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda")

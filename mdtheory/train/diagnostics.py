@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..masking import MaskRateSampler, corrupt
+from ..masking import corrupt
+from ..samplers import MaskRateSampler
 from ..theory import landscape
 from .objectives import masked_diffusion_loss
 from .task import step_generator

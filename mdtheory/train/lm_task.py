@@ -32,8 +32,6 @@ midpoint strata of t in [0, 1], masks fixed by ``--eval-seed``):
 ``full_range_bin/<t>`` field per stratum, and ``full_range_val_loss(_se)``,
 the same number on as many blocks of the validation split with the same mask
 seeds. Choose windows or checkpoints on val; test is for reporting only.
-With an adaptive sampler (``--sampler adaptive...``) the record also holds
-``sampler_mass``, the law's current probability of each t-bin.
 For ar the same fields hold the exact next-token NLL per token, on blocks of
 block_size + 1 tokens cut from the test (val) split (each block's first
 token is context only), with ``eval_kind`` telling which is which. It is comparable to the md number
@@ -55,12 +53,12 @@ from ..data.corpus import CORPORA, load_corpus
 from ..data.tokenize import DEFAULT_BPE_VOCAB, TOKENIZERS, build_tokenizer, encode_corpus
 from ..errors import UserError
 from ..evaluate import SCHEMES, eval_blocks, full_range_loss
-from ..masking import parse_sampler
 from ..predicted import law_for_corpus
 from ..models import Transformer, TransformerConfig
+from ..samplers import parse_sampler
 from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
-from .task import SamplerStateHooks, step_generator
+from .task import step_generator
 
 # a language model has no label position to supervise alone
 LM_OBJECTIVES = tuple(name for name, cls in OBJECTIVES.items() if not cls.needs_label)
@@ -88,7 +86,7 @@ class LMTaskConfig(TaskConfig):
     eval_batch: int = setting(64, "blocks per evaluation forward pass")
 
 
-class LMTask(SamplerStateHooks):
+class LMTask:
     name = "lm"
 
     def __init__(self, cfg: LMTaskConfig):
@@ -184,11 +182,8 @@ class LMTask(SamplerStateHooks):
                   batch_size=self.cfg.eval_batch, device=device)
         test = full_range_loss(model, self.test, self.tok.mask_id, **kw)
         val = full_range_loss(model, self.val, self.tok.mask_id, **kw)
-        record = {"eval_kind": "md_full_range_nelbo", **test.metrics(),
-                  "full_range_val_loss": val.loss, "full_range_val_loss_se": val.se}
-        if hasattr(self.sampler, "probs"):  # an adaptive law: its mass per t-bin now
-            record["sampler_mass"] = [round(p, 6) for p in self.sampler.probs.tolist()]
-        return record
+        return {"eval_kind": "md_full_range_nelbo", **test.metrics(),
+                "full_range_val_loss": val.loss, "full_range_val_loss_se": val.se}
 
     def _evaluate_ar(self, model, blocks, device) -> tuple[float, float]:
         """Exact next-token NLL per token of ``blocks`` and its standard error."""

@@ -15,9 +15,7 @@ ar  autoregressive: a causal model predicts the sequence shifted by one (the
 The task owns data, model sizes and evaluation; an objective reads from it
 only ``mask_id``, ``sampler``, ``cfg.normalization`` and ``next_token_pair``,
 and hands its per-batch pieces to the task's optional diagnostic hooks
-(``masked_diagnostics``, ``next_token_diagnostics``). After each optimizer
-step the task passes the trained batches to ``observe``: md hands an
-adaptive sampler (one with ``observe``) each sequence's rate and loss. A new objective is a
+(``masked_diagnostics``, ``next_token_diagnostics``). A new objective is a
 subclass of ``Objective`` (in its own file if you like) plus one
 ``register_objective`` line; tasks and CLI choices pick it up by name.
 """
@@ -46,10 +44,6 @@ class Objective:
     def loss(self, model, batch: dict, task) -> tuple[torch.Tensor, dict]:
         """Scalar loss and the task's diagnostics of the batch (0-dim tensors)."""
         raise NotImplementedError
-
-    def observe(self, batch: dict, task) -> None:
-        """Called after the optimizer step with each batch it trained on
-        (``loss`` may have left detached per-sequence results in it)."""
 
     def label_input(self, tokens: torch.Tensor, task) -> torch.Tensor:
         """Model input whose logits at the last position predict the last
@@ -86,14 +80,7 @@ class MaskedDiffusion(Objective):
     def loss(self, model, batch, task):
         out = masked_diffusion_loss(model, batch["tokens"], batch["noisy"], batch["mask"],
                                     task.sampler.weight(batch["t"]), task.cfg.normalization)
-        if hasattr(task.sampler, "observe"):
-            # each sequence's ELBO integrand sum_j mask CE / (L t), what an adaptive law learns from
-            batch["elbo_term"] = (out.ce * batch["mask"]).sum(1) / (batch["mask"].shape[1] * batch["t"])
         return out.loss, diagnose(task, "masked_diagnostics", batch, out)
-
-    def observe(self, batch, task):
-        if "elbo_term" in batch:
-            task.sampler.observe(batch["t"], batch["elbo_term"])
 
 
 class OutputSupervision(Objective):

@@ -24,12 +24,13 @@ import torch.nn.functional as F
 from ..cli import setting, setting_of
 from ..data.parity import MASK, VOCAB_SIZE, ParityData, autoregressive_pair
 from ..errors import UserError
-from ..masking import NORMALIZATIONS, parse_sampler
+from ..masking import NORMALIZATIONS
 from ..models import MLPConfig, ReducedMLP, Transformer, TransformerConfig
+from ..samplers import parse_sampler
 from . import diagnostics
 from .config import TaskConfig
 from .objectives import OBJECTIVES, make_objective
-from .task import SamplerStateHooks, step_generator
+from .task import step_generator
 
 # "uniform-attention-transformer" is a transformer whose attention is frozen to
 # uniform weights: it keeps residuals, LayerNorm and per-position MLPs, so its
@@ -125,7 +126,7 @@ class ParityTaskConfig(TaskConfig):
             self.n_embd = MODEL_WIDTH_DEFAULT.get(self.model, 128)
 
 
-class ParityTask(SamplerStateHooks):
+class ParityTask:
     name = "parity"
     # diagnostics only: a resumed run may change them (training is the same)
     resumable_settings = frozenset({"energy_every"})

@@ -43,13 +43,6 @@ Optional member:
         the engine logs throughput as tokens/s.
     tokens_per_sequence: int
         Tokens in one training sequence (for tokens/s).
-    def observe(self, batch) -> None
-        Called after each optimizer step with every micro-batch the step
-        trained on (as ``loss`` left it), e.g. for a mask-rate law that
-        learns from the losses. Must be deterministic.
-    def state_dict(self) -> dict / def load_state_dict(self, state) -> None
-        What ``observe`` learnt (tensors and plain data), saved in ckpt.pt
-        and restored on resume, so a resumed run stays exact.
 
 The batch is a dict so tasks can carry whatever they need (ids, masks,
 rates, labels); the engine only moves it around and never looks inside.
@@ -60,8 +53,6 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
-
-from ..errors import UserError
 
 
 @runtime_checkable
@@ -78,25 +69,6 @@ class Task(Protocol):
     def loss(self, model: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]: ...
 
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]: ...
-
-
-class SamplerStateHooks:
-    """The optional ``observe``/``state_dict``/``load_state_dict`` members for
-    a task with ``self.objective`` and ``self.sampler``: an adaptive mask-rate
-    law learns from each training step, and its state rides in the checkpoint
-    so that resume stays exact."""
-
-    def observe(self, batch):
-        self.objective.observe(batch, self)
-
-    def state_dict(self) -> dict:
-        return {"sampler": self.sampler.state_dict()} if hasattr(self.sampler, "state_dict") else {}
-
-    def load_state_dict(self, state: dict):
-        if hasattr(self.sampler, "load_state_dict"):
-            if "sampler" not in state:
-                raise UserError("the checkpoint holds no state of the adaptive mask-rate sampler")
-            self.sampler.load_state_dict(state["sampler"])
 
 
 def step_generator(seed: int, step: int, shard: int = 0, stream: int = 0,

@@ -1,7 +1,8 @@
-"""Parity figures, read from results/parity/.
+"""Parity figures, drawn from the parity aggregator's outputs under results/parity/.
 
     parity_accuracy         train / held-out accuracy vs step, OS vs AR vs MD
-                            windows, mean and min-max band over seeds (Fig 2)
+                            windows, mean (or median) and min-max band over
+                            seeds (Fig 2)
     parity_os_long          output supervision over its whole run (Fig 6)
     parity_reduced_models   the uniform-attention transformer and the reduced MLP
     parity_paper_mlp        the paper's Fig. 5 setting (reduced MLP, (20,6),
@@ -19,71 +20,52 @@
                             k at the N where MD and OS differ most
     parity_plateau          share of runs with the memorisation plateau, per cell
 
-Input: the run records under results/parity/runs/ (per-step curves) and
-results/parity/{summary.csv,summary_by_condition.csv,theory_vs_speed.csv},
-written by ``python -m experiments.parity.summarize``: steps to 0.99,
-medians, the main setting and the rank correlations are computed there
-only, never here. The phase figures read results/parity/phase/cells.csv
-and km_curves.csv (success rates, intervals, Kaplan-Meier curves and
-log-rank p from the same aggregator).
+Input: only what ``python -m experiments.parity.summarize`` writes into a
+parity root, never its run folders: results/parity/{summary.csv,
+summary_by_condition.csv, theory_vs_speed.csv, curves.csv} (steps to 0.99,
+medians, the main setting, the rank correlations and the per-step curves
+over seeds are computed there only, never here), the phase root's
+results/parity/phase/{cells.csv, km_curves.csv} (success rates, intervals,
+Kaplan-Meier curves, log-rank p) and results/parity/paper_mlp/curves.csv.
+The curves are the mean over seeds where curves.csv has a ``mean``
+column, else the median (the legends say which). parity_signal_noise and
+parity_energy need curves.csv rows of the metrics train/ce_signal,
+train/ce_noise (or train/signal_loss, train/noise_loss) and energy; they are
+skipped, saying so, where the aggregator wrote none.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..errors import UserError
-from ..latex import fmt_p
-from ..runfiles import RunRecord, read_runs
-from .style import MissingData, colours, figure
+from experiments.parity.curves import CONDITION
+from experiments.parity.summarize import BOUND_DELTA
+from mdtheory.errors import UserError
+from mdtheory.latex import fmt_p
+from mdtheory.plots.io import csv_devices, read_csv
+from mdtheory.plots.style import MissingData, colours, figure
 
+ORDER = 10  # before the LM study
+PARITY = Path("parity")  # the parity results under a results root
 MAIN_MODEL = "transformer"
+SUMMARIZE = "python -m experiments.parity.summarize"
+CENTRES = ("mean", "median")  # the curve drawn over seeds: the first of these that curves.csv has
+CURVE_COLUMNS = ("step", "metric", "n_runs", "median", "min", "max")
+
+
+def devices(results: Path) -> list[str]:
+    """What the parity runs under ``results`` trained on (summary.csv's device column)."""
+    return csv_devices(Path(results) / PARITY / "summary.csv")
 
 
 # --- reading ---------------------------------------------------------------
 
-@dataclass
-class Run:
-    """A run record seen as one curve of a figure."""
-    record: RunRecord = field(repr=False)
-    metrics: pd.DataFrame = field(repr=False)
-
-    def __post_init__(self):
-        task, (self.t0, self.t1) = self.record.task, self.record.window or (None, None)
-        self.objective, self.seed = self.record.objective, self.record.seed
-        self.model = task.get("model", MAIN_MODEL)
-        self.setting = (task.get("n"), task.get("k"), task.get("train_size"))
-        self.weight_decay = self.record.train.get("weight_decay")
-
-    @property
-    def label(self) -> str:
-        from ..train.objectives import objective_label
-        if self.objective == "md":
-            return f"MD $U[{_fmt(self.t0)},{_fmt(self.t1)}]$"
-        return objective_label(self.objective, short=True)
-
-    @property
-    def condition(self):
-        return (self.objective, self.model, self.setting, self.weight_decay, self.t0, self.t1)
-
-
-def _fmt(x) -> str:
-    return "?" if x is None else f"{float(x):g}"
-
-
-def load_runs(results: Path) -> list[Run]:
-    return [Run(record, pd.DataFrame(record.metrics).sort_values("step").reset_index(drop=True))
-            for record in read_runs(Path(results) / "parity" / "runs")]
-
-
-def _require_runs(results: Path) -> list[Run]:
-    runs = load_runs(results)
-    if not runs:
-        raise MissingData(f"no runs with config.json + metrics.jsonl under {Path(results) / 'parity' / 'runs'}")
-    return runs
+def summary_table(results: Path, name: str = "summary.csv", needed=()) -> pd.DataFrame:
+    """A table of results/parity/ written by summarize (summary.csv: one row
+    per run; summary_by_condition.csv: one per condition)."""
+    return read_csv(Path(results) / PARITY / name, SUMMARIZE, needed)
 
 
 def main_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
@@ -99,38 +81,77 @@ def main_setting(results: Path) -> tuple:
     return main_conditions(results)[1]
 
 
-def seed_band(runs: list[Run], column: str) -> pd.DataFrame:
-    """Mean, min and max of ``column`` over seeds, on the steps all share."""
-    frames = [r.metrics.set_index("step")[column].rename(i) for i, r in enumerate(runs)
-              if column in r.metrics]
-    if not frames:
-        return pd.DataFrame(columns=["mean", "lo", "hi", "seeds"])
-    table = pd.concat(frames, axis=1).sort_index()
-    table = table.interpolate(limit_area="inside")  # eval steps may differ slightly
-    # experiments.parity.run stops a run early once it holds >= 0.99; carry its
-    # last value forward so the mean does not drop when converged seeds end
-    table = table.ffill()
-    return pd.DataFrame({"mean": table.mean(axis=1), "lo": table.min(axis=1),
-                         "hi": table.max(axis=1), "seeds": table.notna().sum(axis=1)})
+def curves_table(results: Path, root: Path = PARITY) -> pd.DataFrame:
+    """curves.csv of a parity root: one row per (condition, step, metric)
+    with the number of seeds there and the median, quartiles and range over them."""
+    return read_csv(Path(results) / root / "curves.csv", f"{SUMMARIZE} --root results/{root}",
+                    (*CONDITION, *CURVE_COLUMNS))
 
 
-def _group(runs: list[Run]) -> dict:
-    groups: dict = {}
-    for run in runs:
-        groups.setdefault(run.condition, []).append(run)
-    return groups
+def _fmt(x) -> str:
+    return "?" if x is None or pd.isna(x) else f"{float(x):g}"
 
 
-def _order(condition) -> tuple:
-    objective, _, _, _, t0, t1 = condition
-    rank = {"os": 0, "ar": 1, "md": 2}.get(objective, 3)
-    return (rank, t0 or 0.0, t1 or 0.0)
+def _num(x) -> float:
+    return 0.0 if x is None or pd.isna(x) else float(x)
 
 
-def _plot_band(ax, band: pd.DataFrame, colour, label, ls="-"):
-    ax.plot(band.index, band["mean"], color=colour, ls=ls, label=label)
-    if band["seeds"].max() > 1:
-        ax.fill_between(band.index, band["lo"], band["hi"], color=colour, alpha=0.18, lw=0)
+def _same(a, b) -> bool:
+    """Equal, or both not recorded."""
+    return (pd.isna(a) and pd.isna(b)) or (not pd.isna(a) and not pd.isna(b) and np.isclose(float(a), float(b)))
+
+
+def in_setting(curves: pd.DataFrame, setting: tuple) -> pd.DataFrame:
+    n, k, size = setting
+    return curves[(curves["n"] == n) & (curves["k"] == k) & (curves["train_size"] == size)]
+
+
+def conditions(curves: pd.DataFrame) -> list[tuple[dict, pd.DataFrame]]:
+    """(condition, its rows) per condition of ``curves``: OS, then AR, then MD by window."""
+    groups = [(dict(zip(CONDITION, key)), rows) for key, rows in curves.groupby(CONDITION, dropna=False, sort=False)]
+    return sorted(groups, key=lambda g: _order(g[0]))
+
+
+def _order(cond: dict) -> tuple:
+    return ({"os": 0, "ar": 1, "md": 2}.get(cond["objective"], 3), _num(cond["t0"]), _num(cond["t1"]))
+
+
+def _series(cond: dict) -> tuple:
+    return cond["objective"], _fmt(cond["t0"]), _fmt(cond["t1"])
+
+
+def label(cond: dict) -> str:
+    from mdtheory.train.objectives import objective_label
+    if cond["objective"] == "md":
+        return f"MD $U[{_fmt(cond['t0'])},{_fmt(cond['t1'])}]$"
+    return objective_label(cond["objective"], short=True)
+
+
+def seeds(rows: pd.DataFrame) -> int:
+    return int(rows["n_runs"].max())
+
+
+def centre(curves: pd.DataFrame) -> str:
+    """The column of curves.csv drawn as the curve over seeds."""
+    return next(c for c in CENTRES if c in curves)
+
+
+def _median_note(curves: pd.DataFrame, note: str) -> str:
+    """``note`` where the curves are medians; "" for means (what the captions say)."""
+    return note if centre(curves) == "median" else ""
+
+
+def band(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One condition's curve of ``metric``: the centre over seeds, its range and the seeds, by step."""
+    part = rows[rows["metric"] == metric].sort_values("step").set_index("step")
+    return pd.DataFrame({"centre": part[centre(part)], "lo": part["min"], "hi": part["max"],
+                         "seeds": part["n_runs"]})
+
+
+def _plot_band(ax, curve: pd.DataFrame, colour, text, ls="-"):
+    ax.plot(curve.index, curve["centre"], color=colour, ls=ls, label=text)
+    if len(curve) and curve["seeds"].max() > 1:
+        ax.fill_between(curve.index, curve["lo"], curve["hi"], color=colour, alpha=0.18, lw=0)
 
 
 def _accuracy_axes(ax, title):
@@ -148,30 +169,33 @@ def accuracy(results: Path):
     The x-axis stops at the longest MD run, so a long OS run does not squeeze
     the MD curves (the whole OS run is parity_os_long).
     """
-    runs = _require_runs(results)
+    curves = curves_table(results)
     setting = main_setting(results)
-    chosen = [r for r in runs if r.model == MAIN_MODEL and r.setting == setting]
-    groups = _group(chosen)
+    chosen = in_setting(curves[curves["model"] == MAIN_MODEL], setting)
+    if chosen.empty:
+        raise MissingData(f"curves.csv has no {MAIN_MODEL} curves in the main setting {setting}")
+    groups = conditions(chosen)
     # the paper's setting (largest weight decay) on top
-    decays = sorted({c[3] for c in groups}, key=lambda w: (w is None, -(w or 0.0)))
-    conditions = sorted({c[:1] + c[4:] for c in groups}, key=lambda c: _order((c[0], None, None, None, c[1], c[2])))
-    palette = dict(zip(conditions, colours(len(conditions))))
-    md_steps = [r.metrics["step"].max() for r in chosen if r.objective == "md"]
-    x_max = max(md_steps) if md_steps else max(r.metrics["step"].max() for r in chosen)
+    decays = sorted({c["weight_decay"] for c, _ in groups}, key=lambda w: (pd.isna(w), -_num(w)))
+    series = list(dict.fromkeys(_series(c) for c, _ in groups))  # a colour per objective and window
+    palette = dict(zip(series, colours(len(series))))
+    md_steps = chosen.loc[chosen["objective"] == "md", "step"]
+    x_max = md_steps.max() if len(md_steps) else chosen["step"].max()
     fig, axes = figure("full", aspect=0.3, ncols=2, nrows=len(decays), sharey=True,
                        layout="constrained")
     for row, wd in enumerate(decays):
-        for col, (column, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
+        for col, (metric, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
             ax = axes[row, col]
-            for cond in sorted((c for c in groups if c[3] == wd), key=_order):
-                members = groups[cond]
-                band = seed_band(members, column)
-                band = band[band.index <= x_max]
-                if band.empty:
+            for cond, rows in groups:
+                if not _same(cond["weight_decay"], wd):
                     continue
-                colour = palette[cond[:1] + cond[4:]]
-                ls = "--" if cond[0] == "os" else ("-." if cond[0] == "ar" else "-")
-                _plot_band(ax, band, colour, f"{members[0].label} ({len(members)})", ls)
+                curve = band(rows, metric)
+                curve = curve[curve.index <= x_max]
+                if curve.empty:
+                    continue
+                ls = "--" if cond["objective"] == "os" else ("-." if cond["objective"] == "ar" else "-")
+                _plot_band(ax, curve, palette[_series(cond)],
+                           f"{label(cond)} ({seeds(rows)})", ls)
             n, k, size = setting
             _accuracy_axes(ax, f"{what} accuracy, $(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}")
             ax.set_xlim(0, x_max)
@@ -179,78 +203,52 @@ def accuracy(results: Path):
                 ax.set_ylabel("accuracy")
     handles, labels = axes[0, 1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6),
-               title="objective (number of seeds); band: min-max over seeds")
+               title=f"objective (number of seeds); {_median_note(curves, 'line: median, ')}band: min-max over seeds")
     return fig
 
 
 def os_long(results: Path):
     """Fig 6: output supervision over its full run."""
-    runs = [r for r in _require_runs(results) if r.objective == "os" and r.model == MAIN_MODEL]
-    setting = main_setting(results) if runs else None
-    runs = [r for r in runs if r.setting == setting]
-    if not runs:
-        raise MissingData("no output-supervision runs" + (f" in the main setting {setting}" if setting else ""))
-    groups = _group(runs)
+    curves = curves_table(results)
+    os_curves = curves[(curves["objective"] == "os") & (curves["model"] == MAIN_MODEL)]
+    setting = main_setting(results) if len(os_curves) else None
+    groups = conditions(in_setting(os_curves, setting)) if setting else []
+    if not groups:
+        raise MissingData("no output-supervision curves" + (f" in the main setting {setting}" if setting else ""))
     fig, axes = figure("column")
     ax = axes[0, 0]
     palette = colours(2 * len(groups))
-    for i, cond in enumerate(sorted(groups, key=lambda c: str(c[3]))):
-        for j, (column, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
-            band = seed_band(groups[cond], column)
-            _plot_band(ax, band, palette[2 * i + j], f"{what}, wd={_fmt(cond[3])} ({len(groups[cond])})",
-                       "-" if j else "--")
+    for i, (cond, rows) in enumerate(sorted(groups, key=lambda g: _fmt(g[0]["weight_decay"]))):
+        for j, (metric, what) in enumerate((("train_acc", "train"), ("val_acc", "held-out"))):
+            _plot_band(ax, band(rows, metric), palette[2 * i + j],
+                       f"{what}, wd={_fmt(cond['weight_decay'])} ({seeds(rows)})", "-" if j else "--")
     n, k, size = setting
     _accuracy_axes(ax, f"output supervision, $(n,k)=({n},{k})$, $N={size}$")
     ax.set_ylabel("accuracy")
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", title=_median_note(curves, "median over seeds (number)") or None)
     return fig
 
 
 def reduced_models(results: Path):
     """Fig 5: the uniform-attention transformer and the 2-layer MLP."""
-    runs = [r for r in _require_runs(results) if r.model != MAIN_MODEL]
-    if not runs:
-        raise MissingData("no uniform-attention-transformer or MLP parity runs")
-    models = sorted({r.model for r in runs})
+    curves = curves_table(results)
+    curves = curves[curves["model"] != MAIN_MODEL]
+    if curves.empty:
+        raise MissingData("no uniform-attention-transformer or MLP parity curves")
+    models = sorted(set(curves["model"]))
     fig, axes = figure("full", aspect=0.36, ncols=len(models), sharey=True)
     for ax, model in zip(axes[0], models):
-        groups = _group([r for r in runs if r.model == model])
-        palette = colours(len(groups))
-        for colour, cond in zip(palette, sorted(groups, key=_order)):
-            members = groups[cond]
-            for column, ls, what in (("train_acc", "--", "train"), ("val_acc", "-", "held-out")):
-                band = seed_band(members, column)
-                if not band.empty:
-                    _plot_band(ax, band, colour, f"{members[0].label}, {what}", ls)
-        n, k, size = members[0].setting
+        groups = conditions(curves[curves["model"] == model])
+        for colour, (cond, rows) in zip(colours(len(groups)), groups):
+            for metric, ls, what in (("train_acc", "--", "train"), ("val_acc", "-", "held-out")):
+                curve = band(rows, metric)
+                if not curve.empty:
+                    _plot_band(ax, curve, colour, f"{label(cond)}, {what}", ls)
+        n, k, size = (int(cond[key]) for key in ("n", "k", "train_size"))
         _accuracy_axes(ax, f"{model}, $(n,k)=({n},{k})$, $N={size}$")
         ax.legend(loc="lower right")
     axes[0, 0].set_ylabel("accuracy")
     return fig
-
-
-def _read_csv(path: Path, produced_by: str) -> pd.DataFrame:
-    if not path.exists():
-        raise MissingData(f"{path} not found (run {produced_by})")
-    if not path.is_file():
-        raise UserError(f"{path} is not a file")
-    try:
-        return pd.read_csv(path)
-    except pd.errors.EmptyDataError:  # summarize found nothing to correlate, say
-        raise MissingData(f"{path} has no rows") from None
-    except pd.errors.ParserError as exc:
-        raise UserError(f"{path} is not a readable CSV ({type(exc).__name__})") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-
-
-SUMMARIZE = "python -m experiments.parity.summarize"
-
-
-def summary_table(results: Path, name: str = "summary.csv") -> pd.DataFrame:
-    """A table of results/parity/ written by summarize (summary.csv: one row
-    per run; summary_by_condition.csv: one per condition)."""
-    return _read_csv(Path(results) / "parity" / name, SUMMARIZE)
 
 
 # keys that tell the settings of theory_vs_speed.csv apart (summarize groups by them)
@@ -259,10 +257,7 @@ SPEED_KEYS = ("model", "n", "k", "train_size", "weight_decay", "lr", "n_embd")
 
 def speed_correlations(results: Path) -> pd.DataFrame:
     """The transformer rows of results/parity/theory_vs_speed.csv."""
-    tvs = _read_csv(Path(results) / "parity" / "theory_vs_speed.csv", SUMMARIZE)
-    needed = {"k", "weight_decay", "spearman_rho_PS_speed"}
-    if not needed <= set(tvs.columns):
-        raise MissingData(f"theory_vs_speed.csv lacks columns {sorted(needed - set(tvs.columns))}")
+    tvs = summary_table(results, "theory_vs_speed.csv", needed=("k", "weight_decay", "spearman_rho_PS_speed"))
     if "model" in tvs:
         tvs = tvs[tvs["model"].fillna(MAIN_MODEL) == MAIN_MODEL]
     return tvs.sort_values(["k", "weight_decay"]).reset_index(drop=True)
@@ -280,7 +275,7 @@ def _default_md(table: pd.DataFrame) -> pd.DataFrame:
                  & (table["loss_weighting"] == "inverse_t") & (table["normalization"] == "tokens")]
 
 
-def _in_setting(table: pd.DataFrame, setting: pd.Series) -> pd.DataFrame:
+def _in_speed_setting(table: pd.DataFrame, setting: pd.Series) -> pd.DataFrame:
     for key in SPEED_KEYS[1:]:
         table = table[np.isclose(table[key].astype(float), float(setting[key]))]
     return table
@@ -304,7 +299,7 @@ def theory_vs_speed(results: Path):
     fig, axes = figure("column", aspect=0.85, layout="constrained")
     ax = axes[0, 0]
     for colour, (_, setting) in zip(colours(len(tvs)), tvs.iterrows()):
-        rows, medians = (_in_setting(frame, setting) for frame in (md, cond))
+        rows, medians = (_in_speed_setting(frame, setting) for frame in (md, cond))
         reached = rows["steps_to_val_99"].notna()
         ax.plot(rows.loc[reached, "P_S"], rows.loc[reached, "steps_to_val_99"], "o", color=colour, alpha=0.8)
         ax.plot(rows.loc[~reached, "P_S"], rows.loc[~reached, "steps"], "^", mfc="none", color=colour, alpha=0.8)
@@ -320,42 +315,36 @@ def theory_vs_speed(results: Path):
     return fig
 
 
-def _columns_like(frame: pd.DataFrame, word: str) -> list[str]:
-    return [c for c in frame.columns if word in c.lower() and pd.api.types.is_numeric_dtype(frame[c])]
-
-
-def _regime_column(frame: pd.DataFrame, word: str) -> str:
-    """The per-token CE of one regime (``ce_signal``) if logged, else its loss
-    share (``signal_loss``); never rates such as p_signal or signal_frac."""
-    candidates = [c for c in _columns_like(frame, word) if "p_" + word not in c and "frac" not in c]
-    return sorted(candidates, key=lambda c: ("ce_" not in c, "loss" not in c, len(c)))[0]
+def regime_metric(metrics, word: str) -> str | None:
+    """The per-token CE of one regime (``train/ce_signal``) if the curves have
+    it, else its loss share (``train/signal_loss``); never rates such as
+    p_signal or signal_frac; None if neither."""
+    candidates = [m for m in metrics if word in m.lower() and "p_" + word not in m and "frac" not in m
+                  and ("loss" in m or "ce_" in m)]
+    return min(candidates, key=lambda m: ("ce_" not in m, "loss" not in m, len(m)), default=None)
 
 
 def signal_noise(results: Path):
     """Measured loss on signal- vs noise-regime tokens for the MD windows
-    (first seed of each window, main setting and the largest weight decay)."""
-    runs = _require_runs(results)
+    (mean over seeds; main setting and the largest weight decay)."""
+    curves = curves_table(results)
     setting = main_setting(results)
-    md = [r for r in runs if r.objective == "md" and r.model == MAIN_MODEL and r.setting == setting
-          and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "signal"))
-          and any("loss" in c or "ce_" in c for c in _columns_like(r.metrics, "noise"))]
-    if not md:
-        raise MissingData("no MD run logs signal/noise loss columns")
-    wd = max((r.weight_decay for r in md if r.weight_decay is not None), default=None)
-    md = [r for r in md if r.weight_decay == wd]
-    first: dict = {}
-    for run in sorted(md, key=lambda r: (r.seed is None, r.seed)):
-        first.setdefault(run.condition, run)
-    fig, axes = figure("full", aspect=0.36, ncols=2, sharex=True)
-    palette = colours(len(first))
-    for colour, cond in zip(palette, sorted(first, key=_order)):
-        run = first[cond]
-        for ax, word in zip(axes[0], ("signal", "noise")):
-            column = _regime_column(run.metrics, word)
-            series = run.metrics[["step", column]].dropna()
-            ax.plot(series["step"], series[column], color=colour, label=run.label)
-            ax.set_ylabel(column.replace("_", " "))
-    if _regime_column(first[next(iter(first))].metrics, "noise").split("/")[-1].startswith("ce_"):
+    md = in_setting(curves[(curves["objective"] == "md") & (curves["model"] == MAIN_MODEL)], setting)
+    metrics = set(md["metric"])
+    signal, noise = regime_metric(metrics, "signal"), regime_metric(metrics, "noise")
+    if signal is None or noise is None:
+        raise MissingData("curves.csv has no signal-/noise-regime loss curves of MD runs (train/ce_signal and "
+                          f"train/ce_noise, or train/signal_loss and train/noise_loss; rerun {SUMMARIZE} once it "
+                          "writes them)")
+    wd = md["weight_decay"].max()
+    groups = conditions(md[np.isclose(md["weight_decay"], wd)] if pd.notna(wd) else md)
+    fig, axes = figure("full", aspect=0.36, ncols=2, sharex=True, layout="constrained")
+    for colour, (cond, rows) in zip(colours(len(groups)), groups):
+        for ax, metric in zip(axes[0], (signal, noise)):
+            curve = band(rows, metric).dropna(subset=["centre"])
+            ax.plot(curve.index, curve["centre"], color=colour, label=f"{label(cond)} ({seeds(rows)})")
+            ax.set_ylabel(metric.replace("_", " "))
+    if noise.split("/")[-1].startswith("ce_"):
         # unidentifiable bits are independent of what is visible: Bayes CE is log 2
         axes[0, 1].axhline(np.log(2), color="black", ls=":", lw=0.8, label=r"$\log 2$ (Bayes)")
     axes[0, 0].set_title("loss on identifiable (signal-regime) tokens")
@@ -363,30 +352,32 @@ def signal_noise(results: Path):
     for ax in axes[0]:
         ax.set_xlabel("step")
     n, k, size = setting
-    axes[0, 1].legend(title=f"$(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}", loc="best")
+    fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=4,
+               title=f"$(n,k)=({n},{k})$, $N={size}$, wd={_fmt(wd)}; {centre(curves)} over seeds (number)")
     return fig
 
 
 def energy(results: Path):
-    runs = [r for r in _require_runs(results) if _columns_like(r.metrics, "energy")]
-    if not runs:
-        raise MissingData("no parity run logs an energy column")
+    """E(W) over training, per condition whose runs log it (mean over seeds)."""
+    curves = curves_table(results)
+    metrics = sorted(m for m in set(curves["metric"]) if "energy" in m.lower())
+    if not metrics:
+        raise MissingData(f"curves.csv has no energy curves (rerun {SUMMARIZE} once it writes them)")
+    groups = conditions(curves[curves["metric"] == metrics[0]])
     fig, axes = figure("column")
     ax = axes[0, 0]
-    for colour, run in zip(colours(len(runs)), runs):
-        column = _columns_like(run.metrics, "energy")[0]
-        series = run.metrics[["step", column]].dropna()
-        ax.plot(series["step"], series[column], color=colour, label=f"{run.model}, {run.label}, seed {run.seed}")
+    for colour, (cond, rows) in zip(colours(len(groups)), groups):
+        curve = band(rows, metrics[0]).dropna(subset=["centre"])
+        ax.plot(curve.index, curve["centre"], color=colour, label=f"{cond['model']}, {label(cond)} ({seeds(rows)})")
     ax.set_xlabel("step")
     ax.set_ylabel(r"energy $E(W)=c^\top\Sigma^\dagger c$")
-    ax.legend(loc="best")
+    ax.legend(loc="best", title=f"{centre(curves)} over seeds (number)")
     return fig
 
 
 # --- the (k, N) phase diagram: reads results/parity/phase/{cells,km_curves}.csv --
 
-PHASE_DIR = Path("parity") / "phase"
-BOUND_DELTA = 0.05  # the delta of the aggregator's sample_complexity_bound column
+PHASE_DIR = PARITY / "phase"
 # (objective, theory_window of cells.csv) -> label; the series the phase figures draw
 PHASE_SERIES = {
     ("os", ""): "output sup.",
@@ -405,16 +396,14 @@ def _phase_palette() -> dict:
     return dict(zip(PHASE_SERIES.values(), (palette[0], palette[1], palette[2], palette[4])))
 
 
-def phase_table(results: Path, name: str) -> pd.DataFrame:
-    return _read_csv(Path(results) / PHASE_DIR / name, f"{SUMMARIZE} --root results/parity/phase")
+def phase_table(results: Path, name: str, needed=()) -> pd.DataFrame:
+    return read_csv(Path(results) / PHASE_DIR / name, f"{SUMMARIZE} --root results/{PHASE_DIR}", needed)
 
 
 def phase_cells(results: Path, needed=()) -> pd.DataFrame:
     """The OS and theory-window MD rows of cells.csv, with a ``series`` label."""
-    cells = phase_table(results, "cells.csv")
-    missing = sorted({"k", "train_size", "objective", "weight_decay", "theory_window", *needed} - set(cells.columns))
-    if missing:
-        raise MissingData(f"{PHASE_DIR / 'cells.csv'} lacks columns {missing} (rerun {SUMMARIZE})")
+    cells = phase_table(results, "cells.csv", ("k", "train_size", "objective", "weight_decay", "theory_window",
+                                               *needed))
     series = [PHASE_SERIES.get((o, w)) for o, w in zip(cells["objective"], cells["theory_window"].fillna(""))]
     cells = cells.assign(series=series).dropna(subset=["series"])
     if cells.empty:
@@ -430,18 +419,18 @@ def _rate_panels(cells: pd.DataFrame, rate: str, low: str, high: str, ylabel: st
     palette = _phase_palette()
     fig, axes = figure("full", aspect=0.3, ncols=len(ks), sharex=True, sharey=True, layout="constrained")
     for ax, k in zip(axes[0], ks):
-        for i, label in enumerate(PHASE_SERIES.values()):
-            for wd, rows in cells[(cells["k"] == k) & (cells["series"] == label)].groupby("weight_decay"):
+        for i, text in enumerate(PHASE_SERIES.values()):
+            for wd, rows in cells[(cells["k"] == k) & (cells["series"] == text)].groupby("weight_decay"):
                 rows = rows.sort_values("train_size")
                 main = np.isclose(wd, main_wd)
                 # nudge the series apart on the log axis so their intervals do not hide each other
                 x = rows["train_size"] * 2 ** (0.08 * (i - 1.5))
                 ax.errorbar(x, rows[rate], yerr=[rows[rate] - rows[low], rows[high] - rows[rate]],
-                            color=palette[label], marker="o", ms=3.5, mfc=palette[label] if main else "none",
+                            color=palette[text], marker="o", ms=3.5, mfc=palette[text] if main else "none",
                             ls="-" if main else ":", lw=1, capsize=2,
-                            label=label + ("" if main else f", wd {_fmt(wd)}"))
+                            label=text + ("" if main else f", wd {_fmt(wd)}"))
                 if bounds and main and "sample_complexity_bound" in rows and rows["sample_complexity_bound"].notna().any():
-                    ax.axvline(rows["sample_complexity_bound"].dropna().iloc[0], color=palette[label], ls="--", lw=0.8)
+                    ax.axvline(rows["sample_complexity_bound"].dropna().iloc[0], color=palette[text], ls="--", lw=0.8)
         n = ", ".join(str(int(v)) for v in sorted(cells.loc[cells["k"] == k, "n"].dropna().unique())) \
             if "n" in cells else "?"
         ax.set_xscale("log", base=2)
@@ -459,8 +448,8 @@ def _shared_legend(fig, axes, title: str):
     """One legend below the panels, each label once."""
     labels = {}
     for ax in axes:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            labels.setdefault(label, handle)
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(text, handle)
     fig.legend(labels.values(), labels.keys(), loc="outside lower center", ncol=min(len(labels), 4),
                title=title, fontsize="small", title_fontsize="small")
     return fig
@@ -516,10 +505,7 @@ def phase_km(results: Path):
     runs not there yet; censoring marks: runs that ended without it), one
     column per k: the N where MD and OS differ most, and below it the largest N."""
     cells = phase_cells(results, needed=("success_rate",))
-    km = phase_table(results, "km_curves.csv")
-    needed = {"step", "survival", "survival_low", "survival_high", "censored"}
-    if not needed <= set(km.columns):
-        raise MissingData(f"km_curves.csv lacks columns {sorted(needed - set(km.columns))}")
+    km = phase_table(results, "km_curves.csv", ("step", "survival", "survival_low", "survival_high", "censored"))
     km = km.assign(_key=_keys(km))
     cells = cells[np.isclose(cells["weight_decay"], cells["weight_decay"].max())].assign(_key=lambda f: _keys(f))
     sizes = km_cell_sizes(cells)
@@ -563,17 +549,15 @@ def _km_panel(ax, k, size, cells: pd.DataFrame, km: pd.DataFrame, palette: dict)
     ax.set_ylim(-0.03, 1.03)
 
 
-PAPER_MLP_DIR = Path("parity") / "paper_mlp"
+PAPER_MLP_DIR = PARITY / "paper_mlp"
 
 
 def paper_mlp(results: Path):
     """The paper's Fig. 5 setting ((20,6), N = 5000, full batch, reduced MLP):
     one panel per objective / window, train and held-out accuracy vs step,
     median and interquartile band over seeds (curves.csv of the aggregator)."""
-    curves = _read_csv(Path(results) / PAPER_MLP_DIR / "curves.csv",
-                       f"{SUMMARIZE} --root results/parity/paper_mlp")
-    if "median" not in curves.columns:
-        raise MissingData(f"{PAPER_MLP_DIR / 'curves.csv'} has no median column (rerun {SUMMARIZE})")
+    curves = read_csv(Path(results) / PAPER_MLP_DIR / "curves.csv", f"{SUMMARIZE} --root results/{PAPER_MLP_DIR}",
+                      ("median",))
     curves = curves.assign(arm=[o if o != "md" else float(t1) for o, t1 in zip(curves["objective"], curves["t1"])])
     setting = ["n", "k", "train_size", "batch_size", "n_embd", "weight_decay", "lr"]
     if len(curves[setting].drop_duplicates()) > 1:
@@ -587,14 +571,14 @@ def paper_mlp(results: Path):
     last = curves["step"].max()
     for ax, arm in zip(axes.flat, arms):
         part = curves[curves["arm"] == arm]
-        seeds = int(part["n_runs"].max())
-        for (metric, label, ls), colour in zip((("train_acc", "train", "--"), ("val_acc", "held-out", "-")), palette):
+        n_seeds = int(part["n_runs"].max())
+        for (metric, text, ls), colour in zip((("train_acc", "train", "--"), ("val_acc", "held-out", "-")), palette):
             line = part[part["metric"] == metric].sort_values("step")
-            ax.plot(line["step"], line["median"], color=colour, ls=ls, label=label)
-            if seeds > 1:
+            ax.plot(line["step"], line["median"], color=colour, ls=ls, label=text)
+            if n_seeds > 1:
                 ax.fill_between(line["step"], line["q25"], line["q75"], color=colour, alpha=0.2, lw=0)
         title = "output sup." if arm == "os" else f"MD $U[0,{arm:g}]$"
-        _accuracy_axes(ax, f"{title} ({seeds} seed{'s' if seeds > 1 else ''})")
+        _accuracy_axes(ax, f"{title} ({n_seeds} seed{'s' if n_seeds > 1 else ''})")
         ax.axhline(0.9, color="grey", lw=0.5, ls="--")
         ax.set_xlim(0, last)
     for ax in list(axes.flat)[len(arms):]:
