@@ -129,7 +129,8 @@ def main(argv=None) -> int:
         raise UserError(f"--patience must be >= 1, got {args.patience}")
     root = args.root or ROOTS[args.preset]
     study.run_study(study.Study(f"parity {args.preset}", PRESETS[args.preset](),
-                                partial(execute, patience=args.patience), run_status), root, args)
+                                partial(execute, patience=args.patience), run_status,
+                                local_gpus=True), root, args)  # a local GPU trains the presets meant for one
     return 0
 
 
