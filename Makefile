@@ -52,7 +52,7 @@ $(STAMP)/results-index: FORCE
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 # Each study's figures and tables live in its folder (experiments/<study>/figures.py, tables.py).
-STUDY_PLOTS := $(wildcard experiments/*/figures.py experiments/*/tables.py)
+STUDY_PLOTS := $(wildcard experiments/*/figures.py experiments/*/tables.py experiments/*/outputs.py)
 $(STAMP)/figures: $(STAMP)/setup $(SRC) $(STUDY_PLOTS) $(STAMP)/results-index
 	$(PY) -m mdtheory.plots --results results --out figures
 	@touch $@

@@ -33,6 +33,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 
+from experiments.lm.outputs import BY_WINDOW, SUMMARIZE, lm_root, predicted_t_star, window_table
 from experiments.lm.presets import SMOOTH_LAWS
 from mdtheory.errors import UserError
 from mdtheory.plots.io import card_name, csv_devices, device_labels, read_csv, read_predicted_t
@@ -40,19 +41,12 @@ from mdtheory.plots.style import MissingData, figure
 from mdtheory.runfiles import spec_window
 
 ORDER = 20  # after the parity study
-LM = Path("lm")  # the LM results under a results root
 LOSS = "full_range_test_loss"
-SUMMARIZE = "python -m experiments.lm.summarize"
 SWEEP = "python -m experiments.lm.sweep"
-BY_WINDOW = "window_sweep_by_window.csv"
 CURVES = "window_sweep_curves.csv"
 LOSS_BY_T = "window_sweep_loss_by_t.csv"
 NOT_A_CORPUS = {"tiny"}  # the tiny preset's smoke-test sweep (results/lm/tiny)
 LAW_COLOURS = ("C4", "C9", "C6", "C5", "C8")  # laws without a window: apart from U[0,1]'s C3 and the windows' C0/C2
-
-
-def lm_root(results: Path) -> Path:
-    return Path(results) / LM
 
 
 def devices(results: Path) -> list[str]:
@@ -88,27 +82,6 @@ def law_colour(spec: str, others: list[str]) -> str:
 
 
 # --- the window sweep ----------------------------------------------------------
-
-def window_table(results: Path, folder: Path | None = None) -> pd.DataFrame:
-    """The masked-diffusion laws of the sweep in ``folder`` (default
-    results/lm), as summarize wrote them: mean loss over seeds (``loss``),
-    its error bar (``err``: the larger of the standard error across seeds and
-    the mean within-run one), seeds, the mean val loss and whether the window
-    was chosen on val."""
-    path = Path(folder or lm_root(results)) / BY_WINDOW
-    table = read_csv(path, SUMMARIZE, ("objective",))
-    table = table[table["objective"] == "md"]
-    if table.empty:
-        raise MissingData(f"{path} has no masked-diffusion rows")
-    return table.rename(columns={"midpoint": "mid", "loss_mean": "loss", "val_loss_mean": "val_loss"}) \
-        .sort_values(["t0", "t1"]).reset_index(drop=True)
-
-
-def predicted_t_star(results: Path, folder: Path | None = None):
-    """The corpus-predicted t* of the sweep in ``folder`` (default results/lm); None when not derived."""
-    data = read_predicted_t(Path(folder or lm_root(results)) / "predicted_t.json")
-    return None if data is None else data.get("t_star")
-
 
 def corpus_folders(results: Path) -> list[Path]:
     """results/lm (the committed quick sweep) and each corpus swept on its own,

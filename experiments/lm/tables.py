@@ -20,18 +20,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.lm.outputs import BY_WINDOW, LM, SUMMARIZE, predicted_t_star, window_table
 from mdtheory.latex import NOT_RUN, code, empty_table, fmt, fmt_steps, fmt_window, row, span
 from mdtheory.latex import table as latex_table
-from mdtheory.plots.io import csv_devices, device_labels, read_csv, read_json, read_predicted_t
+from mdtheory.plots.io import csv_devices, device_labels, read_csv, read_json
 from mdtheory.plots.paper_tables import tex_text
 from mdtheory.plots.style import MissingData
 from mdtheory.runfiles import spec_window
 
 ORDER = 20  # after the parity study
 TABLES = ("lm_table.tex", "lm_durability_table.tex")
-LM = Path("lm")  # the LM results under a results root
-SUMMARIZE = "python -m experiments.lm.summarize"
-BY_WINDOW = "window_sweep_by_window.csv"
 # The source paper's LM numbers ([fig]: read off the paper's vector figures, about +-0.01).
 PAPER_LM_LOSS_BY_MIDPOINT = {0.05: 4.756, 0.15: 3.984, 0.25: 3.792, 0.35: 3.678, 0.45: 3.615,
                              0.55: 3.617, 0.65: 3.793, 0.75: 4.005, 0.85: 4.065, 0.95: 4.812}  # [fig] Fig. 3
@@ -80,22 +78,6 @@ def devices(root: Path) -> list[str]:
 
 # --- reading -------------------------------------------------------------------
 
-def window_table(results: Path) -> pd.DataFrame:
-    """The masked-diffusion laws of window_sweep_by_window.csv, as summarize
-    wrote them (loss_mean as ``loss``, val_loss_mean as ``val_loss``, midpoint as ``mid``)."""
-    path = Path(results) / LM / BY_WINDOW
-    table = read_csv(path, SUMMARIZE, ("objective",))
-    table = table[table["objective"] == "md"]
-    if table.empty:
-        raise MissingData(f"{path} has no masked-diffusion rows")
-    return table.rename(columns={"midpoint": "mid", "loss_mean": "loss", "val_loss_mean": "val_loss"}) \
-        .sort_values(["t0", "t1"]).reset_index(drop=True)
-
-
-def predicted_t_star(results: Path):
-    """The corpus-predicted t* (predicted_t.json); None when not derived."""
-    data = read_predicted_t(Path(results) / LM / "predicted_t.json")
-    return None if data is None else data.get("t_star")
 
 
 def sweep_summary(results: Path) -> dict:

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.parity.curves import CONDITION
+from experiments.parity.outputs import main_conditions
 from experiments.parity.summarize import BOUND_DELTA
 from mdtheory.errors import UserError
 from mdtheory.latex import fmt_p
@@ -66,15 +67,6 @@ def summary_table(results: Path, name: str = "summary.csv", needed=()) -> pd.Dat
     """A table of results/parity/ written by summarize (summary.csv: one row
     per run; summary_by_condition.csv: one per condition)."""
     return read_csv(Path(results) / PARITY / name, SUMMARIZE, needed)
-
-
-def main_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
-    """The conditions of the setting that summarize marked as the main one, and its (n, k, N)."""
-    cond = summary_table(results, "summary_by_condition.csv")
-    main = cond[cond["main_setting"]] if "main_setting" in cond else cond.iloc[:0]
-    if main.empty:
-        raise MissingData("summary_by_condition.csv marks no main setting (no transformer runs)")
-    return main.reset_index(drop=True), tuple(int(main.iloc[0][key]) for key in ("n", "k", "train_size"))
 
 
 def main_setting(results: Path) -> tuple:

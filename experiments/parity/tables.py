@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.parity.outputs import main_conditions
 from mdtheory.latex import NOT_RUN, empty_table, fmt, fmt_p, fmt_steps, fmt_window, row, span
 from mdtheory.latex import table as latex_table
 from mdtheory.plots.io import csv_devices, read_csv
@@ -79,15 +80,6 @@ def _root_table(results: Path, root: str, name: str) -> pd.DataFrame | None:
         return summary_table(results, name, root)
     except MissingData:
         return None
-
-
-def main_conditions(results: Path) -> tuple[pd.DataFrame, tuple]:
-    """The conditions of the setting that summarize marked as the main one, and its (n, k, N)."""
-    cond = summary_table(results, "summary_by_condition.csv")
-    main = cond[cond["main_setting"]] if "main_setting" in cond else cond.iloc[:0]
-    if main.empty:
-        raise MissingData("summary_by_condition.csv marks no main setting (no transformer runs)")
-    return main.reset_index(drop=True), tuple(int(main.iloc[0][key]) for key in ("n", "k", "train_size"))
 
 
 def phase_cells(results: Path, needed=()) -> pd.DataFrame:
