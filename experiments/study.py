@@ -223,11 +223,26 @@ def _terminate_tree(job) -> None:
     if process is None:
         job.cancel(check=False)
         return
-    for pid in [*_descendants(process.pid), process.pid]:
+    # a signal sent to the whole process group may already have ended the
+    # controller, leaving its children with init as parent: they still name
+    # the job's folder on their command line
+    for pid in {*_descendants(process.pid), process.pid, *_naming(str(job.paths.folder))}:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _naming(text: str) -> list[int]:
+    """Other processes whose command line contains ``text`` (from /proc)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace") and int(cmdline.parent.name) != os.getpid():
+                found.append(int(cmdline.parent.name))
+        except (OSError, ValueError):
+            continue
+    return found
 
 
 def _wait_gone(job, timeout_s: float = 30.0) -> None:

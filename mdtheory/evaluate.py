@@ -102,8 +102,9 @@ class FullRangeResult:
         out = {prefix: self.loss, f"{prefix}_se": self.se,
                "full_range_bits_per_token": self.bits_per_token,
                "full_range_perplexity_bound": self.perplexity_bound}
-        for t, v in zip(self.t, self.bin_loss):
+        for t, v, se in zip(self.t, self.bin_loss, self.bin_se):
             out[f"full_range_bin/{t:.4f}"] = v
+            out[f"full_range_bin_se/{t:.4f}"] = se
         return out
 
 

@@ -53,6 +53,7 @@ AR_METRIC_NAMES = {"full_range_test_loss": "nll_test", "full_range_test_loss_se"
                    "full_range_bits_per_token": "nll_bits_per_token",
                    "full_range_perplexity_bound": "perplexity"}
 LOSS_BY_T_PREFIX = "full_range_bin/"
+LOSS_BY_T_SE_PREFIX = "full_range_bin_se/"  # its standard error over test sequences
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -207,12 +208,14 @@ class RunRecord:
     def final(self) -> dict:
         return self.metrics[-1] if self.metrics else {}
 
-    def loss_by_t(self, record: dict | None = None) -> dict[float, float]:
+    def loss_by_t(self, record: dict | None = None, prefix: str = LOSS_BY_T_PREFIX) -> dict[float, float]:
         """Full-range loss per evaluation t-stratum (centre -> loss) of one
-        record (default: the last)."""
+        record (default: the last); ``prefix=LOSS_BY_T_SE_PREFIX`` gives the
+        per-stratum standard errors (runs scored before they were logged have
+        none)."""
         record = self.final if record is None else record
-        return dict(sorted((float(k[len(LOSS_BY_T_PREFIX):]), float(v)) for k, v in record.items()
-                           if k.startswith(LOSS_BY_T_PREFIX) and v is not None))
+        return dict(sorted((float(k[len(prefix):]), float(v)) for k, v in record.items()
+                           if k.startswith(prefix) and v is not None))
 
 
 def is_run(path: Path) -> bool:

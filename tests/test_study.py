@@ -24,8 +24,8 @@ LONG = RunSpec(objective="os", n=8, k=2, train_size=64, val_size=64, steps=8000,
                eval_every=50, group="test", lr=1e-7, weight_decay=0.0)  # learns nothing: never stops early
 
 
-def parity_study(specs) -> study.Study:
-    return study.Study("test", specs, parity_run.execute, parity_run.run_status)
+def parity_study(specs, local_gpus: bool = False) -> study.Study:
+    return study.Study("test", specs, parity_run.execute, parity_run.run_status, local_gpus=local_gpus)
 
 
 def args(*argv):
@@ -45,14 +45,18 @@ def test_local_executor_trains_in_subprocesses_then_skips(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigkill-group", "sigterm-runner"])
+@pytest.mark.parametrize("how", ["sigkill-group", "sigterm-runner", "sigterm-group"])
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, how):
-    """SIGKILL the runner and its job mid-run, or SIGTERM the runner alone (it
-    must stop its job); the same study again continues the run."""
+    """SIGKILL the runner and its job mid-run, or SIGTERM the runner alone or
+    its whole process group (as ``kill -- -PGID`` does; submitit's controller
+    dies first and leaves its training process orphaned unless the runner
+    finds it): no process may be left behind; the same study again continues
+    the run."""
     script = (f"import sys; sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'tests')!r})\n"
               f"from test_study import LONG, parity_study, args\n"
               f"from experiments import study\n"
-              f"study.run_study(parity_study([LONG]), {str(tmp_path)!r}, args())\n")
+              # the parity presets' setting: a shell between submitit's controller and Python
+              f"study.run_study(parity_study([LONG], {how == 'sigterm-group'}), {str(tmp_path)!r}, args())\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run_dir = tmp_path / "runs" / LONG.name
@@ -62,6 +66,8 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, how):
     assert (run_dir / "ckpt.pt").exists(), "the run never wrote a checkpoint"
     if how == "sigkill-group":
         os.killpg(proc.pid, signal.SIGKILL)  # the runner and submitit's job share its process group
+    elif how == "sigterm-group":
+        os.killpg(proc.pid, signal.SIGTERM)
     else:
         os.kill(proc.pid, signal.SIGTERM)
     proc.wait()

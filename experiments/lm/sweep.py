@@ -34,7 +34,10 @@ shared trainer (``mdtheory.train.train`` on an ``LMTask``), then writes
     RESULTS/window_sweep_loss_by_t.csv  the loss per evaluation t-bin of every
                                       run at its last evaluation: run, kind,
                                       objective, sampler, t0, t1, seed, t
-                                      (the bin's centre), loss (none for AR)
+                                      (the stratum's mean mask rate), loss and
+                                      se (its standard error over test
+                                      sequences; empty for runs scored before
+                                      it was logged); none for AR
     RESULTS/window_sweep.json         preset, predicted window, provenance
     RESULTS/runs/<preset>/<run>/      config.json, metrics.jsonl, ckpt.pt
 
@@ -75,7 +78,7 @@ from mdtheory.cli import (OneLineParser, atomic_write_json, atomic_write_text, c
                           write_provenance_json)
 from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
-from mdtheory.runfiles import hold_root, read_metrics, read_run
+from mdtheory.runfiles import LOSS_BY_T_SE_PREFIX, hold_root, read_metrics, read_run
 
 from .. import study
 from .presets import PRESETS, Preset
@@ -88,7 +91,7 @@ CSV_FIELDS = ("preset", "run", "kind", "objective", "sampler", "t0", "t1", "midp
 # a run less than this far below the unigram entropy has learnt little beyond token frequencies
 PAST_UNIGRAM_MARGIN = 0.05
 CURVE_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "step", *METRICS, "train_loss")
-LOSS_BY_T_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "t", "loss")
+LOSS_BY_T_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "t", "loss", "se")
 
 
 @dataclass
@@ -342,8 +345,10 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
             "eval_kind": final.get("eval_kind"), "run_dir": str(run_dir)})
         curves += [{**described, "step": r["step"], **{key: r.get(key) for key in METRICS},
                     "train_loss": r.get("loss")} for r in run.metrics]
-        bins += [{**described, "t": t, "loss": loss}
-                 for t, loss in run.loss_by_t(last_evaluation(run.metrics)).items()]
+        last = last_evaluation(run.metrics)
+        errors = run.loss_by_t(last, prefix=LOSS_BY_T_SE_PREFIX)
+        bins += [{**described, "t": t, "loss": loss, "se": errors.get(t)}
+                 for t, loss in run.loss_by_t(last).items()]
     return rows, curves, bins
 
 
