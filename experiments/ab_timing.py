@@ -63,47 +63,38 @@ class Variant:
 OBSERVED = {"compile": "compiled", "precision": "autocast", "fused_adamw": "fused", "first_layer": "first_layer"}
 
 
-class ObservedTask:
-    """The task with the variant applied and recorded in ``seen``: was the
-    model the engine trained compiled, was autocast on in the loss (nested in
-    the engine's own, so fp32 turns bf16 off on CUDA and bf16 on on CPU)."""
+def engine_rate(task, variant: Variant, *, batch_size: int, steps: int, device: str, seen: dict) -> float:
+    """Tokens/s of ``steps`` engine steps after as many warm-up steps, the
+    variant applied to ``task`` and what the engine really did recorded in
+    ``seen``: was the model it trained compiled, was autocast on in the loss."""
+    build_model, loss, adamw = task.build_model, task.loss, torch.optim.AdamW
+    device_type = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
 
-    def __init__(self, task, variant: Variant, device_type: str, seen: dict):
-        self._task, self._variant, self._device_type, self._seen = task, variant, device_type, seen
-
-    def __getattr__(self, name):
-        return getattr(self._task, name)
-
-    def build_model(self):
-        model = self._task.build_model()
-        if self._variant.first_layer is not None:
-            model.first_layer = self._variant.first_layer
-        self._seen["first_layer"].add(getattr(model, "first_layer", "none"))
+    def varied_model():
+        model = build_model()
+        if variant.first_layer is not None:
+            model.first_layer = variant.first_layer
+        seen["first_layer"].add(getattr(model, "first_layer", "none"))
         return model
 
-    def loss(self, model, batch):
-        precision = self._variant.precision
-        with (contextlib.nullcontext() if precision == "engine" else
-              torch.autocast(self._device_type, dtype=torch.bfloat16, enabled=precision == "bf16")):
+    def observed_loss(model, batch):
+        # nested in the engine's own autocast: fp32 turns bf16 off on CUDA, bf16 turns it on on CPU
+        with (contextlib.nullcontext() if variant.precision == "engine" else
+              torch.autocast(device_type, dtype=torch.bfloat16, enabled=variant.precision == "bf16")):
             if torch.is_grad_enabled():  # not the engine's step-0 record (no_grad, uncompiled)
-                self._seen["compiled"].add(hasattr(model, "_orig_mod"))
-                self._seen["autocast"].add(torch.is_autocast_enabled(self._device_type))
-            return self._task.loss(model, batch)
-
-
-def engine_rate(task, variant: Variant, *, batch_size: int, steps: int, device: str, seen: dict) -> float:
-    """Tokens/s of ``steps`` engine steps after as many warm-up steps."""
-    adamw, fused = torch.optim.AdamW, variant.fused_adamw
+                seen["compiled"].add(hasattr(model, "_orig_mod"))
+                seen["autocast"].add(torch.is_autocast_enabled(device_type))
+            return loss(model, batch)
 
     def forced_adamw(*args, **kwargs):  # the engine has no switch for it
-        seen["fused"].add(fused)
-        return adamw(*args, **{**kwargs, "fused": fused})
+        seen["fused"].add(variant.fused_adamw)
+        return adamw(*args, **{**kwargs, "fused": variant.fused_adamw})
 
-    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     cfg = TrainConfig(steps=2 * steps, eval_every=steps, ckpt_every=10 ** 9, batch_size=batch_size,
                       device=device, compile=variant.compile, progress=False, lr=1e-4)
-    with mock.patch.object(torch.optim, "AdamW", adamw if fused is None else forced_adamw):
-        rate = train(ObservedTask(task, variant, "cuda" if cuda else "cpu", seen), cfg).final.get("tokens_per_s")
+    with mock.patch.object(task, "build_model", varied_model), mock.patch.object(task, "loss", observed_loss), \
+            mock.patch.object(torch.optim, "AdamW", adamw if variant.fused_adamw is None else forced_adamw):
+        rate = train(task, cfg).final.get("tokens_per_s")
     if not rate:
         raise UserError(f"the engine reported no tokens/s for {getattr(task, 'name', 'task')}")
     return float(rate)
@@ -126,13 +117,13 @@ def compare(task, a: Variant, b: Variant, *, batch_size: int, steps: int, device
         first_line = (str(exc).splitlines() or [""])[0]
         return {"a": a.label, "b": b.label, **out, "error": f"{type(exc).__name__}: {first_line}"}
     out["observed"] = {side: {k: sorted(v) for k, v in s.items()} for side, s in seen.items()}
+    # a field that differs between A and B counts only if each side was seen running one, different, value
     not_applied = [f for f, what in OBSERVED.items() if getattr(a, f) != getattr(b, f)
                    and not (len(seen["a"][what]) == len(seen["b"][what]) == 1 and seen["a"][what] != seen["b"][what])]
     if out["pairs"] and not_applied:
-        out.update(not_applied=not_applied, note=f"the engine ran both sides alike in {', '.join(not_applied)}: "
-                                                 f"no ratio reported")
-        for key in ("median_ratio", "min_ratio", "max_ratio"):
-            out.pop(key, None)
+        out = {k: v for k, v in out.items() if k not in ("median_ratio", "min_ratio", "max_ratio")}
+        out.update(not_applied=not_applied,
+                   note=f"the engine ran both sides alike in {', '.join(not_applied)}: no ratio reported")
     if flops_per_token and "median_rate_a" in out:
         achieved = {side: flops_per_token * out[f"median_rate_{side}"] for side in "ab"}
         out.update(flops_per_token=flops_per_token, **{f"achieved_flops_{k}": v for k, v in achieved.items()},
@@ -150,16 +141,6 @@ COMPARISONS = {
                 Variant(first_layer="onehot")),
 }
 MLP_COMPARISONS = ("mlp_gather", "mlp_bag")
-
-
-def timing_line(r: dict) -> str:
-    """A row of ``compare`` (with its ``config``) in one line."""
-    head = f"{r['config']}: {r['a']} -> {r['b']}"
-    if "median_ratio" not in r:
-        return f"{head}: {r.get('error') or r.get('note') or 'no pair measured'}"
-    mfu = f", MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}" if "mfu_a" in r else ""
-    return (f"{head}: B/A {r['median_ratio']:.3f}x (range {r['min_ratio']:.2f}-{r['max_ratio']:.2f}, "
-            f"{r['pairs']} pairs), tokens/s {r['median_rate_a']:,.0f} -> {r['median_rate_b']:,.0f}{mfu}")
 
 
 def gemm_rate(device: torch.device, size: int, dtype: torch.dtype, repeats: int = 10) -> float:

@@ -111,8 +111,10 @@ def energy_cost_row(pairs: int, steps: int, tiny: bool) -> dict:
             "unit": "seconds per run"}
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'config':<44} {'A -> B':<44} {'B/A median':>10} {'range':>11} {'A rate':>10} {'B rate':>10} pairs"]
+def format_table(rows: list[dict], header: bool = True) -> str:
+    """The rows of ``compare`` (and the energy row) as a table; the GPU check prints its rows one at a time."""
+    head = f"{'config':<44} {'A -> B':<44} {'B/A median':>10} {'range':>11} {'A rate':>10} {'B rate':>10} pairs"
+    lines = [head] if header else []
     for r in rows:
         ratio, spread = (f"{r['median_ratio']:.3f}x", f"{r['min_ratio']:.2f}-{r['max_ratio']:.2f}") \
             if "median_ratio" in r else ("-", "-")
@@ -121,6 +123,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{r['config']:<44} {r['a'] + ' -> ' + r['b']:<44} {ratio:>10} {spread:>11} {rate_a:>10} "
                      f"{rate_b:>10} {r.get('pairs', 0):>5}")
         lines += [f"    {r[k]}" for k in ("error", "note") if r.get(k)]
+        if "mfu_a" in r:  # the GPU check's rows, against its measured GEMM rate
+            lines.append(f"    MFU {r['mfu_a']:.1%} -> {r['mfu_b']:.1%}")
     return "\n".join(lines)
 
 

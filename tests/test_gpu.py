@@ -47,7 +47,7 @@ def test_engine_trains_in_bf16_on_cuda_and_fp32_when_asked():
 
 @pytest.mark.gpu
 def test_gpu_check_info_phase_names_the_card_and_measures_bf16(tmp_path):
-    from experiments.gpu_check.phases import phase_info
+    from experiments.gpu_check.__main__ import phase_info
 
     phase_info({"work": str(tmp_path), "tiny": True})  # a 256^3 GEMM is enough here
     info = json.loads((tmp_path / "phase_info.json").read_text())

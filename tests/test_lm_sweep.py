@@ -22,7 +22,7 @@ def test_presets_match_the_paper_setup():
     assert TEN_WINDOWS[0] == (0.0, 0.1) and TEN_WINDOWS[-1] == (0.9, 1.0) and len(TEN_WINDOWS) == 10
     quick, paper = PRESETS["quick"], PRESETS["paper"]
     assert len(quick.seeds) >= 2 and quick.windows == TEN_WINDOWS and quick.uniform and quick.predicted
-    assert (paper.block_size, paper.batch_size, paper.steps) == (150, 1024, 6000)
+    assert (paper.task.block_size, paper.train.batch_size, paper.train.steps) == (150, 1024, 6000)
 
 
 def test_plan_has_windows_uniform_predicted(tmp_path):
@@ -93,6 +93,9 @@ def check_loss_by_t(out: Path, root: Path) -> None:
         mine = [b for b in bins if b["run"] == run]
         assert last["step"] == 2 and len(expected) == 2  # eval_nt strata
         assert {float(b["t"]): float(b["loss"]) for b in mine} == pytest.approx(expected)
+        errors = {float(k.split("/")[1]): v for k, v in last.items() if k.startswith("full_range_bin_se/")}
+        assert set(errors) == set(expected) and all(se > 0 for se in errors.values())
+        assert {float(b["t"]): float(b["se"]) for b in mine} == pytest.approx(errors)
         assert {(b["kind"], b["objective"], b["seed"]) for b in mine} == \
             {("window" if run.startswith("w") else "uniform", "md", "0")}
     assert {(b["t0"], b["t1"]) for b in bins if b["run"] == "w0.40-0.50_s0"} == {("0.4", "0.5")}
@@ -103,12 +106,17 @@ def check_loss_by_t(out: Path, root: Path) -> None:
 
     (root / "lm").mkdir(parents=True)
     shutil.copy(out / "window_sweep_loss_by_t.csv", root / "lm")
-    lines = {line.get_label(): line for line in figures.loss_by_t(root).axes[0].get_lines()}
+    lines = {c.get_label(): c.lines[0] for c in figures.loss_by_t(root).axes[0].containers}
     assert set(lines) == {"$U[0.4,0.5]$", "$U[0,1]$"}
     drawn = lines["$U[0.4,0.5]$"]
     window = {float(b["t"]): float(b["loss"]) for b in bins if b["run"] == "w0.40-0.50_s0"}
     assert list(drawn.get_xdata()) == pytest.approx(sorted(window))
     assert list(drawn.get_ydata()) == pytest.approx([window[t] for t in sorted(window)])
+    # one seed: the error bar is 1.96 of the run's own standard error per stratum
+    bar = next(c for c in figures.loss_by_t(root).axes[0].containers if c.get_label() == "$U[0.4,0.5]$")
+    half = [(seg[1, 1] - seg[0, 1]) / 2 for seg in bar.lines[2][0].get_segments()]
+    errors = {float(b["t"]): float(b["se"]) for b in bins if b["run"] == "w0.40-0.50_s0"}
+    assert half == pytest.approx([1.96 * errors[t] for t in sorted(errors)])
 
 
 def test_sweep_bad_input(tmp_path, capsys):
@@ -345,7 +353,7 @@ def test_local_executor_trains_runs_in_job_processes_then_skips(micro, tmp_path,
     assert [d.name for d in run_dirs] == ["uniform_s0", "w0.40-0.50_s0"]
     logs = sorted((out / ".submitit").glob("*_log.err"))
     assert len(logs) == 2  # one job process per run, not this one
-    assert all(sweep.is_finished(d, micro.steps) for d in run_dirs)
+    assert all(sweep.is_finished(d, micro.train.steps) for d in run_dirs)
     stamps = {d.name: (d / "metrics.jsonl").read_text() for d in run_dirs}
     table = (out / "window_sweep.csv").read_text()
     assert sweep.main(argv) == 0

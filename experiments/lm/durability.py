@@ -48,7 +48,9 @@ from . import sweep
 from .presets import PRESETS, SMOOTH_LAWS, Preset
 from .summarize import folder_device, folder_n_params
 
-STAGES = {  # name: changes to the quick preset
+# name: changes to the quick preset, settings of its task or training config by name (presets.Preset:
+# each is a dataclasses.replace of that config; eval_every alone moves ckpt_every with it)
+STAGES = {
     "x4": dict(steps=4000, eval_every=500),
     "x16": dict(steps=16000, eval_every=1000, smooth=SMOOTH_LAWS[:2]),
     "wide-x4": dict(steps=4000, eval_every=500, n_embd=128),
@@ -167,7 +169,8 @@ def _main(argv) -> int:
         study.run_study(runner, results, args, hold=False)
         listed = write_csv(results, window, args.seeds)
         total = sum(len(runs) for _, runs, _ in plans)
-        finished = sum(sweep.is_finished(root / s.name, preset.steps) for preset, runs, root in plans for s in runs)
+        finished = sum(sweep.is_finished(root / s.name, preset.train.steps)
+                       for preset, runs, root in plans for s in runs)
     print(f"{finished}/{total} runs finished; {listed} run(s) of all stages -> {results / 'durability.csv'}")
     return 0
 

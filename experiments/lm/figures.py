@@ -218,16 +218,22 @@ def loss_by_t(results: Path):
         raise MissingData(f"{lm_root(results) / LOSS_BY_T} has no masked-diffusion window with losses per t-bin")
     fig, axes = figure("column", aspect=1.0, layout="constrained")
     ax = axes[0, 0]
+    if "se" not in bins:
+        bins = bins.assign(se=np.nan)  # written before per-stratum errors were logged
     for (t0, t1), rows in sorted(bins.groupby(["t0", "t1"])):
-        table = rows.groupby("t")["loss"].mean().sort_index()  # mean over seeds
+        # mean over seeds; its error from each run's standard error over test sequences
+        table = rows.groupby("t").agg(loss=("loss", "mean"), var=("se", lambda se: (se ** 2).sum(min_count=1)),
+                                      n=("loss", "size")).sort_index()
+        half = 1.96 * np.sqrt(table["var"]) / table["n"]
         style = dict(color="C3", ls="--", lw=1.4, zorder=5) if is_full_range(t0, t1) else \
             dict(color=_window_colour((t0 + t1) / 2))
-        ax.plot(table.index, table.values, marker=".", label=f"$U[{t0:.2g},{t1:.2g}]$", **style)
-    ax.set_xlabel("evaluation mask rate $t$ (bin centre)")
+        ax.errorbar(table.index, table["loss"], yerr=None if half.isna().all() else half.fillna(0.0).to_numpy(),
+                    marker=".", capsize=1.5, elinewidth=0.6, label=f"$U[{t0:.2g},{t1:.2g}]$", **style)
+    ax.set_xlabel("evaluation mask rate $t$ (stratum centre)")
     ax.set_ylabel("test loss in bin (final step)")
     ax.set_xlim(0, 1)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=4, fontsize=5.5,
-               title="training window (mean over seeds)")
+               title="training window (mean over seeds, 95% error over test sequences)")
     return fig
 
 
@@ -289,51 +295,62 @@ def _marker(bpe: bool, wide: bool) -> str:
 
 
 def durability(results: Path):
+    """Left: the character-level models over the stages' token counts (mean
+    gap to U[0,1] with its t-interval, and each seed). Right, when there is
+    one: the BPE model on its own axes, since its gaps (in nats per BPE token,
+    over fewer seeds) would squash the character-level scale."""
     table = durability_table(results)
     others = table[table["kind"] != "uniform"]
     if others.empty:
         raise MissingData("durability_summary.csv holds only U[0,1]")
-    fig, axes = figure("column", aspect=0.8, layout="constrained")
-    ax = axes[0, 0]
-    ax.axhline(0.0, color="C3", ls="--", label="$U[0,1]$ (same stage and seed)")
     samplers = list(dict.fromkeys(others["sampler"]))
     laws = [s for s in samplers if spec_window(str(s)) is None]
+    bpe = others[others["bpe"]]
+    if bpe.empty:
+        fig, axes = figure("column", aspect=0.8, layout="constrained")
+    else:
+        fig, axes = figure("full", aspect=0.36, ncols=2, layout="constrained", gridspec_kw={"width_ratios": (2.3, 1)})
+        _bpe_panel(axes[0, 1], bpe, samplers, laws, stage_labels(table))
+    _character_panel(axes[0, 0], table[~table["bpe"]], others[~others["bpe"]], samplers, laws)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for handle, label in zip(*axes[0, -1].get_legend_handles_labels()):
+        if label not in labels:
+            handles.append(handle)
+            labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncol=3 if not bpe.empty else 2, fontsize=5.5,
+               title="mean over seeds, 95% t-interval (character-level models)")
+    return fig
+
+
+def _character_panel(ax, table: pd.DataFrame, others: pd.DataFrame, samplers: list, laws: list[str]) -> None:
+    ax.axhline(0.0, color="C3", ls="--", label="$U[0,1]$ (same stage and seed)")
     for i, sampler in enumerate(samplers):
         rows = others[others["sampler"] == sampler].sort_values("tokens")
+        if rows.empty:  # a law run only on the BPE model: its legend entry comes from that panel
+            continue
         colour, label = _sampler_style(rows.iloc[0], laws)
         shift = 1 + 0.07 * (i - (len(samplers) - 1) / 2)  # side by side on the log axis
-        for (bpe, wide), part in rows.groupby(["bpe", "wide"]):
+        for wide, part in rows.groupby("wide"):
             x = part["tokens"].to_numpy(float) * shift * (WIDE_DODGE if wide else 1.0)
             mean = part["gap_test_mean"].to_numpy(float)
             yerr = np.nan_to_num([mean - part["gap_test_ci_low"], part["gap_test_ci_high"] - mean])
-            base = not (bpe or wide)  # the character-level base model: one line over the stages
-            ax.errorbar(x, mean, yerr=yerr, fmt="o-" if base else _marker(bpe, wide), color=colour, capsize=2,
-                        mfc=colour if base else "white", label=label if base else None, zorder=3)
+            ax.errorbar(x, mean, yerr=yerr, fmt="D" if wide else "o-", color=colour, capsize=2,
+                        mfc="white" if wide else colour, label=None if wide else label, zorder=3)
             seeds = [(xi, gap) for xi, gaps in zip(x, part["seed_gaps"]) for gap in gaps.values()]
             if seeds:
-                ax.plot(*zip(*seeds), _marker(bpe, wide), ms=2.5, color=colour, alpha=0.6, mew=0, zorder=4)
-        if not (~rows["bpe"] & ~rows["wide"]).any():  # a law run only on another model still gets its entry
-            ax.plot([], [], "o", color=colour, label=label)
-    char = others[~others["bpe"]]
-    wide = char[char["wide"]]
+                ax.plot(*zip(*seeds), "D" if wide else "o", ms=2.5, color=colour, alpha=0.6, mew=0, zorder=4)
+    wide = others[others["wide"]]
     if not wide.empty:
         stages = ", ".join(dict.fromkeys(wide["stage"]))
         ax.plot([], [], "D", color="0.3", mfc="white",
                 label=f"larger model: {stages}, {int(wide['n_params'].max()):,} parameters (shifted right)")
-    bpe = others[others["bpe"]]
-    if not bpe.empty:
-        stages = ", ".join(dict.fromkeys(bpe["stage"]))
-        ax.plot([], [], "s", color="0.3", mfc="white",
-                label=f"BPE model ({stages}, {bpe['n_params'].max() / 1e6:.1f}M parameters): BPE tokens, not characters")
     ax.plot([], [], "o", ms=2.5, color="0.3", alpha=0.6, mew=0, label="one seed")
-    stages = table.groupby("stage", sort=False).agg(tokens=("tokens", "max"), wide=("wide", "any"),
-                                                    bpe=("bpe", "any"))
+    stages = table.groupby("stage", sort=False).agg(tokens=("tokens", "max"), wide=("wide", "any"))
     for stage, text in stage_labels(table).items():
         x = stages.loc[stage, "tokens"] * (WIDE_DODGE if stages.loc[stage, "wide"] else 1.0)
         if not np.isfinite(x):
             continue  # a stage whose token count was not recorded has no place on the axis
-        # a row of its own for the larger and the BPE model, whose labels would overlap the base model's
-        rise = 9 if stages.loc[stage, "wide"] or stages.loc[stage, "bpe"] else 2
+        rise = 9 if stages.loc[stage, "wide"] else 2  # the larger model's label would overlap the base model's
         ax.annotate(text, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, rise), textcoords="offset points",
                     ha="center", va="bottom", fontsize=5.5, color="0.35")
     ax.set_xscale("log")
@@ -342,11 +359,43 @@ def durability(results: Path):
     ax.xaxis.set_minor_locator(mpl.ticker.NullLocator())
     if ticks:
         ax.set_xlim(ticks[0] / 1.5, ticks[-1] * WIDE_DODGE * 1.3)
-    ax.set_xlabel("tokens seen per run" + (" (BPE tokens for the BPE model)" if not bpe.empty else ""))
+    ax.set_xlabel("characters seen per run")
     ax.set_ylabel("test loss minus $U[0,1]$ (nats/token)")
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=5.5,
-               title="mean over seeds, 95% t-interval")
-    return fig
+
+
+def _bpe_panel(ax, bpe: pd.DataFrame, samplers: list, laws: list[str], labels: dict[str, str]) -> None:
+    """One column per law: each seed's gap (seeds joined across laws, as they
+    are paired with the same U[0,1] run) and their mean. No interval: over
+    two seeds a t-interval is wider than the data (it is in the table)."""
+    order = [s for s in samplers if (bpe["sampler"] == s).any()]
+    ax.axhline(0.0, color="C3", ls="--")
+    by_seed: dict[int, list] = {}
+    for x, sampler in enumerate(order):
+        row = bpe[bpe["sampler"] == sampler].iloc[0]
+        colour, label = _sampler_style(row, laws)
+        ax.plot([], [], "o-", color=colour, label=label)  # the legend's entry, if the left panel has none
+        ax.plot([x], [row["gap_test_mean"]], "s", ms=6, color=colour, mfc="white", mew=1.2, zorder=3)
+        for seed, gap in row["seed_gaps"].items():
+            by_seed.setdefault(seed, []).append((x, gap))
+            ax.plot([x], [gap], "o", ms=3, color=colour, alpha=0.8, mew=0, zorder=4)
+    for points in by_seed.values():
+        ax.plot(*zip(*points), "-", lw=0.6, color="0.6", zorder=2)
+    ax.plot([], [], "s", color="0.3", mfc="white", label="BPE model: mean over seeds (no interval drawn)")
+    names = ["window at $t^*$" if (bpe.loc[bpe["sampler"] == s, "kind"] == "predicted").any() else _short_law(s)
+             for s in order]
+    ax.set_xticks(range(len(order)), names, rotation=20, ha="right", fontsize=5.5)
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    stage = ", ".join(labels.get(s, s) for s in dict.fromkeys(bpe["stage"]))
+    ax.set_title(f"BPE model ({stage}): {bpe['n_params'].max() / 1e6:.1f}M parameters, "
+                 f"{bpe['tokens'].max() / 1e6:.3g}M BPE tokens", fontsize=6)
+    ax.set_ylabel("minus $U[0,1]$ (nats/BPE token)")
+    ax.text(0.97, 0.9, f"{len(by_seed)} seeds (dots, joined by seed)", transform=ax.transAxes, ha="right",
+            va="top", fontsize=5.5, color="0.35")
+
+
+def _short_law(sampler) -> str:
+    window = spec_window(str(sampler))
+    return f"U[{window[0]:g},{window[1]:g}]" if window else str(sampler).replace("predicted:", "")
 
 
 FIGURES = {

@@ -403,8 +403,8 @@ def stage_tokenizer(stage: str, preset: str | None = None) -> str:
     from .presets import PRESETS
 
     if stage == SWEEP_STAGE:
-        return PRESETS.get(str(preset), PRESETS["quick"]).tokenizer
-    return str(STAGES.get(stage, {}).get("tokenizer", PRESETS["quick"].tokenizer))
+        return PRESETS.get(str(preset), PRESETS["quick"]).task.tokenizer
+    return str(STAGES.get(stage, {}).get("tokenizer", PRESETS["quick"].task.tokenizer))
 
 
 def durability_runs(results: Path, sweep: pd.DataFrame) -> pd.DataFrame | None:

@@ -68,7 +68,7 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -88,6 +88,8 @@ METRICS = ("full_range_val_loss", "full_range_val_loss_se", "full_range_test_los
 UNIGRAM_FIELDS = ("unigram_entropy", "below_unigram", "past_unigram")
 CSV_FIELDS = ("preset", "run", "kind", "objective", "sampler", "t0", "t1", "midpoint", "seed", "steps", "tokens", *METRICS,
               "bits_per_token", "train_loss", *UNIGRAM_FIELDS, "eval_kind", "run_dir")
+# settings of the task (model, block) and training (steps, batch) that the sweep's flags override
+SIZE_FLAGS = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size")
 # a run less than this far below the unigram entropy has learnt little beyond token frequencies
 PAST_UNIGRAM_MARGIN = 0.05
 CURVE_FIELDS = ("run", "kind", "objective", "sampler", "t0", "t1", "seed", "step", *METRICS, "train_loss")
@@ -161,7 +163,8 @@ def plan(preset: Preset, results: Path, pending: dict | None = None) -> tuple[li
     check_seeds(preset.seeds)
     runs, info = [], {}
     if preset.predicted:
-        t_star, p0, p1 = predicted_window(results, preset.corpus, text_file=preset.text_file, pending=pending)
+        t_star, p0, p1 = predicted_window(results, preset.task.corpus, text_file=preset.task.text_file,
+                                          pending=pending)
         info = {"t_star": t_star, "window": [p0, p1]}
     for seed in preset.seeds:
         for t0, t1 in preset.windows:
@@ -205,10 +208,10 @@ def check_runs(preset: Preset, runs: list[RunSpec]) -> None:
         if task.objective == "md":  # t* is the corpus's; any value checks the spec
             parse_sampler(task.sampler, eps=task.eps, weighting=task.loss_weighting, t_star=0.5)
     if runs:
-        if preset.block_size < 2:
-            raise UserError(f"--block-size must be >= 2, got {preset.block_size}")
-        TransformerConfig(vocab_size=2, block_size=preset.block_size, n_layer=preset.n_layer,
-                          n_head=preset.n_head, n_embd=preset.n_embd)
+        if task.block_size < 2:
+            raise UserError(f"--block-size must be >= 2, got {task.block_size}")
+        TransformerConfig(vocab_size=2, block_size=task.block_size, n_layer=task.n_layer,
+                          n_head=task.n_head, n_embd=task.n_embd)
         check_memory(task, vocab_size=2, batch_size=cfg.batch_size)  # a lower estimate: the vocabulary comes later
 
 
@@ -241,7 +244,7 @@ class Job:
 
     @property
     def steps(self) -> int:
-        return self.preset.steps
+        return self.preset.train.steps
 
 
 def make_jobs(preset: Preset, runs: list[RunSpec], folder: str, threads: int, prefix: str = "") -> list[Job]:
@@ -298,9 +301,9 @@ def unigram_entropy(preset: Preset) -> float:
     from mdtheory.data.corpus import load_corpus
     from mdtheory.data.tokenize import build_tokenizer, encode_corpus
 
-    corpus = load_corpus(preset.corpus, text_file=preset.text_file)
-    ids = encode_corpus(build_tokenizer(preset.tokenizer, corpus, preset.vocab_size), corpus,
-                        preset.vocab_size)["test"]
+    task = preset.task
+    corpus = load_corpus(task.corpus, text_file=task.text_file)
+    ids = encode_corpus(build_tokenizer(task.tokenizer, corpus, task.vocab_size), corpus, task.vocab_size)["test"]
     p = np.bincount(ids)
     p = p[p > 0] / len(ids)
     return float(-(p * np.log(p)).sum())
@@ -329,7 +332,7 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
     entropy = None
     for spec in runs:
         run_dir = run_root / spec.name
-        if not is_finished(run_dir, preset.steps):
+        if not is_finished(run_dir, preset.train.steps):
             continue
         run = read_run(run_dir)
         final, mid = run.final, (spec.t0 + spec.t1) / 2
@@ -338,7 +341,7 @@ def collect(preset: Preset, runs: list[RunSpec], run_root: Path) -> tuple[list[d
                      "sampler": spec.sampler, "t0": spec.t0, "t1": spec.t1, "seed": spec.seed}
         rows.append({
             **described, "preset": preset.name, "midpoint": round(mid, 4),
-            "steps": final["step"], "tokens": final["step"] * preset.batch_size * preset.block_size,
+            "steps": final["step"], "tokens": final["step"] * preset.train.batch_size * preset.task.block_size,
             **{key: final.get(key) for key in METRICS},
             "bits_per_token": final.get("full_range_bits_per_token", final.get("nll_bits_per_token")),
             "train_loss": final.get("loss"), **unigram_columns(final, entropy),
@@ -367,7 +370,7 @@ def write_outputs(preset: Preset, runs, run_root: Path, results: Path, info: dic
     for name, text in outputs.items():
         atomic_write_text(results / name, text)
     write_provenance_json(results / "window_sweep.json", {
-        "preset": asdict(preset), "predicted": info, "runs_planned": len(runs),
+        "preset": preset.record(), "predicted": info, "runs_planned": len(runs),
         "runs_finished": len(rows), "provenance": provenance()},
         describes=[results / name for name in outputs])
     return rows
@@ -383,7 +386,7 @@ def build_parser() -> OneLineParser:
     p.add_argument("--corpus", default=None, metavar="NAME",
                    help="a built-in corpus to sweep, or the name of --text-file's corpus (default: its stem)")
     sizes = p.add_argument_group("overrides of the preset's budget and model")
-    for flag in ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size"):
+    for flag in SIZE_FLAGS:
         sizes.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None)
     p.add_argument("--smooth", nargs="*", default=None, metavar="SPEC",
                    help="further laws to train, as --sampler specs (default: the preset's "
@@ -411,9 +414,6 @@ def usable_folder(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise UserError(f"--results {path} exists and is not a folder")
     return path
-
-
-SIZE_FLAGS = ("steps", "n_layer", "n_head", "n_embd", "block_size", "batch_size")
 
 
 def corpus_name(text_file: str | None, corpus: str | None) -> str | None:
@@ -449,7 +449,7 @@ def configure(args) -> tuple[Preset, Path, bool]:
     if sizes and name is None and args.results is None:
         # a preset's runs are never mixed with runs of other settings in its folder
         raise UserError(f"changing the {preset.name} preset's {', '.join(sorted(sizes))} needs --results DIR")
-    preset = replace(preset, **sizes)
+    preset = replace(preset, **sizes)  # each into the task's or the training settings (presets.Preset)
     if args.seeds:
         check_seeds(args.seeds)
         preset = replace(preset, seeds=tuple(args.seeds))

@@ -1,8 +1,9 @@
 """Run lists of the parity study, one function per preset.
 
-A run is a ``RunSpec``: the settings of one parity run (``RunSpec.configs``
-gives the task and engine configs), the study group it belongs to and the
-step budget. Its directory name is derived from the spec, so re-running a
+A run is a ``RunSpec``: the task and engine configs of one parity run
+(``ParityTaskConfig`` and its ``train_config``, the task's defaults with the
+settings the preset names replaced) and the study group it belongs to. Its
+directory name says how it differs from the defaults, so re-running a
 preset finds its own runs again (finished ones are skipped, unfinished ones
 resumed).
 
@@ -47,9 +48,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 
+from mdtheory.runfiles import spec_window
 from mdtheory.theory.numeric import best_t1_given_t0_zero, sample_complexity_optimal_t1
+from mdtheory.train.config import TrainConfig
+from mdtheory.train.parity_task import ParityTaskConfig
 
 ROOTS = {
     "tiny": "results/parity/tiny",
@@ -73,73 +77,124 @@ ROOTS = {
 MAIN_T1 = (0.1, 0.2, 0.3, 0.4, 1.0)
 
 
-@dataclass(frozen=True)
+# the settings a spec shows flat (spec.n, spec.t1, ...) and its run.json
+# "spec" record lists, in that order; each lives in the task or engine config
+# (t0 and t1: the task's window sampler)
+FLAT_SETTINGS = ("objective", "n", "k", "train_size", "steps", "seed", "t0", "t1", "weight_decay", "lr",
+                 "batch_size", "model", "n_layer", "n_head", "n_embd", "val_size", "loss_weighting",
+                 "normalization", "eval_every")
+TASK_DEFAULTS = ParityTaskConfig()
+TRAIN_DEFAULTS = TASK_DEFAULTS.train_config()
+# settings of the md loss only: an os or ar run keeps the task's defaults
+MD_ONLY = ("sampler", "loss_weighting", "normalization")
+# Run names leave out the shape 2 layers, 4 heads, width 64 and the batch
+# size 64: the study's defaults when the committed folders were named. The
+# parity task's defaults are width 128 (MLP 2560) and batch 128, so these two
+# stay fixed here to keep every folder name (layers, heads, lr, model, loss
+# weighting and normalization are compared with the task's own defaults).
+NAME_WIDTH, NAME_BATCH = 64, 64
+
+
+_TASK_FIELDS = {f.name for f in fields(ParityTaskConfig)}
+_TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"seed"}  # the engine's seed is the task's
+
+
+def _window(task: ParityTaskConfig) -> tuple[float | None, float | None]:
+    return spec_window(task.sampler) or (None, None)
+
+
+def _window_sampler(t0, t1) -> str:
+    """The sampler of the md window U[t0, t1]; t0 = t1 = None: the task's default."""
+    if t0 is None and t1 is None:
+        return TASK_DEFAULTS.sampler
+    return f"window:{float(t0)!r},{float(t1)!r}"
+
+
+def _g(x) -> str:
+    return f"{float(x):g}"
+
+
+@dataclass(frozen=True, init=False)
 class RunSpec:
-    objective: str                      # md, os or ar
-    n: int
-    k: int
-    train_size: int
-    steps: int                          # budget (a run may stop earlier, see run.py)
-    seed: int = 0
-    t0: float | None = None             # md window U[t0, t1]
-    t1: float | None = None
-    weight_decay: float = 0.1
-    lr: float = 1e-3
-    batch_size: int = 64
-    model: str = "transformer"
-    n_layer: int = 2
-    n_head: int = 4
-    n_embd: int = 64
-    val_size: int = 1000
-    loss_weighting: str = "inverse_t"
-    normalization: str = "tokens"
-    eval_every: int = 100
+    """One parity run: its task and engine settings (the real configs) and
+    the study's bookkeeping (group, tag, early stop).
+
+    ``RunSpec(n=12, k=3, t0=0.0, t1=0.3, steps=4000, ...)`` starts from the
+    parity task's defaults (``ParityTaskConfig()`` and its ``train_config()``)
+    and replaces each named setting in the config that has it (the seed in
+    both; t0 and t1 make the window sampler; an os or ar run keeps the task's
+    md-loss defaults). So ``dataclasses.replace(spec, t1=0.2, seed=1)``
+    changes settings by name too, and ``spec.n``, ``spec.t1``, ... read them.
+    The folder name says how the run differs from the defaults (``name``)."""
+    task: ParityTaskConfig
+    train: TrainConfig
     group: str = "main"                 # main, ksweep, models, calibration, ablation, ...
     tag: str = ""                       # distinguishes otherwise equal runs (e.g. "long")
     early_stop: bool = True             # stop at 0.99 (run.py); not in the name: the records agree up to the stop
 
+    def __init__(self, task: ParityTaskConfig | None = None, train: TrainConfig | None = None,
+                 group: str = "main", tag: str = "", early_stop: bool = True, **settings):
+        task = TASK_DEFAULTS if task is None else task
+        train = task.train_config() if train is None else train
+        unknown = set(settings) - _TASK_FIELDS - _TRAIN_FIELDS - {"t0", "t1"}
+        if unknown:
+            raise TypeError(f"RunSpec got unknown settings {sorted(unknown)}")
+        task = replace(task, **{k: v for k, v in settings.items() if k in _TASK_FIELDS})
+        if "t0" in settings or "t1" in settings:
+            task = replace(task, sampler=_window_sampler(settings.get("t0", _window(task)[0]),
+                                                         settings.get("t1", _window(task)[1])))
+        if task.objective != "md":
+            task = replace(task, **{k: getattr(TASK_DEFAULTS, k) for k in MD_ONLY})
+        train = replace(train, **{k: v for k, v in settings.items() if k in _TRAIN_FIELDS}, seed=task.seed)
+        for name, value in (("task", task), ("train", train), ("group", group), ("tag", tag),
+                            ("early_stop", early_stop)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def t0(self) -> float | None:
+        """Lower end of the md window U[t0, t1]; None for os and ar."""
+        return _window(self.task)[0] if self.objective == "md" else None
+
+    @property
+    def t1(self) -> float | None:
+        return _window(self.task)[1] if self.objective == "md" else None
+
     @property
     def name(self) -> str:
-        """Directory name: every field that distinguishes runs, readable."""
+        """Directory name: every setting that distinguishes runs, readable."""
         what = self.objective if self.objective != "md" else f"md{_g(self.t0)}-{_g(self.t1)}"
         parts = [what, f"n{self.n}k{self.k}", f"N{self.train_size}", f"wd{_g(self.weight_decay)}"]
-        if self.model != "transformer":  # folders keep the short name the model had when they were made
+        if self.model != TASK_DEFAULTS.model:  # folders keep the short name the model had when they were made
             parts.append({"uniform-attention-transformer": "uniform-attention"}.get(self.model, self.model))
-        if (self.n_layer, self.n_head, self.n_embd) != (2, 4, 64):
+        if (self.n_layer, self.n_head, self.n_embd) != (TASK_DEFAULTS.n_layer, TASK_DEFAULTS.n_head, NAME_WIDTH):
             parts.append(f"L{self.n_layer}H{self.n_head}D{self.n_embd}")
-        if self.lr != 1e-3:
+        if self.lr != TRAIN_DEFAULTS.lr:
             parts.append(f"lr{_g(self.lr)}")
-        if self.batch_size != 64:
+        if self.batch_size != NAME_BATCH:
             parts.append(f"bs{self.batch_size}")
-        if self.objective == "md" and self.loss_weighting != "inverse_t":
-            parts.append(f"w-{self.loss_weighting}")
-        if self.objective == "md" and self.normalization != "tokens":
-            parts.append(f"norm-{self.normalization}")
+        for setting, label in (("loss_weighting", "w"), ("normalization", "norm")):
+            if getattr(self.task, setting) != getattr(TASK_DEFAULTS, setting):  # md only (os, ar: defaults)
+                parts.append(f"{label}-{getattr(self.task, setting)}")
         if self.tag:
             parts.append(self.tag)
         parts.append(f"s{self.seed}")
         return "_".join(parts)
 
-    def configs(self):
-        """(task, engine) settings of this run; the parity task's engine
-        defaults fill the rest."""
-        from mdtheory.train.parity_task import ParityTaskConfig
-
-        md = {} if self.objective != "md" else dict(
-            sampler=f"window:{float(self.t0)!r},{float(self.t1)!r}",
-            loss_weighting=self.loss_weighting, normalization=self.normalization)
-        task = ParityTaskConfig(n=self.n, k=self.k, train_size=self.train_size, val_size=self.val_size,
-                                seed=self.seed, objective=self.objective, model=self.model,
-                                n_layer=self.n_layer, n_head=self.n_head, n_embd=self.n_embd, **md)
-        return task, task.train_config(steps=self.steps, lr=self.lr, weight_decay=self.weight_decay,
-                                       batch_size=self.batch_size, eval_every=self.eval_every)
+    def configs(self) -> tuple[ParityTaskConfig, TrainConfig]:
+        """(task, engine) settings of this run, copies of the spec's."""
+        return replace(self.task), replace(self.train)
 
     def describe(self) -> dict:
-        return {"name": self.name, **asdict(self)}
+        """The spec as run.json records it: name, the flat settings, bookkeeping."""
+        return {"name": self.name, **{k: getattr(self, k) for k in FLAT_SETTINGS},
+                "group": self.group, "tag": self.tag, "early_stop": self.early_stop}
 
 
-def _g(x) -> str:
-    return f"{float(x):g}"
+# spec.objective, spec.n, ...: read-only views of the configs
+for _name in FLAT_SETTINGS:
+    if _name not in ("t0", "t1"):
+        setattr(RunSpec, _name, property(lambda spec, name=_name: getattr(
+            spec.task if name in _TASK_FIELDS else spec.train, name)))
 
 
 def md_windows(k: int) -> list[tuple[float, float]]:
@@ -167,14 +222,14 @@ def comparison(base: RunSpec, seeds, windows=None, objectives=("os", "ar", "md")
 # supervision shows no memorisation plateau here (see the README): (12,4) and
 # (12,5) make OS memorise slowly without generalising, but MD was not
 # CPU-feasible there.
-MAIN = RunSpec(objective="md", n=12, k=3, train_size=64, steps=4000)
+MAIN = RunSpec(objective="md", n=12, k=3, train_size=64, steps=4000, n_embd=64, batch_size=64)
 SIDE_STEPS = 2000     # budget of the k-sweep and model runs
 OS_LONG_STEPS = 10_000
 KSWEEP_K = (2, 3, 4)
 
 
 def preset_tiny() -> list[RunSpec]:
-    base = RunSpec(objective="md", n=8, k=2, train_size=64, val_size=64, steps=40, eval_every=10, group="tiny")
+    base = replace(MAIN, n=8, k=2, val_size=64, steps=40, eval_every=10, group="tiny")
     return comparison(base, seeds=[0], windows=[(0.0, 0.3)])
 
 
@@ -234,17 +289,17 @@ def preset_calibration() -> list[RunSpec]:
     """The search for a CPU-feasible setting; every row is reported in the README."""
     c = dict(group="calibration")
     os_, md = dict(objective="os", **c), dict(objective="md", t0=0.0, t1=0.3, **c)
-    return [
+    return [  # on MAIN's backbone and optimiser, n = 12
         # 1) which (n, k, N) makes output supervision memorise before it generalises?
-        RunSpec(n=12, k=3, train_size=150, steps=1500, **os_),
-        RunSpec(n=12, k=3, train_size=64, steps=1000, **os_),
-        RunSpec(n=12, k=4, train_size=300, steps=2000, **os_),
-        RunSpec(n=12, k=5, train_size=500, steps=2000, **os_),
-        RunSpec(n=12, k=3, train_size=150, steps=600, lr=3e-3, **os_),
+        replace(MAIN, k=3, train_size=150, steps=1500, **os_),
+        replace(MAIN, k=3, train_size=64, steps=1000, **os_),
+        replace(MAIN, k=4, train_size=300, steps=2000, **os_),
+        replace(MAIN, k=5, train_size=500, steps=2000, **os_),
+        replace(MAIN, k=3, train_size=150, steps=600, lr=3e-3, **os_),
         # 2) can MD learn there at all, and does a larger lr help?
-        RunSpec(n=12, k=3, train_size=150, steps=2000, **md),
-        RunSpec(n=12, k=3, train_size=150, steps=1000, lr=3e-3, **md),
-        RunSpec(n=12, k=3, train_size=64, steps=2000, **md),
+        replace(MAIN, k=3, train_size=150, steps=2000, **md),
+        replace(MAIN, k=3, train_size=150, steps=1000, lr=3e-3, **md),
+        replace(MAIN, k=3, train_size=64, steps=2000, **md),
         # 3) clearly-labelled ablation of the MD loss variants on the main setting
         replace(MAIN, steps=2000, t0=0.0, t1=0.3, loss_weighting="none", group="ablation"),
         replace(MAIN, steps=2000, t0=0.0, t1=0.3, normalization="masked", group="ablation"),
