@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pandas as pd
 
 from experiments import study
 from experiments.lm import summarize as S
 from experiments.lm import sweep
 from experiments.lm.presets import PRESETS, TEN_WINDOWS
+from mdtheory.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -430,3 +432,29 @@ def test_local_jobs_see_the_gpus_this_process_sees(tmp_path, monkeypatch, visibl
     executor = study.make_executor(parser.parse_args([]), tmp_path, local_gpus=True)
     seen = executor.submit(os.getenv, "CUDA_VISIBLE_DEVICES", "unset").result()
     assert seen == ("unset" if visible is None else visible)
+
+
+def test_eval_noise_rescores_a_finished_run_with_other_mask_seeds(micro, tmp_path, capsys):
+    """experiments.lm.eval_noise: scheme x mask seed rows from a run's final
+    checkpoint; at the run's own scheme and seed it reproduces the logged loss."""
+    from experiments.lm import eval_noise
+
+    out = tmp_path / "res"
+    assert sweep.main(["--preset", "micro", "--results", str(out), "--no-progress"]) == 0
+    run_dir = out / "runs" / "micro" / "w0.40-0.50_s0"
+    table = tmp_path / "noise.csv"
+    assert eval_noise.main(["--runs", str(run_dir), "--seeds", "2", "--out", str(table)]) == 0
+    rows = pd.read_csv(table)
+    assert sorted(zip(rows["scheme"], rows["seed"])) == [("exact-count", 0), ("exact-count", 1),
+                                                          ("midpoint", 0), ("midpoint", 1)]
+    logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()][-1]
+    own = rows[(rows["scheme"] == "exact-count") & (rows["seed"] == 0)].iloc[0]
+    assert own["loss"] == pytest.approx(logged["full_range_test_loss"], rel=1e-9)
+    assert own["bin0_se"] == pytest.approx(logged[f"full_range_bin_se/{own['t0_centre']:.4f}"], rel=1e-9)
+    (run_dir / "ckpt.pt").unlink()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        run_cli(eval_noise.main, ["--runs", str(run_dir), "--out", str(tmp_path / "other.csv")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ckpt.pt" in err[0] and not (tmp_path / "other.csv").exists()
