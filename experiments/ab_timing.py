@@ -24,8 +24,6 @@ def interleaved_ab(measure_a, measure_b, *, pairs: int = 5, label_a: str = "A", 
     """Up to ``pairs`` ABBA pairs of two rate measures (higher is faster)
     until ``deadline`` (a ``clock()`` value), after one untimed call of each
     (compilation, allocator warm-up) whose wall time is kept as its cold cost."""
-    if pairs < 1:
-        raise UserError(f"pairs must be >= 1, got {pairs}")
     stop, first, rates = float("inf") if deadline is None else deadline, {}, []
     for label, measure in ((label_a, measure_a), (label_b, measure_b)):
         if clock() < stop:
@@ -142,13 +140,3 @@ COMPARISONS = {
 }
 MLP_COMPARISONS = ("mlp_gather", "mlp_bag")
 
-
-def gemm_rate(device: torch.device, size: int, dtype: torch.dtype, repeats: int = 10) -> float:
-    """Median FLOP/s of a size^3 matmul on random data after two warm-ups."""
-    a, b = (torch.randn(size, size, generator=torch.Generator().manual_seed(i)).to(device, dtype) for i in (0, 1))
-    times = []
-    for _ in range(repeats + 2):
-        t0 = time.perf_counter()
-        (a @ b)[0, 0].item()  # waits for the product (and the previous one was waited for)
-        times.append(time.perf_counter() - t0)
-    return 2 * size ** 3 / statistics.median(times[2:])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,11 +58,9 @@ def test_separate_calls_keep_each_others_rows_and_name_the_device(durability, ca
     assert devices["uniform_s1"] == "NVIDIA H100 80GB HBM3" and devices["uniform_s0"] == "cpu"
 
 
-def test_list_only_and_slurm_go_through_the_study_runner(durability, monkeypatch, capsys):
+def test_list_only_and_slurm_go_through_the_study_runner(durability, sbatch_scripts, capsys):
     """--list names the run folders and writes nothing; --executor slurm submits
     the runs --only picks as one job array and returns with the CSV of what finished."""
-    from submitit.slurm.slurm import SlurmExecutor
-
     D, results = durability
     before = sorted(p.name for p in results.iterdir())
     assert D.main(["--results", str(results), "--seeds", "0", "--list", "--only", "uniform"]) == 0
@@ -75,16 +72,12 @@ def test_list_only_and_slurm_go_through_the_study_runner(durability, monkeypatch
     assert info.value.code == 2 and "matches" in capsys.readouterr().err
     assert not (results / "durability").exists()
 
-    scripts = []
-    monkeypatch.setattr(SlurmExecutor, "_make_submission_command",
-                        lambda self, path: scripts.append(Path(path).read_text()) or
-                        ["echo", "Submitted batch job 77"])
-    monkeypatch.setattr(SlurmExecutor, "affinity", staticmethod(lambda: 1))  # as if srun were here
+    scripts = sbatch_scripts
     assert D.main(["--results", str(results), "--only", "x4/*", "--executor", "slurm", "--time", "90",
                    "--array-parallelism", "3"]) == 0
     assert len(scripts) == 1 and "#SBATCH --array=0-5%3" in scripts[0] and "#SBATCH --time=90" in scripts[0]
     printed = capsys.readouterr().out
-    assert "6 submitted" in printed and "job array 77" in printed and "0/12 runs finished" in printed
+    assert "6 submitted" in printed and "job array 4242" in printed and "0/12 runs finished" in printed
     assert _rows(results) == [] and not any((results / "durability" / "runs" / "x4").iterdir())
 
 

@@ -379,17 +379,8 @@ def test_a_run_that_fails_in_its_job_is_one_line_and_the_others_are_listed(micro
     assert [r["run"] for r in csv.DictReader((out / "window_sweep.csv").open())] == ["w0.40-0.50_s0"]
 
 
-def test_slurm_executor_submits_one_job_array_and_returns(micro, tmp_path, monkeypatch, capsys):
-    from submitit.slurm.slurm import SlurmExecutor
-
-    scripts = []
-
-    def fake_sbatch(self, path):
-        scripts.append(Path(path).read_text())
-        return ["echo", "Submitted batch job 4242"]
-
-    monkeypatch.setattr(SlurmExecutor, "_make_submission_command", fake_sbatch)
-    monkeypatch.setattr(SlurmExecutor, "affinity", staticmethod(lambda: 1))  # as if srun were here
+def test_slurm_executor_submits_one_job_array_and_returns(micro, tmp_path, sbatch_scripts, capsys):
+    scripts = sbatch_scripts
     out = tmp_path / "res"
     assert sweep.main(["--preset", "micro", "--results", str(out), "--executor", "slurm", "--partition", "gpu",
                        "--time", "30", "--gpus-per-run", "1", "--cpus-per-run", "4",

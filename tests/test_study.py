@@ -93,17 +93,8 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, how):
     assert steps == sorted(set(steps))  # one record per evaluation, no step twice
 
 
-def test_slurm_submits_one_job_array_with_the_resources(tmp_path, monkeypatch, capsys):
-    from submitit.slurm.slurm import SlurmExecutor
-
-    scripts = []
-
-    def fake_sbatch(self, path):
-        scripts.append(Path(path).read_text())
-        return ["echo", "Submitted batch job 4242"]
-
-    monkeypatch.setattr(SlurmExecutor, "_make_submission_command", fake_sbatch)
-    monkeypatch.setattr(SlurmExecutor, "affinity", staticmethod(lambda: 1))  # as if srun were here
+def test_slurm_submits_one_job_array_with_the_resources(tmp_path, sbatch_scripts, capsys):
+    scripts = sbatch_scripts
     specs = [RunSpec(objective="os", n=8, k=2, train_size=64, steps=10, seed=s) for s in range(3)]
     statuses = study.run_study(parity_study(specs), tmp_path,
                                args("--executor", "slurm", "--partition", "gpu", "--time", "30",

@@ -34,22 +34,22 @@ from mdtheory.errors import UserError
 from mdtheory.runfiles import read_metrics, read_runs
 
 from .. import study
-from ..ab_timing import COMPARISONS, compare, gemm_rate
+from ..ab_timing import COMPARISONS, compare
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("gpu_check.log", "gpu_check_summary.json", "gpu_check_runs.tar.gz")
 PHASE_ENDS = {"info": 0.05, "tests": 0.20, "timing": 0.37, "grids": 1.0}  # fractions of the budget
-RESERVE_S = {"gpu": (15.0, 10.0), "tiny": (3.0, 3.0)}  # seconds kept for the tarball, and for aggregation
 GRACE_S = 15.0  # past its deadline a phase may still be writing what it measured
 CARRY = REPO / ".cache" / "gpu_check_carry"  # made by --prepare-carry; on the phases' path when present
 # the check on a GPU (False) and its --tiny rehearsal on the CPU (True); the timing's models are bench_trainer's
+# (tar_s, aggregate_s: seconds kept at the end for the tarball, and for the grids' aggregators)
 SIZES = {
-    False: dict(gemm=8192, timing_steps=10, compile=True, probe_steps=40,
+    False: dict(gemm=8192, timing_steps=10, compile=True, probe_steps=40, tar_s=15.0, aggregate_s=10.0,
                 parity={}, seeds=(0, 1, 2), parity_steps=(200, 20_000),  # the parity paper preset as it is
                 # nanoGPT's shakespeare model on BPE-4096 Shakespeare
                 lm=dict(tokenizer="bpe", vocab_size=4096, block_size=128, n_layer=6, n_head=6, n_embd=384,
                         batch_size=64, eval_blocks=256, eval_nt=16, lr=1e-3), lm_steps=(100, 6000)),
-    True: dict(gemm=256, timing_steps=2, compile=False, probe_steps=4,
+    True: dict(gemm=256, timing_steps=2, compile=False, probe_steps=4, tar_s=3.0, aggregate_s=3.0,
                parity=dict(n=8, k=2, train_size=64, val_size=64, n_layer=1, n_head=2, n_embd=16, batch_size=16),
                seeds=(0,), parity_steps=(4, 8),
                lm=dict(tokenizer="bpe", vocab_size=300, block_size=16, n_layer=1, n_head=2, n_embd=16,
@@ -93,21 +93,19 @@ def check(args, budget: float, out: Path, work: Path) -> int:
     """The phases one after another, then the summary and the tarball, whatever the phases did."""
     from mdtheory.provenance import provenance
 
-    start, mode = time.time(), "tiny" if args.tiny else "gpu"
+    start, mode, s = time.time(), "tiny" if args.tiny else "gpu", SIZES[args.tiny]
     log_file = open(out / OUTPUTS[0], "w", encoding="utf-8")  # written as it comes: a killed check leaves it
 
     def log(line: str) -> None:
         for stream in (sys.stdout, log_file):
-            stream.write(line if line.endswith("\n") else line + "\n")
-            stream.flush()
+            print(line.rstrip("\n"), file=stream, flush=True)
 
-    deadlines = {name: start + end * budget - (RESERVE_S[mode][0] if name == "grids" else 0)
+    deadlines = {name: start + end * budget - (s["tar_s"] if name == "grids" else 0)
                  for name, end in PHASE_ENDS.items()}
     text_file, carry = args.text_file and str(Path(args.text_file).resolve()), CARRY if CARRY.is_dir() else None
     atomic_write_json(work / "state.json", {
         "work": str(work), "tiny": args.tiny, "deadlines": deadlines, "text_file": text_file,
-        "workers": args.workers or (2 if args.tiny else max(1, min(16, (os.cpu_count() or 2) - 2))),
-        "aggregate_s": RESERVE_S[mode][1]})
+        "workers": args.workers or (2 if args.tiny else max(1, min(16, (os.cpu_count() or 2) - 2)))})
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": "1"} if args.tiny else {}),
            "MDTHEORY_CACHE_DIR": os.environ.get("MDTHEORY_CACHE_DIR") or str(work / "cache"),
            "PYTHONPATH": os.pathsep.join(filter(None, [carry and str(carry), str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -146,9 +144,14 @@ def check(args, budget: float, out: Path, work: Path) -> int:
                "how_to_read": "python -m experiments.gpu_check.ingest --from DIR (this folder), then make all",
                "provenance": provenance(device=versions.get("device"))}
     pack_runs(work, out / OUTPUTS[2])
-    summary["check"]["elapsed_s"] = round(time.time() - start, 1)
+    elapsed = summary["check"]["elapsed_s"] = round(time.time() - start, 1)
     atomic_write_json(out / OUTPUTS[1], summary)
-    log(format_summary(summary))
+    # the end of the log (the phases printed their measurements above it)
+    log(f"\n== gpu_check ({mode}) on {summary['device']}: {elapsed:.0f} s of {budget:g} s; phases "
+        + ", ".join(f"{n} {p['status']} ({p['seconds']:.0f} s)" for n, p in phases.items()))
+    for title, grid in (("parity grid", summary["parity_grid"]), ("LM sweep", summary["lm_sweep"])):
+        log(f"{title}: {grid.get('runs_finished', 0)}/{grid['runs_planned']} runs finished at {grid['steps']} steps"
+            if "steps" in grid else f"{title}: not trained {grid.get('reason', '')}")
     log_file.close()
     return 0 if all(p["status"] == "ok" for p in phases.values()) else 1
 
@@ -182,29 +185,21 @@ def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | No
 def pack_runs(work: Path, dest: Path) -> None:
     """results/{parity,lm} without checkpoints or hidden files (locks, job
     files) and the phase records, as one tarball renamed into place once whole."""
+    def keep(member: tarfile.TarInfo):
+        name = Path(member.name).name
+        return None if name.startswith(".") or name.endswith(".pt") else member  # None: leave it (and below) out
+
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         with tarfile.open(tmp, "w:gz") as tar:
-            for path in sorted((work / "results").rglob("*")):
-                rel = path.relative_to(work / "results")
-                if path.is_file() and path.suffix != ".pt" and not any(p.startswith(".") for p in rel.parts):
-                    tar.add(path, arcname=str(rel))
+            for kind in ("parity", "lm"):
+                if (work / "results" / kind).is_dir():
+                    tar.add(work / "results" / kind, arcname=kind, filter=keep)
             for path in sorted(work.glob("phase_*.json")):
                 tar.add(path, arcname=f"phases/{path.name}")
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def format_summary(s: dict) -> str:
-    """The end of the log (the phases printed their measurements above it)."""
-    lines = ["", f"== gpu_check ({s['check']['mode']}) on {s['device']}: "
-                 f"{s['check']['elapsed_s']:.0f} s of {s['check']['budget_s']:g} s",
-             "phases: " + ", ".join(f"{n} {p['status']} ({p['seconds']:.0f} s)" for n, p in s["phases"].items())]
-    for title, grid in (("parity grid", s["parity_grid"]), ("LM sweep", s["lm_sweep"])):
-        lines.append(f"{title}: {grid.get('runs_finished', 0)}/{grid['runs_planned']} runs finished at "
-                     f"{grid['steps']} steps" if "steps" in grid else f"{title}: not trained {grid.get('reason', '')}")
-    return "\n".join(lines)
 
 
 def prepare_carry(dest: Path) -> int:
@@ -247,6 +242,8 @@ def write_phase(state: dict, name: str, payload: dict) -> None:
 
 def phase_info(state: dict) -> None:
     """Device, versions and measured GEMM rates (the MFU reference)."""
+    from torch.utils.benchmark import Timer
+
     cuda = torch.cuda.is_available()
     info = {"python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda,
             "cpu_count": os.cpu_count(), "platform": platform.platform(),
@@ -257,15 +254,17 @@ def phase_info(state: dict) -> None:
                     multiprocessors=props.multi_processor_count, memory_gib=round(props.total_memory / 2 ** 30, 1))
         torch.backends.cuda.matmul.allow_tf32 = True  # as the engine sets it
     write_phase(state, "info", {"info": info})  # a phase cut in the GEMM still names the device
-    size, device = SIZES[state["tiny"]]["gemm"], torch.device("cuda" if cuda else "cpu")
-    dtypes = {"bf16": torch.bfloat16, "tf32": torch.float32} if cuda else {"fp32": torch.float32}
-    gemm = {name: gemm_rate(device, size, dtype) for name, dtype in dtypes.items()}
+    size, gemm = SIZES[state["tiny"]]["gemm"], {}
+    for name, dtype in ({"bf16": torch.bfloat16, "tf32": torch.float32} if cuda else {"fp32": torch.float32}).items():
+        a, b = (torch.randn(size, size, device="cuda" if cuda else "cpu", dtype=dtype) for _ in range(2))
+        timer = Timer("a @ b", globals={"a": a, "b": b}, num_threads=torch.get_num_threads())
+        gemm[name] = 2 * size ** 3 / timer.blocked_autorange().median
     reference = next(iter(gemm))
     print(f"device: {info['device']}; torch {info['torch']} (CUDA {info['cuda_runtime']}); "
           + ", ".join(f"{k} GEMM {v / 1e12:.2f} TFLOP/s" for k, v in gemm.items()))
     write_phase(state, "info", {"info": info, "gemm": {
         "size": size, "flops": gemm, "reference": reference, "reference_flops": gemm[reference],
-        "method": "median of 10 products on random data after 2 warm-ups, device synchronised"}})
+        "method": "median block of products on random data after a warm-up (torch.utils.benchmark, synchronised)"}})
 
 
 def phase_timing(state: dict) -> None:
@@ -294,23 +293,17 @@ def phase_timing(state: dict) -> None:
         write_phase(state, "timing", record)
 
 
-class Deadline(BaseException):
-    """Raised into the study runner at a deadline: it kills its jobs on the way out."""
-
-
 def within(until: float, fn, *args) -> bool:
-    """Run ``fn(*args)`` until time ``until``; False if it was cut there."""
-    def ring(signum, frame):
-        raise Deadline
-
-    signal.signal(signal.SIGALRM, ring)
+    """Run ``fn(*args)`` until time ``until``; False if it was cut there. The
+    alarm raises KeyboardInterrupt, on which the study runner kills its jobs."""
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
     signal.setitimer(signal.ITIMER_REAL, max(0.01, until - time.time()))
     try:
         try:
             fn(*args)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
-    except Deadline:
+    except KeyboardInterrupt:
         return False
     return True
 
@@ -394,31 +387,32 @@ def phase_grids(state: dict) -> None:
     ``workers`` runs at a time and then its aggregator; a probe of every slot
     sets the step budgets (two thirds of the time to parity, a third to the LM)."""
     s, workers, work = SIZES[state["tiny"]], state["workers"], Path(state["work"])
-    end = state["deadlines"]["grids"] - state["aggregate_s"]  # then aggregate what finished
-    roots, report, grids = {k: work / "results" / k for k in ("parity", "lm")}, {}, {}
+    end = state["deadlines"]["grids"] - s["aggregate_s"]  # then aggregate what finished
+    report, grids, rates = {}, {}, {}
     for kind, make in (("parity", parity_grid), ("lm", lm_grid)):
         try:
-            report[kind], grids[kind] = make(s, workers, roots[kind], state["text_file"])
+            report[kind], grids[kind] = make(s, workers, work / "results" / kind, state["text_file"])
         except Exception as exc:  # e.g. no corpus for the LM sweep here: the other grid still runs
             report[kind] = {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
     write_phase(state, "grids", report)
     parser = argparse.ArgumentParser()
     study.add_arguments(parser)
-    args, n, rates = parser.parse_args(["--jobs", str(workers), "--no-progress"]), s["probe_steps"], {}
+    args = parser.parse_args(["--jobs", str(workers), "--no-progress"])
     until = time.time() + 0.4 * (end - time.time())  # the probes may take 40% of the time
     for kind, (grid, _) in grids.items():
         try:
-            rates[kind] = probe(grid(n, probing=True), work / "probes" / kind, args, until)
+            rates[kind] = probe(grid(s["probe_steps"], probing=True), work / "probes" / kind, args, until)
         except Exception as exc:
             report[kind].update(status="skipped", reason=f"probe failed: {type(exc).__name__}: {exc}")
-    report["probe"] = {"steps": n, "workers": workers, "sec_per_step": {k: r[0] for k, r in rates.items()},
+    report["probe"] = {"steps": s["probe_steps"], "workers": workers,
+                       "sec_per_step": {k: r[0] for k, r in rates.items()},
                        "startup_s": {k: r[1] for k, r in rates.items()}}
     shutil.rmtree(work / "probes", ignore_errors=True)
     for kind, (per_step, startup) in rates.items():
         left, share = end - time.time(), 2 / 3 if kind == "parity" and len(rates) == 2 else 1.0
         waves, (least, most) = -(-report[kind]["runs_planned"] // workers), s[f"{kind}_steps"]
         steps = report[kind]["steps"] = max(least, min(most, int((0.75 * share * left / waves - startup) / per_step)))
-        (grid, final), root = grids[kind], roots[kind]
+        (grid, final), root = grids[kind], work / "results" / kind
         g = grid(steps)
         write_phase(state, "grids", report)
         print(f"grids: {len(g.specs)} {kind} runs x {steps} steps, {workers} at once")

@@ -29,15 +29,14 @@ MARKER = ".gpu_ingest.json"  # what an ingest leaves in RESULTS; only such a fol
 
 
 def unpack(tarball: Path, dest: Path) -> None:
-    """Extract the KEPT folders (plain files and folders only, nothing that leaves DEST)."""
+    """Extract the KEPT folders; tarfile's "data" filter refuses a member that
+    would land outside DEST ('..', a link out) or is a device."""
     try:
         with tarfile.open(tarball, "r:gz") as tar:
             members = tar.getmembers()  # reads the whole archive: a truncated one fails here
-            for m in members:
-                if m.name.startswith("/") or ".." in Path(m.name).parts or not (m.isfile() or m.isdir()):
-                    raise UserError(f"{tarball} holds {m.name!r}, which is not a plain file inside it")
-            kept = [m for m in members if Path(m.name).parts[:1] and Path(m.name).parts[0] in KEPT]
-            tar.extractall(dest, members=kept)
+            tar.extractall(dest, [m for m in members if m.name.split("/")[0] in KEPT], filter="data")
+    except tarfile.FilterError as exc:
+        raise UserError(f"{tarball} holds {exc.tarinfo.name!r}, which is not a plain file inside it") from None
     except FileNotFoundError:
         raise UserError(f"{tarball} not found") from None
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:

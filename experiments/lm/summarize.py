@@ -30,7 +30,6 @@ stage "x1", so the series starts at the sweep's budget.
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
