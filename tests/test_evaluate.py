@@ -63,8 +63,10 @@ def test_quadrature_rules():
 
 
 def test_uniform_model_scores_log_vocab(data):
-    res = full_range_loss(UniformModel(), data, MASK, n_t=16, seed=0)
-    # E[#masked] = tL, so E g = log V exactly; fixed masks fluctuate by a few se
+    # exact counts (the default): the mean over masked tokens is log V whatever the masks
+    assert full_range_loss(UniformModel(), data, MASK, n_t=16, seed=0).loss == pytest.approx(math.log(V), rel=1e-6)
+    res = full_range_loss(UniformModel(), data, MASK, n_t=16, seed=0, scheme="midpoint")
+    # Bernoulli masks: E[#masked] = tL, so E g = log V exactly; fixed masks fluctuate by a few se
     assert abs(res.loss - math.log(V)) < 4 * res.se + 1e-9
     assert res.se > 0
     assert res.bits_per_token == pytest.approx(res.loss / math.log(2))
@@ -89,7 +91,7 @@ def test_same_seed_same_number_any_batch_size(data):
 def test_matches_a_hand_computation(data):
     """One node at t = 1/2: recompute g by hand with the same mask stream."""
     model = TinyNet().eval()
-    res = full_range_loss(model, data, MASK, n_t=1, seed=4)
+    res = full_range_loss(model, data, MASK, n_t=1, seed=4, scheme="midpoint")
     from mdtheory.evaluate import _node_generator
     mask = torch.rand(data.shape, generator=_node_generator(4, 0)) < 0.5
     with torch.no_grad():
@@ -101,13 +103,14 @@ def test_matches_a_hand_computation(data):
 
 
 def test_bins_and_metrics(data):
-    res = full_range_loss(TinyNet().eval(), data, MASK, n_t=4, seed=0)
+    res = full_range_loss(TinyNet().eval(), data, MASK, n_t=4, seed=0, scheme="midpoint")
     assert res.t == pytest.approx([0.125, 0.375, 0.625, 0.875])
     assert np.dot(res.weights, res.bin_loss) == pytest.approx(res.loss)
     m = res.metrics()
     assert {"full_range_test_loss", "full_range_test_loss_se",
             "full_range_bits_per_token", "full_range_perplexity_bound"} <= set(m)
     assert sum(k.startswith("full_range_bin/") for k in m) == 4
+    assert sum(k.startswith("full_range_bin_se/") for k in m) == 4 and all(se > 0 for se in res.bin_se)
     d = res.to_dict()
     assert d["n_sequences"] == 24 and d["seq_len"] == 32
 

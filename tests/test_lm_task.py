@@ -138,7 +138,7 @@ def test_every_evaluation_scores_val_like_test(text_file, objective):
     assert task.val.shape == task.test.shape and not torch.equal(task.val, task.test)
     if objective == "md":  # same strata and mask seeds, val blocks
         ref = full_range_loss(model, task.val, task.tok.mask_id, n_t=task.cfg.eval_nt,
-                              seed=task.cfg.eval_seed)
+                              seed=task.cfg.eval_seed, scheme=task.cfg.eval_scheme)
         assert ev["full_range_val_loss"] == pytest.approx(ref.loss, rel=1e-9)
         assert ev["full_range_val_loss_se"] == pytest.approx(ref.se, rel=1e-9)
     else:  # exact NLL of the val blocks

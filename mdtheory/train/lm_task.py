@@ -52,7 +52,7 @@ from ..cli import setting, setting_of
 from ..data.corpus import CORPORA, load_corpus
 from ..data.tokenize import DEFAULT_BPE_VOCAB, TOKENIZERS, build_tokenizer, encode_corpus
 from ..errors import UserError
-from ..evaluate import SCHEMES, eval_blocks, full_range_loss
+from ..evaluate import DEFAULT_SCHEME, SCHEMES, eval_blocks, full_range_loss
 from ..predicted import law_for_corpus
 from ..models import Transformer, TransformerConfig
 from ..samplers import parse_sampler
@@ -82,8 +82,7 @@ class LMTaskConfig(TaskConfig):
     eval_blocks: int = setting(64, "test (and val) blocks scored")
     eval_nt: int = setting(16, "t strata of the full-range loss")
     eval_seed: int = setting(0, "seeds the fixed test masks")
-    # exact counts: no noise from the realised masked count, so no artefact in the first t-stratum
-    eval_scheme: str = setting("exact-count", "t quadrature of the full-range loss", choices=SCHEMES)
+    eval_scheme: str = setting(DEFAULT_SCHEME, "t quadrature of the full-range loss", choices=SCHEMES)
     eval_batch: int = setting(64, "blocks per evaluation forward pass")
 
 
