@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mdtheory.errors import UserError
-from mdtheory.runfiles import read_run, write_config, write_marker
+from mdtheory.runfiles import LOSS_BY_T_SE_PREFIX, read_run, write_config, write_marker
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 WINDOW_LAWS = ("window", "uniform", "stratified")
@@ -47,7 +47,10 @@ def test_ar_runs_expose_nll_not_elbo_names():
         assert "nll_test" in run.final and "full_range_test_loss" not in run.final
         assert run.loss_by_t() == {}
     assert all("full_range_test_loss" in r.final and "nll_test" not in r.final for r in md)
-    assert len(md[0].loss_by_t()) == 16 and min(md[0].loss_by_t()) == pytest.approx(0.0312)
+    # exact-count strata of 64 characters: the first holds 1..4 masked, centre 2.5 / 64
+    assert len(md[0].loss_by_t()) == 16 and min(md[0].loss_by_t()) == pytest.approx(0.0391)
+    errors = md[0].loss_by_t(prefix=LOSS_BY_T_SE_PREFIX)
+    assert set(errors) == set(md[0].loss_by_t()) and all(se > 0 for se in errors.values())
 
 
 def test_writer_round_trip_and_resume(tmp_path):
