@@ -15,6 +15,15 @@ from .base import DEFAULT_EPS, MaskRateSampler, _check_rate, _check_weighting
 from .registry import SamplerSpec, register_sampler
 
 
+def _floor_and_weighting(law: str, eps, weighting: str) -> tuple[float, str]:
+    """(eps, weighting) of a law whose support reaches t = 0: the floor must be
+    above 0 when the weight is 1/t."""
+    eps, weighting = _check_rate("eps", eps), _check_weighting(weighting)
+    if weighting == "inverse_t" and eps == 0.0:
+        raise UserError(f"{law} sampler reaches t=0 with a 1/t weight: set eps > 0")
+    return eps, weighting
+
+
 @register_sampler("beta")
 class BetaSampler(MaskRateSampler):
     """t ~ Beta(a, b), clamped below at ``eps`` (weight 1/t)."""
@@ -29,10 +38,7 @@ class BetaSampler(MaskRateSampler):
             raise UserError(f"beta parameters must be numbers, got {a!r}, {b!r}") from None
         if not (self.a > 0 and self.b > 0 and math.isfinite(self.a) and math.isfinite(self.b)):
             raise UserError(f"beta parameters must be positive, got a={a}, b={b}")
-        self.eps = _check_rate("eps", eps)
-        self.weighting = _check_weighting(weighting)
-        if self.weighting == "inverse_t" and self.eps == 0.0:
-            raise UserError("Beta sampler reaches t=0 with a 1/t weight: set eps > 0")
+        self.eps, self.weighting = _floor_and_weighting("Beta", eps, weighting)
 
     @classmethod
     def from_spec(cls, spec: SamplerSpec) -> BetaSampler:
@@ -77,10 +83,7 @@ class LogitNormalSampler(MaskRateSampler):
         self.mu, self.sigma = float(mu), float(sigma)
         if not (math.isfinite(self.mu) and math.isfinite(self.sigma) and self.sigma > 0):
             raise UserError(f"logit-normal needs a finite mu and sigma > 0, got {mu}, {sigma}")
-        self.eps = _check_rate("eps", eps)
-        self.weighting = _check_weighting(weighting)
-        if self.weighting == "inverse_t" and self.eps == 0.0:
-            raise UserError("logit-normal sampler reaches t=0 with a 1/t weight: set eps > 0")
+        self.eps, self.weighting = _floor_and_weighting("logit-normal", eps, weighting)
 
     @classmethod
     def from_spec(cls, spec: SamplerSpec) -> LogitNormalSampler:
