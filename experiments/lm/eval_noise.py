@@ -45,16 +45,16 @@ def check_run(run_dir: Path) -> dict:
     return {k: v for k, v in run.task.items() if k in settings}
 
 
-def load_model(run_dir: Path):
-    """(task, model) of a finished LM run, from its record and checkpoint."""
-    task = LMTask(LMTaskConfig(**check_run(run_dir)))
+def load_model(run_dir: Path, settings: dict):
+    """(task, model) of a finished LM run: its task settings (``check_run``) and checkpoint."""
+    task = LMTask(LMTaskConfig(**settings))
     model = task.build_model()
     model.load_state_dict(load_checkpoint(run_dir / CHECKPOINT)["model"])
     return task, model.eval()
 
 
-def score(run_dir: Path, seeds: int, schemes) -> list[dict]:
-    task, model = load_model(run_dir)
+def score(run_dir: Path, settings: dict, seeds: int, schemes) -> list[dict]:
+    task, model = load_model(run_dir, settings)
     rows = []
     for scheme in schemes:
         for seed in range(seeds):
@@ -79,12 +79,10 @@ def main(argv=None) -> int:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     out = check_output_file(args.out)
     torch.set_num_threads(args.threads)
-    runs = [Path(r) for r in args.runs]
-    for run_dir in runs:
-        check_run(run_dir)
+    runs = [(Path(r), check_run(Path(r))) for r in args.runs]  # every run checked before any is scored
     rows = []
-    for run_dir in tqdm(runs, desc="runs", unit="run"):
-        rows += score(run_dir, args.seeds, args.schemes)
+    for run_dir, settings in tqdm(runs, desc="runs", unit="run"):
+        rows += score(run_dir, settings, args.seeds, args.schemes)
     atomic_write_text(out, pd.DataFrame(rows).to_csv(index=False))
     write_provenance_json(out.with_suffix(".json"), {"runs": [str(r) for r in args.runs], "seeds": args.seeds,
                                                      "schemes": args.schemes, "provenance": provenance()},
