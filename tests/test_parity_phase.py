@@ -22,7 +22,9 @@ STEPS = range(0, 1001, 100)
 def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_train=512, window=None, wd=0.1,
                     batch=256, budget=1000, group="phase", lr=1e-3, finished=True, spec=None):
     """A run folder as experiments.parity.run leaves it; curve = [(step, train_acc, val_acc)].
-    ``finished=False``: still training (no run.json yet); ``spec``: more run.json spec fields."""
+    ``finished=False``: stopped below its budget, no run.json (as runs started before the runner
+    wrote one); ``finished="running"``: run.json says it is still training; ``spec``: more run.json
+    spec fields."""
     what = objective if window is None else f"md{window[0]:g}-{window[1]:g}"
     name = f"{what}_n16k{k}_N{n_train}_wd{wd:g}" + ("" if batch == 256 else f"_bs{batch}") \
         + ("" if lr == 1e-3 else f"_lr{lr:g}") + f"_s{seed}"
@@ -39,8 +41,8 @@ def write_phase_run(root: Path, objective: str, seed: int, curve, *, k=4, n_trai
     (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "train_acc": a, "val_acc": v}) + "\n"
                                                for s, a, v in curve))
     if finished:
-        write_marker(run, "early_stop" if curve[-1][2] >= 0.99 else "complete", budget, curve[-1][0],
-                     spec={"group": group, **(spec or {})})
+        status = "running" if finished == "running" else "early_stop" if curve[-1][2] >= 0.99 else "complete"
+        write_marker(run, status, budget, curve[-1][0], spec={"group": group, **(spec or {})})
     return run
 
 

@@ -227,10 +227,10 @@ def _outcome_root(root):
         2: [(0, .5, .5), (500, .9, .7), (1000, 1., .6)],       # partial: never 0.90, final exactly 0.60
         3: [(0, .5, .5), (500, .9, .85), (1000, 1., .55)],     # did_not_learn: peaked at 0.85, ended at chance
         4: [(0, .5, .5), (300, .9, .5)],                       # unfinished: no run.json, 300 of 1000 steps
-        5: [(0, .5, .5), (300, .9, .92)],                      # unfinished too, already past 0.90
+        5: [(0, .5, .5), (300, .9, .92)],                      # still training (run.json), past 0.90
     }
     for seed, curve in curves.items():
-        write_phase_run(root, "md", seed, curve, window=(0.0, 0.261), finished=seed < 4,
+        write_phase_run(root, "md", seed, curve, window=(0.0, 0.261), finished="running" if seed == 5 else seed < 4,
                         spec={"early_stop": seed != 0})
     return root
 
@@ -244,15 +244,16 @@ def test_outcomes_and_endpoints(tmp_path):
     assert table.loc[1, "steps_to_val_90"] == 500 and pd.isna(table.loc[1, "min_val_after_99"])
     assert pd.isna(table.loc[2, "steps_to_val_90"]) and pd.isna(table.loc[3, "steps_to_val_90"])
     assert table.loc[4, "status"] == "running" and table.loc[5, "steps_to_val_90"] == 300
+    assert table.loc[5, "status"] == "running" and table.loc[5, "group"] == "phase"  # run.json: running
     # early_stop comes from run.json's spec; a run without run.json has none
     assert table.loc[0, "early_stop"] is False and table.loc[1, "early_stop"] is True
-    assert table.loc[4, "early_stop"] is None
+    assert table.loc[4, "early_stop"] is None and table.loc[5, "early_stop"] is True
     cond = summarize.by_condition(table.reset_index())
-    finished = cond[cond["group"] == "phase"].iloc[0]  # the unfinished runs have no group (no run.json)
-    assert [finished[f"n_{o}"] for o in summarize.OUTCOMES] == [1, 1, 1, 1, 0]
-    assert finished["val_90_reached"] == 2 and finished["val_90_median"] == 300
+    finished = cond[cond["group"] == "phase"].iloc[0]  # seed 4 has no group (no run.json)
+    assert [finished[f"n_{o}"] for o in summarize.OUTCOMES] == [1, 1, 1, 1, 1]  # the last: unfinished
+    assert finished["val_90_reached"] == 3 and finished["val_90_median"] == 300
     text = summarize.markdown_table(cond)
-    assert "| 1 / 1 / 1 / 1 |" in text and "| 0 / 0 / 0 / 0 (+2 unfinished) |" in text
+    assert "| 1 / 1 / 1 / 1 (+1 unfinished) |" in text and "| 0 / 0 / 0 / 0 (+1 unfinished) |" in text
     by_seed = summarize.by_seed_markdown(table.reset_index())
     assert "– (0.95; 0.90 at 500)" in by_seed and "– (0.55)" in by_seed
     assert "– (0.92; 0.90 at 300; running)" in by_seed
@@ -270,7 +271,7 @@ def test_cli_says_what_it_skipped_and_what_is_unfinished(tmp_path, capsys):
     assert out[0] == f"{root}: 6 runs -> {root / 'summary.csv'}"
     assert "skipped 2 folders" in out[1] and "1 with no config.json and metrics.jsonl" in out[1] \
         and "1 with no evaluation yet" in out[1]
-    assert out[2].startswith("  2 runs unfinished (no run.json") and "censored at their last evaluation" in out[2]
+    assert out[2].startswith("  2 runs unfinished (still training or stopped below their budget)") and "censored at their last evaluation" in out[2]
     assert json.loads((root / "summary_provenance.json").read_text())["skipped"] == \
         {summarize.SKIP_NO_FILES: 1, summarize.SKIP_NO_EVAL: 1}
 

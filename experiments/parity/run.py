@@ -11,13 +11,13 @@ SLURM job array (--executor slurm), e.g. the whole phase diagram on a cluster:
     python -m experiments.parity.run --preset phase --executor slurm --partition cpu --time 60
 
 Each run trains with the project's one training loop (mdtheory.train) into
-ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and, once finished,
-ROOT/runs/<run>/run.json (the spec, its status and the budget).
+ROOT/runs/<run>/ (config.json, metrics.jsonl, ckpt.pt) and ROOT/runs/<run>/run.json
+(the spec, its status and the budget; status "running" while it trains).
 
 Each run is one call of the training loop with a stop rule, so that
 
 * a run killed at any point continues from its last checkpoint next time;
-* a finished run (run.json present, same budget) is skipped;
+* a finished run (run.json with a final status, same budget) is skipped;
 * a run stops early once train and held-out accuracy have both been >= 0.99
   for ``--patience`` consecutive evaluations: the study measures the time to
   0.99, and the budget is spent on runs that have not got there yet. A spec
@@ -95,22 +95,29 @@ def execute(spec: RunSpec, root: str, patience: int = 2) -> tuple[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     records = read_metrics(out) if (out / "ckpt.pt").exists() else []
     rule = EarlyStop(patience, records) if spec.early_stop else None
+    rule_text = f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations" \
+        if spec.early_stop else "none: trained to the budget"
     status = "complete"
     if rule is not None and converged(records, patience) and records[-1]["step"] < spec.steps:
         status = "early_stop"  # stopped by the rule before; the marker was lost
     else:
         task, cfg = spec.configs()
+
+        def stop(record: dict) -> bool:
+            # a run stopped mid-way still names its spec (group, early stop) to the aggregator
+            write_marker(out, "running", spec.steps, record["step"], early_stop_rule=rule_text,
+                         spec=spec.describe())
+            return rule is not None and rule(record)
+
         try:
             result = train(ParityTask(task), replace(cfg, out_dir=str(out), resume=True, progress=False),
-                           stop=rule)
+                           stop=stop)
             status = "early_stop" if result.stopped_early else "complete"
         except TrainingDiverged:
             status = "diverged"
         records = read_metrics(out)
-    last = records[-1] if records else {}
-    rule_text = f"train_acc and val_acc >= {ACC} at {patience} consecutive evaluations" \
-        if spec.early_stop else "none: trained to the budget"
-    write_marker(out, status, spec.steps, last.get("step", 0), early_stop_rule=rule_text, spec=spec.describe())
+    write_marker(out, status, spec.steps, records[-1]["step"] if records else 0,
+                 early_stop_rule=rule_text, spec=spec.describe())
     return spec.name, status
 
 

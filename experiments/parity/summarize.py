@@ -48,8 +48,8 @@ verdict that holds at one threshold and not the other hinges on the threshold.
 Speed columns are the first evaluated step at which the accuracy is >= the threshold (empty when never
 reached). Every run gets an ``outcome``: "reached_99" (held-out 0.99 within its budget), "slower" (passed
 0.90, not 0.99), "did_not_learn" (never passed 0.90 and final held-out < 0.60), "partial" (never passed
-0.90, final held-out >= 0.60) and, for a run still training (status "running": no run.json, below its
-budget), "unfinished" unless it already reached 0.99. ``min_val_after_99`` is the lowest held-out accuracy
+0.90, final held-out >= 0.60) and, for a run still training (status "running": run.json says so, or there is
+none and the run is below its budget), "unfinished" unless it already reached 0.99. ``min_val_after_99`` is the lowest held-out accuracy
 at the evaluations after the first one at 0.99 (empty if never reached or nothing was evaluated after
 it): a run that dropped back shows it. The memorisation plateau of a run is the number of steps from
 train accuracy 0.99 to the first held-out accuracy above 0.60 (or to the end of the run); it shows the
@@ -69,8 +69,8 @@ reproducible), the percentile interval where BCa is undefined (``ci_method`` say
 of seed clusters (6 in the phase grid) these intervals describe the spread over seeds; they are not tests.
 
 A folder under ROOT/runs without config.json and metrics.jsonl, or without a first evaluation, is
-skipped; a run without run.json (still training, or not launched by the runner) is included, censored
-at its last evaluation. The command prints how many of each.
+skipped; a run still training (run.json says "running", or there is none and the run is below its
+budget) is included, censored at its last evaluation. The command prints how many of each.
 """
 from __future__ import annotations
 
@@ -935,7 +935,7 @@ def report(root: Path, table: pd.DataFrame) -> list[str]:
                      + "; ".join(f"{len(names)} with {why}" for why, names in skipped.items()))
     unfinished = int((table["status"] == "running").sum())
     if unfinished:
-        lines.append(f"  {unfinished} runs unfinished (no run.json, below their budget): included, censored at "
+        lines.append(f"  {unfinished} runs unfinished (still training or stopped below their budget): included, censored at "
                      "their last evaluation (outcome 'unfinished' unless already at 0.99)")
     if "pairs" in table.attrs:
         pairs = table.attrs["pairs"]
