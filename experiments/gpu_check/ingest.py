@@ -1,15 +1,13 @@
 """Bring a GPU check's results into the project: ``python -m experiments.gpu_check.ingest --from DIR``.
 
-RESULTS (default results/gpu) is built in a staging folder with both
-studies' aggregators run there, then swapped in whole; only a new, empty or
-earlier-ingest folder is ever replaced. A --tiny check needs --rehearsal.
+RESULTS (default results/gpu) is built in a staging folder with both studies' aggregators run there, then
+swapped in whole; only a new, empty or earlier-ingest folder is ever replaced. A --tiny check needs --rehearsal.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import sys
 import tarfile
 import zlib
 from datetime import datetime, timezone
@@ -41,8 +39,6 @@ def unpack(tarball: Path, dest: Path) -> None:
         raise UserError(f"{tarball} not found") from None
     except (OSError, EOFError, zlib.error, tarfile.TarError) as exc:
         raise UserError(f"{tarball} is not a readable tar.gz (damaged or truncated: {type(exc).__name__})") from None
-    if not ((dest / "parity").is_dir() or (dest / "lm").is_dir()):
-        raise UserError(f"{tarball} holds neither parity/ nor lm/ results")
 
 
 def aggregate(staging: Path) -> dict:
@@ -60,33 +56,30 @@ def aggregate(staging: Path) -> dict:
         by_window = pd.read_csv(staging / "lm" / "window_sweep_by_window.csv")
         devices["lm"] = (int(by_window["seeds"].sum()),
                          sorted({d for cell in by_window["device"].dropna() for d in str(cell).split("; ")}))
+    if not devices:
+        raise UserError("the check's tarball holds neither parity/ nor lm/ results")
     return devices
 
 
 def check_target(results: Path) -> None:
     """Refuse a RESULTS that is neither absent, empty, nor an earlier ingest."""
-    if results.exists() and (not results.is_dir() or results.is_symlink()):
-        raise UserError(f"--results {results} exists and is not a folder of an earlier ingest")
     try:
         entries = sorted(p.name for p in results.iterdir()) if results.exists() else []
-    except OSError as exc:
-        raise UserError(f"cannot read --results {results}: {exc.strerror or exc}") from None
-    if entries and MARKER not in entries:
-        raise UserError(f"--results {results} holds other files ({', '.join(entries[:3])}"
-                        f"{', ...' if len(entries) > 3 else ''}) and no {MARKER} of an earlier ingest: "
-                        f"choose a new or empty folder (nothing was changed)")
+    except OSError as exc:  # a file, or unreadable
+        raise UserError(f"--results {results} is not a folder of an earlier ingest ({exc.strerror})") from None
+    if results.is_symlink() or (entries and MARKER not in entries):
+        raise UserError(f"--results {results} holds other files ({', '.join(entries[:3])}) and no {MARKER} "
+                        f"of an earlier ingest: choose a new or empty folder (nothing was changed)")
 
 
 def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
     try:
         summary = json.loads((source / SUMMARY).read_text(encoding="utf-8"))
+        mode = summary["check"]["mode"]
     except FileNotFoundError:
         raise UserError(f"{source / SUMMARY} not found: is {source} the --out folder of a GPU check?") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{source / SUMMARY} is not readable JSON ({type(exc).__name__})") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("check"), dict):
-        raise UserError(f"{source / SUMMARY} is not a GPU check summary")
-    mode = summary["check"].get("mode")
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{source / SUMMARY} is not readable JSON of a GPU check ({type(exc).__name__})") from None
     if mode != "gpu" and not rehearsal:
         raise UserError(f"{source} holds a --{mode} check (a CPU rehearsal, not GPU results); "
                         "pass --rehearsal to ingest it anyway")
@@ -96,16 +89,15 @@ def ingest(source: Path, results: Path, rehearsal: bool = False) -> dict:
     check_target(results)
     with hold_root(results.parent / f".{results.name}.ingest.lock", f"--results {results}"):
         check_target(results)  # again, now that no other ingest can change it
-        staging = results.parent / f".{results.name}.ingest-{os.getpid()}"
-        old = results.parent / f".{results.name}.old-{os.getpid()}"
+        staging, old = (results.parent / f".{results.name}.{what}-{os.getpid()}" for what in ("ingest", "old"))
         try:
-            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(staging, ignore_errors=True)  # left by a killed ingest of the same pid
             staging.mkdir()
             unpack(source / RUNS, staging)
             devices = aggregate(staging)
-            shutil.copyfile(source / SUMMARY, staging / SUMMARY)
-            if (source / LOG).is_file():
-                shutil.copyfile(source / LOG, staging / LOG)
+            for name in (SUMMARY, LOG):
+                if (source / name).is_file():
+                    shutil.copyfile(source / name, staging / name)
             (staging / MARKER).write_text(json.dumps({
                 "ingested_from": str(source.resolve()), "card": summary.get("device"), "mode": mode,
                 "ingested_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
@@ -142,4 +134,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    raise SystemExit(run_cli(main))
