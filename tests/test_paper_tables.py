@@ -238,3 +238,15 @@ def test_p_values_are_written_for_math_mode():
     from mdtheory.latex import fmt_p
     assert fmt_p(0.025) == "0.025" and fmt_p(0.001) == "0.001"
     assert fmt_p(1.26e-5) == r"1.3\times10^{-5}" and fmt_p(4.58e-4) == r"4.6\times10^{-4}"
+
+
+def test_the_fig5_setting_sentences_come_from_its_root(results, tmp_path):  # noqa: F811
+    paper_tables.write_all(results, tmp_path)
+    macros = _macros((tmp_path / "results.tex").read_text())
+    # the plot fixture: OS reaches 0.99 at 900 on both seeds, MD U[0,0.2] passes 0.90 at 1,000, never 0.99
+    assert macros["parityPaperMLP"].startswith("OS: 2/2 reach 0.90") and "2/2 0.99 (900)" in macros["parityPaperMLP"]
+    assert macros["parityPaperMLP"].endswith("MD $U[0,0.2]$: 2/2 reach 0.90 (KM median 1{,}000), 0/2 0.99 (not reached)")
+    assert macros["parityPaperMLPSelectivity"] == "OS 2.20, 2.10; MD $U[0,0.2]$ 1.00"
+    (results / "parity" / "paper_mlp" / "selectivity.csv").unlink()
+    paper_tables.write_all(results, tmp_path)
+    assert "parityPaperMLPSelectivity" not in _macros((tmp_path / "results.tex").read_text())

@@ -112,6 +112,9 @@ def results(tmp_path):
         _write_run(paper_mlp / "runs", f"md0.2_s{seed}", parity_task("md", seed, (0.0, 0.2), model="mlp"),
                    _parity_records(None, rng), train)
     summarize_root(paper_mlp)
+    pd.DataFrame({"run": ["os_s0", "os_s1", "md0.2_s0"], "objective": ["os", "os", "md"], "t0": [None, None, 0.0],
+                  "t1": [None, None, 0.2], "seed": [0, 1, 0], "ratio": [2.2, 2.1, 1.0]}).to_csv(
+        paper_mlp / "selectivity.csv", index=False)  # as experiments.parity.selectivity writes it
     write_phase_root(tmp_path / "parity" / "phase")  # the (k, N) grid's own root, summarised
     # rho values a plot could not compute itself from these rows: the figure must read them
     tvs = pd.read_csv(tmp_path / "parity" / "theory_vs_speed.csv")
@@ -473,3 +476,12 @@ def test_figures_and_tables_do_not_import_each_other():
         assert not {m for m in figures if m.endswith((".tables", "paper_tables"))}, study
         assert not {m for m in tables if m.endswith(".figures") or ".plots.theory" in m}, study
 
+
+
+def test_selectivity_draws_one_dot_per_run_and_the_median(results):
+    apply_style()
+    ax = parity.selectivity(results).axes[0]
+    dots = [c.get_offsets()[:, 1].tolist() for c in ax.collections if hasattr(c, "get_offsets")
+            and len(c.get_offsets()) and c.get_offsets().shape[1] == 2 and type(c).__name__ == "PathCollection"]
+    assert sorted(map(sorted, dots)) == [[1.0], [2.1, 2.2]]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["output sup.", "MD $U[0,0.2]$"]

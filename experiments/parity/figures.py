@@ -9,6 +9,9 @@
                             full batch): train / held-out accuracy vs step per
                             objective and window, median and quartile band
                             over seeds, from paper_mlp/curves.csv
+    parity_selectivity      which input bits the finished paper_mlp models read:
+                            secret-set over other bits, per seed, from
+                            paper_mlp/selectivity.csv
     parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per
                             (k, weight decay), rho from theory_vs_speed.csv
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
@@ -26,7 +29,8 @@ summary_by_condition.csv, theory_vs_speed.csv, curves.csv} (steps to 0.99,
 medians, the main setting, the rank correlations and the per-step curves
 over seeds are computed there only, never here), the phase root's
 results/parity/phase/{cells.csv, km_curves.csv} (success rates, intervals,
-Kaplan-Meier curves, log-rank p) and results/parity/paper_mlp/curves.csv.
+Kaplan-Meier curves, log-rank p) and results/parity/paper_mlp/{curves.csv,
+selectivity.csv} (the latter from ``python -m experiments.parity.selectivity``).
 The curves are the mean over seeds where curves.csv has a ``mean``
 column, else the median (the legends say which). parity_signal_noise and
 parity_energy need curves.csv rows of the metrics train/ce_signal,
@@ -583,8 +587,33 @@ def paper_mlp(results: Path):
     return fig
 
 
+def selectivity(results: Path):
+    """Which input bits the finished paper_mlp models read (selectivity.csv of
+    experiments.parity.selectivity): per run, the mean weight selectivity of
+    the secret-set bits over that of the other bits; 1 = every bit alike."""
+    table = read_csv(Path(results) / PAPER_MLP_DIR / "selectivity.csv",
+                     f"python -m experiments.parity.selectivity --root results/{PAPER_MLP_DIR}",
+                     ("objective", "t1", "ratio"))
+    table = table.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(table["objective"], table["t1"])])
+    fig, axes = figure("column", aspect=0.55)
+    ax = axes[0, 0]
+    arms = sorted(set(table["arm"]))
+    for i, (arm, colour) in enumerate(zip(arms, colours(len(arms)))):
+        ratios = table.loc[table["arm"] == arm, "ratio"]
+        ax.scatter(np.full(len(ratios), i), ratios, color=colour, s=12, zorder=3)
+        ax.hlines(ratios.median(), i - 0.25, i + 0.25, color=colour, lw=1.5)
+    ax.axhline(1.0, color="grey", lw=0.5, ls="--")
+    ax.set_xticks(range(len(arms)), ["output sup." if a < 0 else f"MD $U[0,{a:g}]$" for a in arms],
+                  rotation=20, ha="right")
+    ax.set_ylabel("secret bits / other bits")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"first-layer weight selectivity ({len(table)} runs, one dot per seed)", fontsize=7)
+    return fig
+
+
 FIGURES = {
     "parity_paper_mlp": paper_mlp,
+    "parity_selectivity": selectivity,
     "parity_accuracy": accuracy,
     "parity_os_long": os_long,
     "parity_reduced_models": reduced_models,

@@ -234,7 +234,8 @@ def parity_phase_numbers(results: Path) -> tuple[dict, str]:
               "parityPhaseReverseCells": "; ".join(reverse) if reverse else "none"}
     macros.update(threshold_sentences(cells))
     for name, sentence in (("parityPhaseWeightDecay", weight_decay_sentence), ("parityExtend", extension_sentence),
-                           ("parityBatch", batch_sentence), ("parityPaperMLP", paper_mlp_sentence)):
+                           ("parityBatch", batch_sentence), ("parityPaperMLP", paper_mlp_sentence),
+                           ("parityPaperMLPSelectivity", selectivity_sentence)):
         text = sentence(results)
         if text:
             macros[name] = text
@@ -324,6 +325,20 @@ def paper_mlp_sentence(results: Path) -> str | None:
             text += f"; lowest held-out after first reaching 0.99: {', '.join(f'{v:.3f}' for v in after)}"
         parts.append(text)
     return "; ".join(parts) or None
+
+
+def selectivity_sentence(results: Path) -> str | None:
+    """Per arm of the Fig. 5 setting, the finished runs' secret-over-other weight selectivity
+    (paper_mlp/selectivity.csv, from experiments.parity.selectivity)."""
+    try:
+        table = read_csv(Path(results) / PARITY / "paper_mlp" / "selectivity.csv",
+                         "python -m experiments.parity.selectivity --root results/parity/paper_mlp",
+                         ("objective", "t1", "ratio"))
+    except MissingData:
+        return None
+    parts = [f"{'OS' if o == 'os' else f'MD $U[0,{t1:g}]$'} {', '.join(f'{v:.2f}' for v in g['ratio'])}"
+             for (o, t1), g in table.fillna({"t1": -1.0}).groupby(["objective", "t1"], sort=False)]
+    return "; ".join(sorted(parts, key=lambda text: (not text.startswith("OS"), text))) or None
 
 
 def weight_decay_sentence(results: Path) -> str | None:
