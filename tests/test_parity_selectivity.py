@@ -11,6 +11,7 @@ from experiments.parity import run as runner
 from experiments.parity import selectivity
 from experiments.parity.presets import RunSpec
 from mdtheory.cli import run_cli
+from mdtheory.train.diagnostics import bit_selectivity, secret_selectivity
 
 SPEC = RunSpec(objective="os", model="mlp", n=6, k=2, train_size=32, val_size=16, steps=20, n_embd=16,
                eval_every=10, batch_size=32, lr=3e-3, group="test", early_stop=False)
@@ -22,8 +23,9 @@ def test_selectivity_reads_the_two_bit_rows_of_each_position():
     for j in range(seq_len):
         W[1 * seq_len + j] = 2.0 if j in secret else 0.5  # bit 1 rows; bit 0 rows stay 0
     W[2 * seq_len:] = 100.0  # the mask token's rows do not count
-    s = selectivity.position_selectivity(W, seq_len, bit0=0, bit1=1)
+    s = bit_selectivity(W, seq_len, bit0=0, bit1=1)
     assert s == pytest.approx([0.5 * 3 ** 0.5 if j not in secret else 2 * 3 ** 0.5 for j in range(seq_len)])
+    assert secret_selectivity(s, secret) == pytest.approx(4.0)  # the last position (the label) is left out
 
 
 def test_finished_runs_are_scored_and_rows_without_a_checkpoint_kept(tmp_path, capsys):
@@ -36,6 +38,9 @@ def test_finished_runs_are_scored_and_rows_without_a_checkpoint_kept(tmp_path, c
     s = [table.loc[0, f"s{j}"] for j in range(SPEC.n + 1)]
     assert table.loc[0, "secret_mean"] == pytest.approx(sum(s[j] for j in secret) / len(secret))
     assert table.loc[0, "ratio"] == pytest.approx(table.loc[0, "secret_mean"] / table.loc[0, "other_mean"])
+    # the final checkpoint is the model of the last evaluation, which logged the same ratio
+    last = runner.read_metrics(tmp_path / "runs" / table.loc[0, "run"])[-1]
+    assert last["secret_selectivity"] == pytest.approx(table.loc[0, "ratio"], rel=1e-6)
     # a checkpoint that is not here any more (not committed) keeps its run's row
     first = table.loc[0, "run"]
     (tmp_path / "runs" / first / "ckpt.pt").unlink()

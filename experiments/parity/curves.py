@@ -5,7 +5,8 @@ step, metric): how many seeds it has there and the mean, median, quartiles
 and range of the metric over them. The metrics (``METRICS``): train and
 held-out accuracy, the MD training loss on signal- and noise-regime tokens
 (``train/ce_signal``, ``train/ce_noise``, ``train/signal_loss``,
-``train/noise_loss``) and the energy E(W) of the runs that log it. A metric
+``train/noise_loss``), and the energy E(W) and the secret-bit selectivity
+(``secret_selectivity``) of the reduced-MLP runs that log them. A metric
 that no run of a condition logs has no rows for that condition; a step
 where no run of the condition has a value for it (e.g. the regime losses at
 step 0) has no row either. The parity aggregator
@@ -27,7 +28,7 @@ from mdtheory.runfiles import RunRecord
 CONDITION = ["group", "objective", "model", "n", "k", "train_size", "batch_size", "n_embd", "weight_decay",
              "lr", "t0", "t1"]
 METRICS = ("train_acc", "val_acc", "train/ce_signal", "train/ce_noise", "train/signal_loss", "train/noise_loss",
-           "energy")
+           "energy", "secret_selectivity")
 CURVE_COLUMNS = [*CONDITION, "step", "metric", "n_runs", "n_carried", "mean", "median", "q25", "q75", "min", "max"]
 
 

@@ -2,13 +2,11 @@
 
     python -m experiments.parity.selectivity --root results/parity/paper_mlp
 
-The reduced MLP sees position j through two rows of its first layer, W e_(0,j)
-and W e_(1,j); their distance s_j = ||W e_(1,j) - W e_(0,j)|| is how far
-flipping bit j moves the hidden pre-activations. A model that computes the
-parity of the secret set S needs only the bits in S; a model that recalls
-its training strings needs all of them. ``ratio`` = mean s_j over j in S /
-mean s_j over the other input bits: about 1 when the model reads every bit
-alike, larger the more it has singled out S.
+Per position j, s_j = ||W e_(1,j) - W e_(0,j)|| of the final checkpoint's
+first layer, and ``ratio`` = mean s_j over the secret set S / mean over the
+other input bits (mdtheory.train.diagnostics: bit selectivity; runs log the
+ratio at every evaluation as ``secret_selectivity``): about 1 when the model
+reads every bit alike, larger the more it has singled out S.
 
 Every finished reduced-MLP run under ROOT/runs whose final checkpoint is on
 disk gets one row in ROOT/selectivity.csv (checkpoints are not committed, so
@@ -28,32 +26,25 @@ from mdtheory.errors import UserError
 from mdtheory.provenance import provenance
 from mdtheory.runfiles import CKPT_NAME, read_runs
 from mdtheory.train.checkpoint import load_checkpoint
+from mdtheory.train.diagnostics import bit_selectivity, secret_selectivity
 
 OUT_NAME = "selectivity.csv"
 KEY = "run"
 FINISHED = ("complete", "early_stop")
 
 
-def position_selectivity(W: torch.Tensor, seq_len: int, bit0: int, bit1: int) -> list[float]:
-    """s_j for every position j, from the first-layer table W (vocab * seq_len rows, as in ReducedMLP)."""
-    rows = W.reshape(-1, seq_len, W.shape[-1])
-    return (rows[bit1] - rows[bit0]).norm(dim=-1).tolist()
-
-
 def score(run) -> dict:
     data = run.task["data"]
     tokens, secret, n = data["tokens"], data["secret"], data["n"]
     ckpt = load_checkpoint(run.path / CKPT_NAME)
-    s = position_selectivity(ckpt["model"]["W.weight"].float(), n + 1, tokens["bit0"], tokens["bit1"])
-    inside = [s[j] for j in secret]
-    outside = [s[j] for j in range(n) if j not in secret]
+    s = bit_selectivity(ckpt["model"]["W.weight"], n + 1, tokens["bit0"], tokens["bit1"])
     window = run.window
     return {KEY: run.name, "objective": run.objective, "t0": window[0] if window else None,
             "t1": window[1] if window else None, "seed": run.seed, "step": int(ckpt["step"]),
             "final_val_acc": run.final.get("val_acc"), "secret": " ".join(map(str, secret)),
-            "secret_mean": sum(inside) / len(inside), "other_mean": sum(outside) / max(1, len(outside)),
-            "ratio": (sum(inside) / len(inside)) / (sum(outside) / len(outside)) if outside else None,
-            "label_position": s[n], **{f"s{j}": v for j, v in enumerate(s)}}
+            "secret_mean": sum(s[j] for j in secret) / len(secret),
+            "other_mean": sum(s[j] for j in range(n) if j not in secret) / (n - len(secret)),
+            "ratio": secret_selectivity(s, secret), "label_position": s[n], **{f"s{j}": v for j, v in enumerate(s)}}
 
 
 def main(argv=None) -> int:

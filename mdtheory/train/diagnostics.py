@@ -20,6 +20,12 @@ squared-error loss is maximising E(W) = c^T Sigma^+ c with h = sigma(W z~),
     Sigma = E[ |M|/(2t) h h^T ]         (both regimes together),
 expectations over training sequences, t and masks. We estimate it by Monte
 Carlo; ``mlp_energy`` delegates to ``mdtheory.theory.landscape`` when it can.
+
+Bit selectivity of the reduced MLP: the first layer sees bit j through the
+rows W e_(0,j) and W e_(1,j); their distance is how far flipping bit j moves
+the hidden pre-activations. Parity of S needs only the bits in S; recalling
+training strings needs all of them. ``secret_selectivity`` is the mean over S
+divided by the mean over the other input bits (1: every bit read alike).
 """
 from __future__ import annotations
 
@@ -99,6 +105,21 @@ def tbin_diagnostics(model, tokens: torch.Tensor, sampler: MaskRateSampler, mask
         losses.append(float(loss.detach()))
         norms.append(float(norm))
     return {"edges": [float(e) for e in edges], "loss": losses, "grad_norm": norms}
+
+
+def bit_selectivity(weight: torch.Tensor, seq_len: int, bit0: int, bit1: int) -> list[float]:
+    """||W e_(bit1,j) - W e_(bit0,j)|| for every position j, from the reduced
+    MLP's first-layer table (vocab * seq_len rows, row value * seq_len + j)."""
+    rows = weight.detach().float().reshape(-1, seq_len, weight.shape[-1])
+    return (rows[bit1] - rows[bit0]).norm(dim=-1).tolist()
+
+
+def secret_selectivity(selectivity: list[float], secret) -> float:
+    """Mean selectivity of the secret input bits over that of the other input
+    bits (the label, the last position, is neither)."""
+    inside = [selectivity[j] for j in secret]
+    outside = [s for j, s in enumerate(selectivity[:-1]) if j not in set(int(i) for i in secret)]
+    return float(np.mean(inside) / np.mean(outside)) if outside else float("nan")
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cli import setting, setting_of
-from ..data.parity import MASK, VOCAB_SIZE, ParityData, autoregressive_pair
+from ..data.parity import BIT0, BIT1, MASK, VOCAB_SIZE, ParityData, autoregressive_pair
 from ..errors import UserError
 from ..masking import NORMALIZATIONS
 from ..models import MLPConfig, ReducedMLP, Transformer, TransformerConfig
@@ -211,6 +211,9 @@ class ParityTask:
         for split, tokens in (("train", train), ("val", self.data.val_tokens)):
             acc, ce = self.label_accuracy(model, tokens, device)
             record[f"{split}_acc"], record[f"{split}_label_ce"] = acc, ce
+        if self.cfg.model == "mlp":  # which input bits the first layer reads
+            selectivity = diagnostics.bit_selectivity(model.W.weight, self.data.seq_len, BIT0, BIT1)
+            record["secret_selectivity"] = diagnostics.secret_selectivity(selectivity, self.data.secret)
         if self.objective.uses_sampler:
             if self.cfg.tbins > 0:
                 lo, hi = self.sampler.support()
