@@ -485,3 +485,17 @@ def test_selectivity_draws_one_dot_per_run_and_the_median(results):
             and len(c.get_offsets()) and c.get_offsets().shape[1] == 2 and type(c).__name__ == "PathCollection"]
     assert sorted(map(sorted, dots)) == [[1.0], [2.1, 2.2]]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["output sup.", "MD $U[0,0.2]$"]
+
+
+def test_selectivity_over_training_is_the_median_the_aggregator_wrote(results):
+    path = results / "parity" / "paper_mlp" / "curves.csv"
+    curves = pd.read_csv(path)
+    extra = curves[curves["metric"] == "val_acc"].assign(metric="secret_selectivity", median=lambda f: 1 + f["step"] / 1000)
+    pd.concat([curves, extra]).to_csv(path, index=False)
+    apply_style()
+    fig = parity.selectivity(results)
+    assert len(fig.axes) == 2
+    lines = {line.get_label(): line for line in fig.axes[1].get_lines() if not line.get_label().startswith("_")}
+    md = extra[extra["objective"] == "md"].sort_values("step")
+    assert list(lines) == ["output sup. (2)", "MD $U[0,0.2]$ (2)"]
+    assert list(lines["MD $U[0,0.2]$ (2)"].get_ydata()) == pytest.approx(list(md["median"]))

@@ -9,9 +9,10 @@
                             full batch): train / held-out accuracy vs step per
                             objective and window, median and quartile band
                             over seeds, from paper_mlp/curves.csv
-    parity_selectivity      which input bits the finished paper_mlp models read:
-                            secret-set over other bits, per seed, from
-                            paper_mlp/selectivity.csv
+    parity_selectivity      which input bits the paper_mlp models read:
+                            secret-set over other bits, per finished run
+                            (paper_mlp/selectivity.csv) and over training
+                            (paper_mlp/curves.csv, where runs logged it)
     parity_theory_vs_speed  P_S of the window vs steps to 0.99 held-out, per
                             (k, weight decay), rho from theory_vs_speed.csv
     parity_signal_noise     measured loss on signal- vs noise-regime tokens
@@ -588,26 +589,47 @@ def paper_mlp(results: Path):
 
 
 def selectivity(results: Path):
-    """Which input bits the finished paper_mlp models read (selectivity.csv of
-    experiments.parity.selectivity): per run, the mean weight selectivity of
-    the secret-set bits over that of the other bits; 1 = every bit alike."""
+    """Which input bits the paper_mlp models read: left, per finished run, the
+    mean weight selectivity of the secret-set bits over that of the other bits
+    (selectivity.csv of experiments.parity.selectivity; 1 = every bit alike);
+    right, where the runs logged it, the same ratio over training (median over
+    seeds, curves.csv)."""
     table = read_csv(Path(results) / PAPER_MLP_DIR / "selectivity.csv",
                      f"python -m experiments.parity.selectivity --root results/{PAPER_MLP_DIR}",
                      ("objective", "t1", "ratio"))
     table = table.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(table["objective"], table["t1"])])
-    fig, axes = figure("column", aspect=0.55)
+    try:
+        curves = read_csv(Path(results) / PAPER_MLP_DIR / "curves.csv", SUMMARIZE, ("metric", "median"))
+        curves = curves[curves["metric"] == "secret_selectivity"]
+    except MissingData:
+        curves = pd.DataFrame()
+    curves = curves.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(curves["objective"], curves["t1"])]) \
+        if len(curves) else curves
+    arms = sorted(set(table["arm"]) | set(curves["arm"] if len(curves) else []))
+    name = {a: "output sup." if a < 0 else f"MD $U[0,{a:g}]$" for a in arms}
+    palette = dict(zip(arms, colours(len(arms))))
+    fig, axes = figure("full" if len(curves) else "column", aspect=0.3 if len(curves) else 0.55,
+                       ncols=2 if len(curves) else 1, sharey=True)
     ax = axes[0, 0]
-    arms = sorted(set(table["arm"]))
-    for i, (arm, colour) in enumerate(zip(arms, colours(len(arms)))):
+    finished = sorted(set(table["arm"]))
+    for i, arm in enumerate(finished):
         ratios = table.loc[table["arm"] == arm, "ratio"]
-        ax.scatter(np.full(len(ratios), i), ratios, color=colour, s=12, zorder=3)
-        ax.hlines(ratios.median(), i - 0.25, i + 0.25, color=colour, lw=1.5)
-    ax.axhline(1.0, color="grey", lw=0.5, ls="--")
-    ax.set_xticks(range(len(arms)), ["output sup." if a < 0 else f"MD $U[0,{a:g}]$" for a in arms],
-                  rotation=20, ha="right")
+        ax.scatter(np.full(len(ratios), i), ratios, color=palette[arm], s=12, zorder=3)
+        ax.hlines(ratios.median(), i - 0.25, i + 0.25, color=palette[arm], lw=1.5)
+    ax.set_xticks(range(len(finished)), [name[a] for a in finished], rotation=20, ha="right")
     ax.set_ylabel("secret bits / other bits")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"first-layer weight selectivity ({len(table)} runs, one dot per seed)", fontsize=7)
+    ax.set_title(f"finished runs ({len(table)}, one dot per seed)", fontsize=7)
+    for arm, line in (curves.groupby("arm") if len(curves) else []):
+        line = line.sort_values("step")
+        axes[0, 1].plot(line["step"], line["median"], color=palette[arm],
+                        label=f"{name[arm]} ({int(line['n_runs'].max())})")
+    if len(curves):
+        axes[0, 1].set_xlabel("step")
+        axes[0, 1].set_title("over training (median over the seeds that logged it)", fontsize=7)
+        axes[0, 1].legend(fontsize=6)
+    for a in axes.flat:
+        a.axhline(1.0, color="grey", lw=0.5, ls="--")
+        a.set_ylim(bottom=0)
     return fig
 
 
