@@ -368,8 +368,12 @@ def test_baseline_pairing_mcnemar_by_hand(tmp_path):
     for seed in range(6):
         write_phase_run(base, "os", seed, [(0, .5, .5), (1000, 1., .95)])
         write_phase_run(root, "os", seed, [(0, .5, .5), (1000, 1., .95), (2000, 1., .995)], budget=3000)
+    # a seventh ROOT run still training, not at 0.99 yet: no outcome to pair
+    write_phase_run(base, "os", 6, [(0, .5, .5), (1000, 1., .995)])
+    write_phase_run(root, "os", 6, [(0, .5, .5), (1000, 1., .95)], budget=3000, finished="running")
     summarize.main(["--root", str(root), "--baseline", str(base)])
     cell = pd.read_csv(root / "paired_with_baseline.csv").iloc[0]
+    assert cell["runs_paired"] == 7 and cell["runs_unfinished"] == 1
     assert (cell["only_root_99"], cell["only_baseline_99"]) == (6, 0)
     assert cell["mcnemar_p_99"] == pytest.approx(2 / 64) and cell["mcnemar_p_90"] == 1.0
 
@@ -402,3 +406,16 @@ def test_a_paired_root_stays_paired_when_summarised_without_baseline(tmp_path, c
     assert summarize.main(["--root", str(root)]) == 0
     assert (root / "paired_with_baseline.csv").read_text() == before
     assert json.loads((root / "summary_provenance.json").read_text())["baseline"] == str(base)
+
+
+def test_a_run_still_training_below_the_threshold_is_not_paired_with_os():
+    nan = float("nan")
+    os_runs = pd.DataFrame({"seed": [0, 1, 2, 3], "steps_to_val_99": [300.0, 400.0, 500.0, nan],
+                            "steps": [1000] * 4, "status": ["complete"] * 3 + ["running"]})
+    md = pd.DataFrame({"seed": [0, 1, 2, 3], "steps_to_val_99": [nan, nan, 800.0, 900.0],
+                       "steps": [1000, 600, 800, 900], "status": ["complete", "running", "running", "running"]})
+    row, _ = summarize.threshold_stats(md, os_runs, "99")
+    # seed 0: decided, OS only; seed 1: MD still training, not there yet -> left out; seed 2: MD already there
+    # (final); seed 3: OS still training and not there yet -> left out
+    assert row["paired_seeds"] == 2
+    assert (row["reached_where_os_not"], row["os_reached_where_not"]) == (0, 1)

@@ -520,7 +520,8 @@ def logrank_p(runs: pd.DataFrame, other: pd.DataFrame, column: str = "steps_to_v
 def threshold_stats(runs: pd.DataFrame, os_runs: pd.DataFrame | None, threshold: str) -> tuple[dict, pd.DataFrame]:
     """cells.csv's statistics of one cell at one threshold ("99", "90"), named as in CELL_STATS, and its
     Kaplan-Meier curve. Against OS seed by seed, a seed with several runs in a cell counts as reached if
-    any did."""
+    any did; a seed whose run is still training and has not reached the threshold yet is not paired (its
+    outcome is not known)."""
     column = f"steps_to_val_{threshold}"
     sfx = "" if threshold == "99" else f"_{threshold}"
     curve = kaplan_meier(runs, column)
@@ -530,7 +531,9 @@ def threshold_stats(runs: pd.DataFrame, os_runs: pd.DataFrame | None, threshold:
            **dict(zip((f"km_median_steps{sfx}", f"km_median_low{sfx}", f"km_median_high{sfx}"), km_median(curve)))}
     if os_runs is not None:
         mine, theirs = (r[column].notna().groupby(r["seed"]).any() for r in (runs, os_runs))
-        common = mine.index.intersection(theirs.index)
+        decided = [reached | (r[column].notna() | (r["status"] != "running")).groupby(r["seed"]).all()
+                   for reached, r in ((mine, runs), (theirs, os_runs))]
+        common = decided[0].index[decided[0]].intersection(decided[1].index[decided[1]])
         only_mine, only_os, p = _discordant(mine[common], theirs[common])
         row.update({f"logrank_p_vs_os{sfx}": logrank_p(runs, os_runs, column),
                     f"reached_where_os_not{sfx}": only_mine, f"os_reached_where_not{sfx}": only_os,
@@ -826,8 +829,8 @@ def paired_cells(pairs: pd.DataFrame, baseline: str) -> pd.DataFrame:
     threshold in ROOT and in BASE, the discordant pairs (only_root: ROOT reached it, BASE not;
     only_baseline: the reverse) with the exact McNemar p, the median step ratio over the pairs where both
     reached it, the median final held-out accuracy of each; budgets and batch sizes ("min-max" where they
-    differ); ``runs_unfinished``: paired runs of ROOT still training (not reached yet). A cell without any
-    match has empty baseline columns."""
+    differ); ``runs_unfinished``: paired runs of ROOT still training, left out of a threshold's pairs
+    until they reach it. A cell without any match has empty baseline columns."""
     rows = []
     for cell, g in _cells(pairs):
         matched = g[g["baseline_run"].notna()]
@@ -840,8 +843,10 @@ def paired_cells(pairs: pd.DataFrame, baseline: str) -> pd.DataFrame:
                         "final_val_acc_median": _median(matched["final_val_acc"]),
                         "baseline_final_val_acc_median": _median(matched["baseline_final_val_acc"])})
             for t in THRESHOLDS:
-                mine, theirs = (matched[c].notna() for c in (f"steps_to_val_{t}", f"baseline_steps_to_val_{t}"))
-                ratios = matched[f"step_ratio_{t}"].dropna()
+                # a run still training that has not reached the threshold yet has no outcome to pair
+                known = matched[matched[f"steps_to_val_{t}"].notna() | (matched["status"] != "running")]
+                mine, theirs = (known[c].notna() for c in (f"steps_to_val_{t}", f"baseline_steps_to_val_{t}"))
+                ratios = known[f"step_ratio_{t}"].dropna()
                 only_root, only_base, p = _discordant(mine, theirs)
                 row.update({f"reached_{t}": int(mine.sum()), f"baseline_reached_{t}": int(theirs.sum()),
                             f"only_root_{t}": only_root, f"only_baseline_{t}": only_base, f"mcnemar_p_{t}": p,
