@@ -121,6 +121,7 @@ CASES = [
     Case("derive", ["ngram", "--out", "/proc/x/t.json"], "ngram --out not writable"),
     Case("derive", ["ngram", "--min-count", "0", "--out", "{tmp}/t.json"], "ngram --min-count 0"),
     Case("derive", ["ngram", "--estimator", "bogus"], "ngram unknown estimator"),
+    Case("derive", ["ngram", "--corpus", "shakespeare"], "ngram without --out (no default file)"),
     Case("derive", ["ngram", "--text-file", "{tmp}/missing.txt", "--out", "{tmp}/t.json"],
          "ngram --text-file missing"),
     Case("derive", ["ngram", "--text-file", "{tmp}/adir", "--out", "{tmp}/t.json"],

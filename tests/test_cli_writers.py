@@ -99,4 +99,4 @@ def test_derive_parsers_show_defaults(module):
     text = " ".join(importlib.import_module(module).build_parser().format_help().split())
     assert "default" in text.lower()
     if module.endswith("ngram"):
-        assert "(default: shakespeare)" in text and "(default: results/lm/predicted_t.json)" in text
+        assert "(default: shakespeare)" in text and "results/" not in text  # the caller names the file

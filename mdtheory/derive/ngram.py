@@ -30,7 +30,6 @@ from ..provenance import provenance
 from ..theory import ngram_weights as nw
 from ..theory.numeric import PAPER_WIKITEXT_WEIGHTS, mixture_argmax
 
-DEFAULT_OUT = "results/lm/predicted_t.json"
 ALT_MIN_COUNTS = (2, 5, 10)
 
 
@@ -43,8 +42,7 @@ def build_parser() -> OneLineParser:
                    help="dependency-weight estimator")
     p.add_argument("--min-count", type=int, default=5,
                    help="n-grams seen fewer times are dropped (paper: 5)")
-    p.add_argument("--out", default=DEFAULT_OUT,
-                   help="JSON output; left untouched when only its provenance would change")
+    p.add_argument("--out", required=True, help="JSON output; left untouched when only its provenance would change")
     return p
 
 
