@@ -59,3 +59,14 @@ def test_a_root_without_runs_is_one_line_exit_2(tmp_path, capsys):
         run_cli(selectivity.main, ["--root", str(tmp_path)])
     assert exc.value.code == 2 and "no finished reduced-MLP run" in capsys.readouterr().err
     assert not (tmp_path / "selectivity.csv").exists()
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00garbage", b"a,b\n1,2\n"])
+def test_a_damaged_or_foreign_csv_is_one_line_and_kept(tmp_path, capsys, content):
+    runner.execute(SPEC, str(tmp_path))
+    (tmp_path / "selectivity.csv").write_bytes(content)
+    with pytest.raises(SystemExit) as exc:
+        run_cli(selectivity.main, ["--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and len(err.strip().splitlines()) == 1 and "selectivity.csv" in err
+    assert (tmp_path / "selectivity.csv").read_bytes() == content

@@ -58,7 +58,12 @@ def main(argv=None) -> int:
     runs = [r for r in read_runs(root / "runs") if r.task.get("model") == "mlp"
             and r.marker.get("status") in FINISHED and (r.path / CKPT_NAME).is_file()]
     out = root / OUT_NAME
-    old = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=[KEY])
+    try:
+        old = pd.read_csv(out) if out.is_file() else pd.DataFrame(columns=[KEY])
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-data errors are ValueErrors
+        raise UserError(f"{out} is not a readable CSV ({type(exc).__name__}): move it away to rescore") from None
+    if KEY not in old.columns:
+        raise UserError(f"{out} has no {KEY!r} column: it was not written by this command; move it away")
     if not runs and old.empty:
         raise UserError(f"no finished reduced-MLP run with its {CKPT_NAME} under {root / 'runs'}")
     torch.set_num_threads(1)
