@@ -597,14 +597,16 @@ def selectivity(results: Path):
     table = read_csv(Path(results) / PAPER_MLP_DIR / "selectivity.csv",
                      f"python -m experiments.parity.selectivity --root results/{PAPER_MLP_DIR}",
                      ("objective", "t1", "ratio"))
-    table = table.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(table["objective"], table["t1"])])
+    def with_arm(frame: pd.DataFrame) -> pd.DataFrame:  # OS as -1, MD U[0,t1] as t1
+        return frame.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(frame["objective"], frame["t1"])])
+
+    table = with_arm(table)
     try:
         curves = read_csv(Path(results) / PAPER_MLP_DIR / "curves.csv", SUMMARIZE, ("metric", "median"))
         curves = curves[curves["metric"] == "secret_selectivity"]
     except MissingData:
         curves = pd.DataFrame()
-    curves = curves.assign(arm=[-1.0 if o == "os" else float(t1) for o, t1 in zip(curves["objective"], curves["t1"])]) \
-        if len(curves) else curves
+    curves = with_arm(curves) if len(curves) else curves
     arms = sorted(set(table["arm"]) | set(curves["arm"] if len(curves) else []))
     name = {a: "output sup." if a < 0 else f"MD $U[0,{a:g}]$" for a in arms}
     palette = dict(zip(arms, colours(len(arms))))

@@ -117,8 +117,9 @@ def bit_selectivity(weight: torch.Tensor, seq_len: int, bit0: int, bit1: int) ->
 def secret_selectivity(selectivity: list[float], secret) -> float:
     """Mean selectivity of the secret input bits over that of the other input
     bits (the label, the last position, is neither)."""
+    secret = {int(j) for j in secret}
     inside = [selectivity[j] for j in secret]
-    outside = [s for j, s in enumerate(selectivity[:-1]) if j not in set(int(i) for i in secret)]
+    outside = [s for j, s in enumerate(selectivity[:-1]) if j not in secret]
     return float(np.mean(inside) / np.mean(outside)) if outside else float("nan")
 
 
