@@ -73,3 +73,53 @@ def test_stop_rule_ends_a_run_and_a_run_without_it_continues_to_the_budget(tmp_p
     entry = json.loads((run_dir / "config.json").read_text())["resumes"][0]
     assert set(entry) <= {"from_step", "time", "git_commit", "provenance_changes", "changed_from", "world_size"}
     assert runner.run_status(run_dir, spec) == "complete"  # at its budget: skipped either way
+
+
+def stacked_specs():
+    base = replace(SPEC, objective="md", n=6, k=1, train_size=32, steps=150, eval_every=10, n_embd=32,
+                   batch_size=32)
+    return [replace(base, seed=0, t1=0.5, early_stop=True), replace(base, seed=1, t1=1.0),
+            replace(base, seed=2, t1=0.3), replace(base, seed=3, t1=0.5),
+            replace(base, seed=0, objective="os", t0=None, t1=None)]
+
+
+def test_stacks_group_runs_that_differ_only_in_seed_and_window():
+    md_a, md_b, md_c, _, os_run = stacked_specs()
+    groups = runner.stacks([md_a, os_run, md_b, md_c, replace(md_a, steps=80)], 2)
+    assert [g.members for g in groups] == [(md_a, md_b), (md_c,), (os_run,), (replace(md_a, steps=80),)]
+    assert groups[0].name == md_a.name + " (+1 stacked)" and groups[1].name == md_c.name
+
+
+def test_a_stacked_sweep_writes_what_a_run_by_run_sweep_writes(tmp_path):
+    """The same run folders to round-off, run.json statuses alike: run 0 stops
+    early (it reaches 0.99 by step 100) and leaves the stack while run 2 goes
+    on; run 1 resumes from a checkpoint at step 20 (a stack of its own);
+    run 3, already finished, is skipped."""
+    specs = stacked_specs()[:4]
+    for spec in specs:
+        runner.execute(spec, str(tmp_path / "alone"))
+    runner.execute(replace(specs[1], steps=20), str(tmp_path / "stacked"))
+    runner.execute(specs[3], str(tmp_path / "stacked"))
+    stack = runner.stacks(specs, 4)[0]
+    runner.execute_stack(stack, str(tmp_path / "stacked"))
+    assert runner.stack_status(tmp_path / "stacked" / "runs" / specs[0].name, stack) is not None
+    for spec in specs:
+        alone, stacked = (tmp_path / kind / "runs" / spec.name for kind in ("alone", "stacked"))
+        marks = [json.loads((d / "run.json").read_text()) for d in (alone, stacked)]
+        assert (marks[0]["status"], marks[0]["steps_done"]) == (marks[1]["status"], marks[1]["steps_done"])
+        assert marks[1]["status"] == ("early_stop" if spec is specs[0] else "complete")
+        lines = [[json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+                 for d in (alone, stacked)]
+        assert [r["step"] for r in lines[0]] == [r["step"] for r in lines[1]]
+        for a, b in zip(*lines):
+            assert b["val_acc"] == pytest.approx(a["val_acc"], abs=1e-6)
+            assert b["loss"] == pytest.approx(a["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_stack_flag_lists_members_and_refuses_zero(tmp_path, capsys):
+    assert runner.main(["--preset", "tiny", "--root", str(tmp_path), "--stack", "2", "--list"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == len(runner.PRESETS["tiny"]()) and "stack 1 of" in lines[0]
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(runner.main, ["--preset", "tiny", "--root", str(tmp_path), "--stack", "0"])
+    assert exit_info.value.code == 2 and "--stack" in capsys.readouterr().err

@@ -89,7 +89,7 @@ class ReducedMLP(nn.Module):
     def _one_hot(self, rows: torch.Tensor) -> torch.Tensor:
         # each position owns its own columns, so a row of z~ holds seq_len distinct ones
         z = torch.zeros(rows.shape[0], self.W.num_embeddings, device=rows.device, dtype=self.W.weight.dtype)
-        return z.scatter_(1, rows, 1.0)
+        return z.scatter(1, rows, 1.0)  # out of place: vmap (mdtheory.train.stacked) has no rule for scatter_
 
     def z_tilde(self, idx: torch.Tensor) -> torch.Tensor:
         """The explicit one-hot sum z~ (B, vocab_size * seq_len), for analysis."""

@@ -197,7 +197,9 @@ class ParityTask:
     def train_batch(self, step, batch_size, device, shard=0):
         gen = step_generator(self.cfg.seed, step, shard)
         tokens = self.data.train_tokens[self.batch_rows(step, batch_size, shard, gen)]
-        batch = self.objective.make_batch(tokens, self, gen)
+        # the secret set rides along for the diagnostics: runs stacked in one
+        # process (mdtheory.train.stacked) share one task's loss code
+        batch = {**self.objective.make_batch(tokens, self, gen), "in_secret": self.in_secret}
         return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
     def loss(self, model, batch):
@@ -233,8 +235,8 @@ class ParityTask:
 
     def masked_diagnostics(self, batch, out) -> dict:
         """Signal/noise split of a masked batch's loss, and its mean rate."""
-        diag = diagnostics.regime_split(out.weighted, out.ce, batch["mask"],
-                                        self.in_secret.to(out.ce.device), out.denom)
+        in_secret = batch.get("in_secret", self.in_secret).to(out.ce.device)  # a batch made by hand lacks it
+        diag = diagnostics.regime_split(out.weighted, out.ce, batch["mask"], in_secret, out.denom)
         diag["t_mean"] = batch["t"].mean()
         return diag
 
