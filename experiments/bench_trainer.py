@@ -1,7 +1,7 @@
 """Speed of the training engine as interleaved A/B ratios.
 
     python -m experiments.bench_trainer [--only compile fused bf16 mlp_gather mlp_bag] [--pairs 5]
-        [--steps S] [--tiny] [--threads T] [--json PATH] [--energy-steps S]
+        [--steps S] [--tiny] [--threads T] [--json PATH] [--energy-steps S] [--stacking-steps S]
 
 Each row is the median over ABBA pairs of tokens/s(B) / tokens/s(A) of the
 real engine (experiments/ab_timing.py) on the parity study's model and an
@@ -111,6 +111,38 @@ def energy_cost_row(pairs: int, steps: int, tiny: bool) -> dict:
             "unit": "seconds per run"}
 
 
+def stacking_row(pairs: int, steps: int, tiny: bool, cuda: bool = False, runs: int = 3,
+                 deadline: float = float("inf")) -> dict:
+    """Tokens/s of ``runs`` parity runs (seeds and windows apart) trained one
+    after another (A) and stacked in one process (B, ``mdtheory.train.stacked``);
+    each side builds its runs too. CPU: the phase diagram's reduced MLP; CUDA:
+    the paper preset's transformer."""
+    from mdtheory.train.stacked import train_stacked
+
+    n, k, size, layers, width, model, batch = (8, 2, 64, 1, 32, "mlp", 64) if tiny else \
+        (20, 6, 5000, 6, 384, "transformer", 256) if cuda else (16, 4, 2048, 1, 1024, "mlp", 256)
+    base = parity_timing_task(n, k, size, layers, layers, width, model=model)
+
+    def rate(stacked: bool) -> float:
+        start, pairs_ = time.perf_counter(), []
+        for seed in range(runs):
+            cfg = replace(base.cfg, seed=seed, sampler=f"window:0,{0.2 + 0.1 * seed:g}")
+            pairs_.append((ParityTask(cfg), cfg.train_config(steps=steps, eval_every=steps, ckpt_every=10 ** 9,
+                                                             batch_size=batch, progress=False)))
+        if stacked:
+            train_stacked(*zip(*pairs_))
+        else:
+            for task, cfg in pairs_:
+                train(task, cfg)
+        if cuda:
+            torch.cuda.synchronize()
+        return runs * steps * batch * base.tokens_per_sequence / (time.perf_counter() - start)
+
+    row = interleaved_ab(lambda: rate(False), lambda: rate(True), pairs=pairs, label_a=f"{runs} runs one by one",
+                         label_b=f"{runs} runs stacked", deadline=deadline)
+    return {"config": f"{model} ({n},{k}) {layers}x{width} batch {batch} {steps} steps", **row}
+
+
 def format_table(rows: list[dict], header: bool = True) -> str:
     """The rows of ``compare`` (and the energy row) as a table; the GPU check prints its rows one at a time."""
     head = f"{'config':<44} {'A -> B':<44} {'B/A median':>10} {'range':>11} {'A rate':>10} {'B rate':>10} pairs"
@@ -134,16 +166,20 @@ def main(argv=None) -> int:
     p.add_argument("--pairs", type=int, default=5, help="A/B pairs per comparison (median over pairs)")
     p.add_argument("--steps", type=int, default=None, help="timed steps per measurement, after as many "
                                                            "warm-up steps (default 10 on CPU, 50 on CUDA)")
-    p.add_argument("--only", nargs="+", choices=sorted(COMPARISONS), default=None,
-                   help="comparisons to run (default: all that apply; bf16 only on CUDA)")
+    p.add_argument("--only", nargs="*", choices=sorted(COMPARISONS), default=None,
+                   help="comparisons to run (default: all that apply; bf16 only on CUDA; none: only the "
+                        "--energy-steps and --stacking-steps rows)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (seconds; for tests)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--json", default=None, help="also write the rows here")
     p.add_argument("--energy-steps", type=int, default=0, help="also time whole reduced-MLP runs of this many "
                    "steps with E(W) off and at its default spacing (0: skip; 10000: a phase-diagram run)")
+    p.add_argument("--stacking-steps", type=int, default=0, help="also time 3 parity runs of this many steps "
+                   "one by one against stacked in one process (CPU: reduced MLP; CUDA: transformer; 0: skip)")
     args = p.parse_args(argv)
     for flag, value, least in (("--pairs", args.pairs, 1), ("--steps", args.steps, 1),
-                               ("--threads", args.threads, 0), ("--energy-steps", args.energy_steps, 0)):
+                               ("--threads", args.threads, 0), ("--energy-steps", args.energy_steps, 0),
+                               ("--stacking-steps", args.stacking_steps, 0)):
         if value is not None and value < least:
             raise UserError(f"{flag} must be >= {least}, got {value}")
     if args.threads:
@@ -151,13 +187,15 @@ def main(argv=None) -> int:
     rt = setup_runtime(args.device)
     cuda = rt.device.type == "cuda"
     steps = args.steps or (50 if cuda else 10)
-    names = args.only or [n for n in COMPARISONS if cuda or n != "bf16"]
+    names = args.only if args.only is not None else [n for n in COMPARISONS if cuda or n != "bf16"]
     rows = [{"config": label, "comparison": name,
              **compare(task, *COMPARISONS[name][1:], batch_size=batch, steps=steps, device=args.device,
                        pairs=args.pairs)}
             for label, task, batch, applies in configurations(cuda, args.tiny) for name in names if name in applies]
     if args.energy_steps:
         rows.append(energy_cost_row(args.pairs, args.energy_steps, args.tiny))
+    if args.stacking_steps:
+        rows.append(stacking_row(args.pairs, args.stacking_steps, args.tiny, cuda))
     device = torch.cuda.get_device_name(rt.device) if cuda else f"CPU x{torch.get_num_threads()} threads"
     print(f"device: {device}; {args.pairs} interleaved pairs of {steps} timed steps each")
     print(format_table(rows))

@@ -202,6 +202,7 @@ CASES = [
     # experiments
     Case("parity.run", ["--preset", "nosuch"], "unknown preset"),
     Case("parity.run", ["--preset", "tiny", "--jobs", "0", "--root", "{tmp}/root"], "--jobs 0"),
+    Case("parity.run", ["--preset", "tiny", "--stack", "0", "--root", "{tmp}/root"], "--stack 0"),
     Case("parity.run", ["--preset", "tiny", "--root", "{tmp}/afile"], "--root is a file", _file("afile")),
     Case("parity.summarize", ["--root", "{tmp}/nothing"], "--root without runs"),
     Case("parity.summarize", ["--root", "{tmp}/root"], "summary.csv is a directory",

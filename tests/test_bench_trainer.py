@@ -130,3 +130,13 @@ def test_bench_trainer_times_the_mlp_first_layers_and_the_energy_cost(tmp_path):
         assert row["observed"]["b"]["first_layer"] == ["onehot"] and row["pairs"] == 5 and row["median_ratio"] > 0
     energy = [r for r in rows if "energy" in r.get("b", "")]
     assert len(energy) == 1 and energy[0]["pairs"] == 5 and energy[0]["median_ratio"] > 0
+
+
+def test_bench_trainer_times_stacked_runs_alone_when_asked(tmp_path):
+    from experiments.bench_trainer import main
+
+    path = tmp_path / "bench.json"
+    assert main(["--tiny", "--only", "--pairs", "5", "--stacking-steps", "3", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["b"] == "3 runs stacked" and rows[0]["pairs"] == 5
+    assert rows[0]["median_ratio"] > 0 and "3 steps" in rows[0]["config"]

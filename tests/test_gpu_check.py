@@ -37,7 +37,7 @@ def test_tiny_check_writes_three_files_the_aggregators_read(tmp_path, text_file)
     # a generous budget: phases that end early pass their time on, so it only
     # keeps a busy test machine from cutting a phase
     proc = run_check("--tiny", "--budget", "240", "--out", str(out), "--text-file", str(text_file),
-                     "--workers", "2", timeout=400)
+                     "--workers", "2", "--stack", "3", timeout=400)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == OUTPUTS
     summary = json.loads((out / "gpu_check_summary.json").read_text())
@@ -49,11 +49,12 @@ def test_tiny_check_writes_three_files_the_aggregators_read(tmp_path, text_file)
     assert summary["gemm"]["reference_flops"] > 0
     assert summary["tests"]["files"] == ["tests/test_gpu.py"]
     rows = summary["timing"]["rows"]
-    assert {r["comparison"] for r in rows} >= {"fp32 vs bf16", "unfused vs fused AdamW"}
-    for r in rows:
-        assert r["pairs"] >= 5 and r["median_ratio"] > 0 and 0 < r["mfu_a"] < 1
+    assert {r["comparison"] for r in rows} >= {"fp32 vs bf16", "unfused vs fused AdamW", "one by one vs stacked"}
+    for r in rows:  # MFU where the row times one run's tokens
+        assert r["pairs"] >= 5 and r["median_ratio"] > 0 and (r["b"] == "3 runs stacked" or 0 < r["mfu_a"] < 1)
     parity = summary["parity_grid"]
     assert parity["runs_finished"] == parity["runs_planned"] == 7  # 6 MD windows + OS, one seed
+    assert parity["jobs_planned"] == 3  # --stack 3: the MD windows in two stacks, OS alone
     lm = summary["lm_sweep"]
     assert lm["runs_finished"] == lm["runs_planned"] >= 11  # ten windows + U[0,1] (+ predicted t*)
     assert len(lm["final"]) == lm["runs_planned"] and not lm["unfinished"]
@@ -97,6 +98,7 @@ def test_phases_that_run_past_their_deadline_are_cut_and_the_summary_still_writt
     (["--tiny", "--out", "FILE"], "is not a folder"),
     (["--tiny", "--out", "OUT", "--text-file", "MISSING"], "is not a file"),
     (["--tiny", "--out", "OUT", "--workers", "0"], "--workers must be >= 1"),
+    (["--tiny", "--out", "OUT", "--stack", "0"], "--stack must be >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message, capsys):
     (tmp_path / "FILE").write_text("mine")

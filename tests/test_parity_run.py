@@ -86,8 +86,9 @@ def stacked_specs():
 def test_stacks_group_runs_that_differ_only_in_seed_and_window():
     md_a, md_b, md_c, _, os_run = stacked_specs()
     groups = runner.stacks([md_a, os_run, md_b, md_c, replace(md_a, steps=80)], 2)
-    assert [g.members for g in groups] == [(md_a, md_b), (md_c,), (os_run,), (replace(md_a, steps=80),)]
-    assert groups[0].name == md_a.name + " (+1 stacked)" and groups[1].name == md_c.name
+    assert [g.members for g in groups] == [(md_a, md_b), (os_run,), (md_c,), (replace(md_a, steps=80),)]
+    assert [g.members for g in runner.stacks([md_a, os_run, md_b], 1)] == [(md_a,), (os_run,), (md_b,)]
+    assert groups[0].name == md_a.name + " (+1 stacked)" and groups[2].name == md_c.name
 
 
 def test_a_stacked_sweep_writes_what_a_run_by_run_sweep_writes(tmp_path):

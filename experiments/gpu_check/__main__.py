@@ -60,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=None, help="seconds for the whole check (default 420; --tiny 240)")
     p.add_argument("--text-file", default=None, help="LM corpus where Shakespeare's plays are not installed")
     p.add_argument("--workers", type=int, default=None, help="runs trained at once (default: cores - 2, <= 16)")
+    p.add_argument("--stack", type=int, default=1, help="parity runs trained together in one process "
+                   "(their models stacked and vmapped; 1: one run per process)")
     p.add_argument("--phase", nargs=2, metavar=("NAME", "STATE"), default=None, help="(internal) run one phase")
     args = p.parse_args(argv)
     if args.phase:  # the phase's exit code: 0 unless it failed
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
     for bad, message in (
             (not args.out, "--out DIR is required"),
             (args.workers is not None and args.workers < 1, f"--workers must be >= 1, got {args.workers}"),
+            (args.stack < 1, f"--stack must be >= 1, got {args.stack}"),
             (not args.tiny and not torch.cuda.is_available(),
              "no CUDA device here: the full check needs a GPU (use --tiny for the CPU rehearsal)"),
             (not 10 <= budget <= 3600, f"--budget must be between 10 and 3600 seconds, got {budget:g}"),
@@ -94,7 +97,7 @@ def check(args, budget: float, out: Path, work: Path) -> int:
                  for name, end in PHASE_ENDS.items()}
     text_file = args.text_file and str(Path(args.text_file).resolve())
     atomic_write_json(work / "state.json", {
-        "work": str(work), "tiny": args.tiny, "deadlines": deadlines, "text_file": text_file,
+        "work": str(work), "tiny": args.tiny, "deadlines": deadlines, "text_file": text_file, "stack": args.stack,
         "workers": args.workers or (2 if args.tiny else max(1, min(16, (os.cpu_count() or 2) - 2)))})
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": "1"} if args.tiny else {}),
            "MDTHEORY_CACHE_DIR": os.environ.get("MDTHEORY_CACHE_DIR") or str(work / "cache")}
@@ -237,26 +240,31 @@ def phase_tests(state: dict) -> int:
 def phase_timing(state: dict) -> None:
     """Interleaved A/B ratios of engine variants on bench_trainer's parity and
     LM configurations (on CUDA: the parity and LM paper presets' models)."""
-    from ..bench_trainer import configurations, format_table
+    from ..bench_trainer import configurations, format_table, stacking_row
 
-    s, deadline = SIZES[state["tiny"]], state["deadlines"]["timing"]
+    s, deadline, cuda = SIZES[state["tiny"]], state["deadlines"]["timing"], torch.cuda.is_available()
     gemm, flops = read_phase(state["work"], "info").get("gemm") or {}, {}
-    configs = configurations(torch.cuda.is_available(), state["tiny"])
+    configs = configurations(cuda, state["tiny"])
     # compiling comes last: a cold compile may take the rest of the phase
-    plan = [(0, "bf16"), (1, "bf16"), (1, "fused")] + ([(0, "compile"), (1, "compile")] if s["compile"] else [])
+    plan = [(0, "bf16"), (1, "bf16"), (1, "fused"), (0, "stacking")] + (
+        [(0, "compile"), (1, "compile")] if s["compile"] else [])
     record = {"rows": [], "mfu_reference": gemm or None, "skipped": [] if s["compile"] else [
         "eager vs compiled: not in --tiny (a CPU compile takes tens of seconds per model)"]}
     for i, name in plan:
-        (label, task, batch, _), (title, a, b) = configs[i], COMPARISONS[name]
+        (label, task, batch, _), (title, a, b) = configs[i], COMPARISONS.get(name, ("one by one vs stacked",) * 3)
+        until, row = time.monotonic() + deadline - time.time(), None
         if time.time() >= deadline:
             record["skipped"].append(f"{label}: {title}: no time left")
+        elif name == "stacking":  # on CUDA the paper preset's transformer (mdtheory.train.stacked)
+            row = {"comparison": title, **stacking_row(5, 5 * s["timing_steps"], state["tiny"], cuda, deadline=until)}
         else:
             flops[i] = flops.get(i) or float(task.build_model().flops_per_token(task.tokens_per_sequence))
-            record["rows"].append({"config": label, "comparison": title, **compare(
+            row = {"config": label, "comparison": title, **compare(
                 task, a, b, batch_size=batch, steps=s["timing_steps"], device="auto", pairs=5,
-                flops_per_token=flops[i], deadline=time.monotonic() + deadline - time.time(),
-                peak_flops=gemm.get("reference_flops"))})
-            print(f"timing {title}:\n{format_table(record['rows'][-1:], header=False)}")
+                flops_per_token=flops[i], deadline=until, peak_flops=gemm.get("reference_flops"))}
+        if row:
+            record["rows"].append(row)
+            print(f"timing {title}:\n{format_table([row], header=False)}")
         write_phase(state, "timing", record)
 
 
@@ -267,23 +275,25 @@ def parity_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tup
     """The parity paper preset's MD windows U[0,0.1..0.4] and the theory's
     U[0,t1*], U[0,1] and OS for each seed, trained by the parity runner."""
     from ..parity.presets import comparison, preset_paper
-    from ..parity.run import execute, run_status
+    from ..parity.run import execute_stack, stack_status, stacks
     from ..parity.summarize import summarize_root
 
     base = replace(preset_paper()[0], **s["parity"], group="gpu_check")
     specs = comparison(base, s["seeds"], objectives=("md", "os"))  # md_windows: the paper's, t1* and 1
 
-    def grid(steps: int, probing: bool = False) -> study.Study:
-        return study.Study("gpu_check parity grid", [replace(r, steps=steps, early_stop=not probing, eval_every=max(
-            1, steps // (2 if probing else 10))) for r in specs[:workers if probing else None]],
-            execute, run_status, local_gpus=True)
+    def grid(steps: int, probing: bool = False) -> study.Study:  # a job trains a stack of runs (--stack)
+        jobs = stacks([replace(r, steps=steps, early_stop=not probing, eval_every=max(
+            1, steps // (2 if probing else 10))) for r in specs], s["stack"])[:workers if probing else None]
+        return study.Study("gpu_check parity grid", jobs, execute_stack, stack_status,
+                           lambda root, job: root / "runs" / job.members[0].name, local_gpus=True)
 
     def final(g: study.Study) -> list[dict]:
         summarize_root(root)
         return [{"run": r.name, **{k: r.final.get(k) for k in ("step", "train_acc", "val_acc")}}
                 for r in read_runs(root / "runs")]
 
-    return {"runs_planned": len(specs), "seeds": list(s["seeds"])}, (grid, final)
+    return {"runs_planned": len(specs), "jobs_planned": len(stacks(specs, s["stack"])), "stack": s["stack"],
+            "seeds": list(s["seeds"])}, (grid, final)
 
 
 def lm_grid(s: dict, workers: int, root: Path, text_file: str | None) -> tuple:
@@ -355,7 +365,7 @@ def step_budget(probing: study.Study, root: Path, args, until: float, waves: int
 def phase_grids(state: dict) -> None:
     """The parity grid, then the LM sweep, each through its study's runner ``workers`` runs at a time and
     then its aggregator, for the steps its probe allows; two thirds of the time go to parity."""
-    s, workers, work = SIZES[state["tiny"]], state["workers"], Path(state["work"])
+    s, workers, work = {**SIZES[state["tiny"]], "stack": state["stack"]}, state["workers"], Path(state["work"])
     end = state["deadlines"]["grids"] - s["aggregate_s"]  # then aggregate what finished
     parser = argparse.ArgumentParser()
     study.add_arguments(parser)
@@ -373,7 +383,7 @@ def phase_grids(state: dict) -> None:
         try:
             report[kind]["steps"], report[kind]["probe"] = step_budget(
                 grid(s["probe_steps"], probing=True), work / "probes" / kind, args, until,
-                -(-report[kind]["runs_planned"] // workers), *s[f"{kind}_steps"])
+                -(-report[kind].get("jobs_planned", report[kind]["runs_planned"]) // workers), *s[f"{kind}_steps"])
         except Exception as exc:
             report[kind].update(status="skipped", reason=f"probe failed: {type(exc).__name__}: {exc}")
             continue
@@ -385,8 +395,9 @@ def phase_grids(state: dict) -> None:
                 report[kind]["cut"] = "at its deadline"
         except Exception as exc:  # a run failed: the others still count
             report[kind]["error"] = f"{type(exc).__name__}: {exc}"
-        unfinished = [r.name for r in g.specs if g.finished(g.run_dir(root, r), r) is None]
-        report[kind].update(unfinished=unfinished, runs_finished=len(g.specs) - len(unfinished))
+        left = [r for r in g.specs if g.finished(g.run_dir(root, r), r) is None]  # a stack: all its runs
+        report[kind].update(unfinished=[r.name for r in left], runs_finished=report[kind]["runs_planned"] - sum(
+            len(getattr(r, "members", (r,))) for r in left))
         try:
             report[kind]["final"] = final(g)
         except Exception as exc:

@@ -307,14 +307,16 @@ def preset_calibration() -> list[RunSpec]:
 
 
 def preset_paper() -> list[RunSpec]:
-    """The paper's (20,6) setup (GPU): nanoGPT-sized model, wd 0.1, 20k MD
-    steps per window, a long OS run. N and the width are not stated in the
-    paper; we use N = 5000 and a 6-layer, 384-wide, 6-head transformer."""
+    """The paper's (20,6) setup (GPU), seeds 0-2: nanoGPT-sized model, wd 0.1,
+    20k MD steps per window, a long OS run. N and the width are not stated in
+    the paper; we use N = 5000 and a 6-layer, 384-wide, 6-head transformer."""
     base = RunSpec(objective="md", n=20, k=6, train_size=5000, steps=20_000, n_layer=6, n_head=6,
                    n_embd=384, batch_size=256, eval_every=250, group="paper")
-    runs = [replace(base, t0=0.0, t1=t1) for t1 in (0.1, 0.2, 0.3, 0.4)]
-    runs.append(replace(base, t0=0.0, t1=round(best_t1_given_t0_zero(6), 3)))
-    runs.append(replace(base, objective="os", t0=None, t1=None, steps=400_000, eval_every=2000))
+    runs = []
+    for seed in range(3):
+        runs += [replace(base, seed=seed, t0=0.0, t1=t1) for t1 in (0.1, 0.2, 0.3, 0.4)]
+        runs.append(replace(base, seed=seed, t0=0.0, t1=round(best_t1_given_t0_zero(6), 3)))
+        runs.append(replace(base, seed=seed, objective="os", t0=None, t1=None, steps=400_000, eval_every=2000))
     return runs
 
 

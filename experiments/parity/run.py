@@ -1,6 +1,6 @@
 """Launch every run of a parity preset: ``python -m experiments.parity.run``.
 
-    python -m experiments.parity.run --preset NAME [--root DIR] [--patience P]
+    python -m experiments.parity.run --preset NAME [--root DIR] [--patience P] [--stack K]
         [--only PATTERN] [--list] [--jobs J] [--executor local|slurm] [--partition P]
         [--time MIN] [--gpus-per-run G] [--cpus-per-run C] [--array-parallelism A] [--no-progress]
 
@@ -29,6 +29,12 @@ A diverged run (the engine's TrainingDiverged) is recorded (status
 "diverged") and the sweep goes on. On a terminal one progress bar shows the
 sweep: runs done / total and the time left.
 PATTERN is a glob on run names (a plain word matches anywhere in the name).
+
+``--stack K`` trains up to K runs that differ only in seed and mask-rate
+window (and have the same budget) in one process, their models stacked
+and vmapped (mdtheory.train.stacked): each run's folder, statuses and
+resume are as above. It pays on a GPU, where one small model leaves the
+device idle; members resuming from different steps are trained apart.
 """
 from __future__ import annotations
 
@@ -161,7 +167,8 @@ def stacks(specs: list, size: int) -> list[Stack]:
         task, cfg = spec.configs()
         key = (replace(task, seed=0, sampler=""), replace(cfg, seed=0), spec.steps)
         groups.setdefault(repr(key), []).append(spec)
-    return [Stack(tuple(g[i:i + size])) for g in groups.values() for i in range(0, len(g), size)]
+    out = [Stack(tuple(g[i:i + size])) for g in groups.values() for i in range(0, len(g), size)]
+    return sorted(out, key=lambda stack: specs.index(stack.members[0]))  # size 1: the specs' own order
 
 
 def stack_status(run_dir: Path, stack: Stack) -> str | None:
@@ -186,6 +193,9 @@ def execute_stack(stack: Stack, root: str, patience: int = 2) -> tuple[str, str]
             step = int(load_checkpoint(out / "ckpt.pt")["step"]) if (out / "ckpt.pt").exists() else 0
             by_step.setdefault(step, []).append((spec, out, rule, rule_text))
     for group in by_step.values():
+        if len(group) == 1:  # a stack of one is a plain run
+            todo.append(group[0][0])
+            continue
         try:
             results = train_stacked(*zip(*[(*_train_configs(spec, out), _stop_rule(spec, out, rule, text))
                                            for spec, out, rule, text in group]))
