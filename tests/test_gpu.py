@@ -53,3 +53,23 @@ def test_gpu_check_info_phase_names_the_card_and_measures_bf16(tmp_path):
     info = json.loads((tmp_path / "phase_info.json").read_text())
     assert info["info"]["device"] and info["info"]["cuda_runtime"]
     assert info["gemm"]["reference"] == "bf16" and info["gemm"]["flops"]["bf16"] > 0
+
+
+@pytest.mark.gpu
+def test_stacked_runs_train_on_cuda_as_separate_runs_do(tmp_path):
+    # vmap over the transformer (attention included) under the engine's bf16 autocast: the stacked runs'
+    # records follow the separate runs' to bf16 round-off
+    from mdtheory.train.stacked import train_stacked
+
+    def setup(seed, kind):
+        task = ParityTask(ParityTaskConfig(n=8, k=2, train_size=192, val_size=64, sampler=f"window:0,{0.3 + seed / 5}",
+                                           n_layer=1, n_head=2, n_embd=32, seed=seed, tbins=0))
+        return task, TrainConfig(steps=20, batch_size=32, lr=3e-3, eval_every=10, ckpt_every=10, progress=False,
+                                 device="cuda", seed=seed, out_dir=str(tmp_path / kind / str(seed)))
+
+    stacked = train_stacked(*zip(*[setup(seed, "stacked") for seed in (0, 1)]))
+    for seed in (0, 1):
+        alone = train(*setup(seed, "alone"))
+        assert [r["step"] for r in stacked[seed].records] == [r["step"] for r in alone.records] == [0, 10, 20]
+        for a, b in zip(alone.records, stacked[seed].records):
+            assert b["loss"] == pytest.approx(a["loss"], rel=0.05)
