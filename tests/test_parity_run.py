@@ -124,3 +124,12 @@ def test_stack_flag_lists_members_and_refuses_zero(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(runner.main, ["--preset", "tiny", "--root", str(tmp_path), "--stack", "0"])
     assert exit_info.value.code == 2 and "--stack" in capsys.readouterr().err
+
+
+def test_the_runner_trains_stacks_through_submitit_and_counts_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(runner.PRESETS, "tiny", lambda: stacked_specs()[:3])
+    args = ["--preset", "tiny", "--root", str(tmp_path), "--stack", "3", "--jobs", "1", "--no-progress"]
+    assert runner.main(args) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "3 runs in 1 stacks: 2 complete, 1 early_stop"
+    assert runner.main(args) == 0  # nothing left: skipped
+    assert "3 runs in 1 stacks: 2 complete, 1 early_stop" in capsys.readouterr().out

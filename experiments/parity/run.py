@@ -44,6 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core per run: the machine i
 
 import argparse
 import sys
+from collections import Counter
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -242,6 +243,11 @@ def main(argv=None) -> int:
                            folder=lambda root, stack: Path(root) / "runs" / stack.members[0].name, local_gpus=True)
         args = argparse.Namespace(**{**vars(args), "only": None})
     study.run_study(runs, root, args)
+    if args.stack > 1:  # the runner counted stacks
+        counts = Counter(run_status(Path(root) / "runs" / m.name, m) or "unfinished"
+                         for stack in runs.specs for m in stack.members)
+        print(f"{sum(counts.values())} runs in {len(runs.specs)} stacks: "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     return 0
 
 
