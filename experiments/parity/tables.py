@@ -306,8 +306,9 @@ def batch_sentence(results: Path) -> str | None:
 
 
 def paper_mlp_sentence(results: Path) -> str | None:
-    """The paper's Fig. 5 setting: per arm, seeds reaching 0.90 / 0.99 and
-    KM medians; for runs trained past 0.99, the lowest held-out accuracy after."""
+    """The paper's Fig. 5 setting: per arm, seeds reaching 0.90 / 0.99, KM
+    medians and, for MD, the seed-paired tests against OS; for runs trained
+    past 0.99, the lowest held-out accuracy after."""
     cells, runs = (_root_table(results, "paper_mlp", n) for n in ("cells.csv", "summary.csv"))
     if cells is None or runs is None:
         return None
@@ -319,6 +320,10 @@ def paper_mlp_sentence(results: Path) -> str | None:
                 f"{int(r['reached'])}/{int(r['runs'])} 0.99 ({med('km_median_steps')})")
         if int(r.get("n_unfinished", 0)):
             text += f", {int(r['n_unfinished'])} still training"
+        if r["objective"] != "os" and pd.notna(r.get("paired_seeds")):  # seed-paired against OS
+            text += (f" (vs OS on {int(r['paired_seeds'])} seed pairs: McNemar $p={fmt_p(r['mcnemar_p_vs_os_90'])}$ "
+                     f"at 0.90 and ${fmt_p(r['mcnemar_p_vs_os_99'])}$ at 0.99, log-rank "
+                     f"$p={fmt_p(r['logrank_p_vs_os'])}$ at 0.99)")
         mine = runs[(runs["objective"] == r["objective"]) & ((runs["t1"] == r["t1"]) | runs["t1"].isna() & pd.isna(r["t1"]))]
         after = mine["min_val_after_99"].dropna()
         if len(after):
