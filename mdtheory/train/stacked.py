@@ -168,11 +168,12 @@ class _StackedLoop:
         """Copy the stacked weights and AdamW state back into each run's own."""
         own_params = [dict(run.raw_model.named_parameters()) for run in runs]
         for g, group in enumerate(self.names):
+            for run in runs:
+                run.optimizer.param_groups[g]["lr"] = self.optimizer.param_groups[g]["lr"]
             for j, name in enumerate(group):
                 state = self.optimizer.state.get(self.params[name], {})
                 for i, run in enumerate(runs):
                     own_params[i][name].copy_(self.params[name][i])
-                    run.optimizer.param_groups[g]["lr"] = self.optimizer.param_groups[g]["lr"]
                     if state:
                         run.optimizer.state[run.optimizer.param_groups[g]["params"][j]] = {
                             k: v.clone() if v.dim() == 0 else v[i].clone() for k, v in state.items()}
