@@ -319,10 +319,11 @@ def paper_mlp_sentence(results: Path) -> str | None:
         text = (f"{what}: {int(r['reached_90'])}/{int(r['runs'])} reach 0.90 (KM median {med('km_median_steps_90')}), "
                 f"{int(r['reached'])}/{int(r['runs'])} 0.99 ({med('km_median_steps')})")
         if int(r.get("n_unfinished", 0)):
-            text += f", {int(r['n_unfinished'])} still training"
+            text += f", {int(r['n_unfinished'])} unfinished"
         tests = ("mcnemar_p_vs_os_90", "mcnemar_p_vs_os_99", "logrank_p_vs_os")
         if r["objective"] != "os" and all(pd.notna(r.get(c)) for c in ("paired_seeds", *tests)):  # paired with OS
-            text += (f" (vs OS on {int(r['paired_seeds'])} seed pairs: McNemar $p={fmt_p(r[tests[0]])}$ "
+            pairs = int(r["paired_seeds"])
+            text += (f" (vs OS on {pairs} seed pair{'s' * (pairs != 1)}: McNemar $p={fmt_p(r[tests[0]])}$ "
                      f"at 0.90 and ${fmt_p(r[tests[1]])}$ at 0.99, log-rank $p={fmt_p(r[tests[2]])}$ at 0.99)")
         mine = runs[(runs["objective"] == r["objective"]) & ((runs["t1"] == r["t1"]) | runs["t1"].isna() & pd.isna(r["t1"]))]
         after = mine["min_val_after_99"].dropna()
